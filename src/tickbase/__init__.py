@@ -1,0 +1,58 @@
+"""tickbase: a PostgreSQL-coordinated task system for market-data and quant platforms.
+
+Example::
+
+    import tickbase
+
+    app = tickbase.App()
+
+    @app.task(retries=3, timeout=30)
+    async def collect(symbol: str) -> dict:
+        ...
+
+    async with app:
+        handle = await collect.defer(symbol="BTCUSDT")
+        print(await handle.result(timeout=10))
+"""
+
+from tickbase.app import App, SyncClient, TaskFunction, TaskHandle
+from tickbase.errors import (
+    ConfigurationError,
+    DatabaseError,
+    InvalidTask,
+    InvalidTransition,
+    MigrationError,
+    ResultTimeout,
+    TaskFailed,
+    TaskNotFound,
+    TickbaseError,
+    UnknownTaskType,
+)
+from tickbase.queue.models import EnqueueRequest, Task, TaskEvent
+from tickbase.settings import Settings
+from tickbase.types import TaskStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConfigurationError",
+    "DatabaseError",
+    "EnqueueRequest",
+    "InvalidTask",
+    "InvalidTransition",
+    "MigrationError",
+    "ResultTimeout",
+    "Settings",
+    "SyncClient",
+    "Task",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskFunction",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskStatus",
+    "TickbaseError",
+    "UnknownTaskType",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from tickbase.cli import main
+
+main()

@@ -1,0 +1,464 @@
+"""The composition root: ``App`` wires settings, database, queue and workers.
+
+It is the only module that imports every block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.listener import Listener
+from tickbase.db.migrate import migrate
+from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
+from tickbase.errors import ResultTimeout, TaskFailed, TickbaseError
+from tickbase.queue.models import EnqueueRequest, Task
+from tickbase.queue.repository import TaskQueue
+from tickbase.settings import Settings, load_settings
+from tickbase.types import TaskStatus
+from tickbase.worker.builtins import register_builtins
+from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
+from tickbase.worker.worker import CONCURRENCY_DEFAULT, Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class TaskHandle:
+    """A reference to an enqueued task.
+
+    Example::
+
+        handle = await fetch_bars.defer(symbol="ESZ5")
+        bars = await handle.result(timeout=10)
+    """
+
+    def __init__(self, app: App, task_id: int, *, created: bool = True) -> None:
+        self.app = app
+        self.id = task_id
+        self.created = created
+        """False when a dedupe key matched an unfinished task and that task was returned."""
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(id={self.id})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def get(self) -> Task:
+        """The task row as it is now."""
+        return await self.app.queue.get(self.id)
+
+    async def cancel(self) -> TaskStatus:
+        """Cancel the task (see :meth:`TaskQueue.cancel`)."""
+        return await self.app.queue.cancel(self.id)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to finish and return its result.
+
+        Woken by NOTIFY when the task ends (no polling while the listener is
+        up; a slow poll covers a lost notification). Raises :class:`TaskFailed`
+        when the task failed or was cancelled, :class:`ResultTimeout` when
+        ``timeout`` seconds pass first.
+        """
+        return await self.app._await_result(self.id, timeout)
+
+
+class TaskFunction(Generic[P, R]):
+    """A function registered as a task type; call it directly or ``defer`` it.
+
+    Example::
+
+        @app.task(queue="marketdata", retries=3, timeout=30)
+        async def collect(symbol: str) -> dict: ...
+
+        handle = await collect.defer(symbol="BTCUSDT")
+    """
+
+    def __init__(self, app: App, definition: TaskDefinition) -> None:
+        self.app = app
+        self.definition = definition
+        functools.update_wrapper(self, definition.func)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.definition.func(*args, **kwargs)
+        return result
+
+    def request(self, kwargs: Mapping[str, Any]) -> EnqueueRequest:
+        """The enqueue request for these kwargs.
+
+        Keys that the handler does not accept and that name an enqueue option
+        (``queue``, ``priority``, ``delay``, ``run_at``, ``dedupe_key``,
+        ``request_id``, ``concurrency_key``, ``max_attempts``, ``retry_delay``,
+        ``timeout``) set that option; every other key is payload.
+        """
+        definition = self.definition
+        options: dict[str, Any] = {}
+        payload: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key in ENQUEUE_OPTIONS and key not in definition.parameters:
+                options[key] = value
+            else:
+                payload[key] = value
+        return EnqueueRequest(
+            definition.name,
+            payload,
+            queue=options.pop("queue", definition.queue),
+            priority=options.pop("priority", definition.priority),
+            max_attempts=options.pop("max_attempts", definition.max_attempts),
+            retry_delay=options.pop("retry_delay", definition.retry_delay),
+            timeout=options.pop("timeout", definition.timeout),
+            **options,
+        )
+
+    async def defer(self, **kwargs: Any) -> TaskHandle:
+        """Enqueue one task with ``kwargs`` as payload; return its handle."""
+        [handle] = await self.app.enqueue_many([self.request(kwargs)])
+        return handle
+
+    async def defer_many(self, kwargs_list: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
+        """Enqueue many tasks in one statement; return their handles in order."""
+        return await self.app.enqueue_many([self.request(kwargs) for kwargs in kwargs_list])
+
+    def defer_sync(self, **kwargs: Any) -> TaskHandle:
+        """``defer`` for synchronous code (no running event loop needed)."""
+        return self.app.sync.enqueue(self.request(kwargs))
+
+
+class App:
+    """A tickbase application: task definitions plus a connection to the database.
+
+    Example::
+
+        app = tickbase.App()            # DATABASE_URL, else the embedded server
+
+        @app.task(retries=2)
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        async with app:
+            handle = await add.defer(a=1, b=2)
+            assert await handle.result(timeout=10) == 3
+    """
+
+    def __init__(
+        self, database_url: str | None = None, *, settings: Settings | None = None
+    ) -> None:
+        self.settings = settings or load_settings(database_url=database_url)
+        if database_url is not None:
+            self.settings = self.settings.model_copy(update={"database_url": database_url})
+        self.registry = Registry()
+        register_builtins(self.registry)
+        self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._queue: TaskQueue | None = None
+        self._listener: Listener | None = None
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._sync: SyncClient | None = None
+        self.url: str | None = None
+        self.started_server = False
+
+    # ---- definitions -----------------------------------------------------------
+
+    @overload
+    def task(
+        self,
+        func: Callable[P, R],
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+    ) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+    def task(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
+        """Register an async or sync function as a task type.
+
+        ``name`` is the task type (default ``module.function``); ``retries`` is
+        how many times a failure is retried (so attempts = retries + 1), with
+        exponential backoff from ``retry_delay`` seconds; ``timeout`` bounds one
+        attempt, in seconds.
+        """
+
+        def register(function: Callable[P, R]) -> TaskFunction[P, R]:
+            definition = TaskDefinition(
+                name or f"{function.__module__}.{function.__qualname__}",
+                function,
+                queue=queue,
+                priority=priority,
+                retries=retries,
+                retry_delay=retry_delay,
+                timeout=timeout,
+            )
+            self.registry.add(definition)
+            return TaskFunction(self, definition)
+
+        return register(func) if func is not None else register
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConn]:
+        if self._pool is None:
+            raise TickbaseError("the app is not open: use `async with app:` first")
+        return self._pool
+
+    @property
+    def queue(self) -> TaskQueue:
+        if self._queue is None:
+            raise TickbaseError("the app is not open: use `async with app:` first")
+        return self._queue
+
+    async def open(self, *, apply_migrations: bool = True) -> None:
+        """Connect (starting the embedded server if needed) and migrate."""
+        if self._pool is not None:
+            return
+        url, self.started_server = await asyncio.to_thread(resolve_database_url, self.settings)
+        self.url = url
+        if apply_migrations:
+            conn = await connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+        pool = create_pool(url, max_size=self.settings.pool_max_size)
+        await pool.open(wait=True)
+        self._pool = pool
+        self._queue = TaskQueue(pool)
+
+    async def close(self) -> None:
+        """Close the listener and the pool. Safe to call twice."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+            self._queue = None
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def listener(self) -> Listener:
+        """The process's one LISTEN connection (created on first use)."""
+        if self._listener is None:
+            if self.url is None:
+                raise TickbaseError("the app is not open: use `async with app:` first")
+            self._listener = Listener(self.url)
+            self._listener.subscribe("tickbase_task_done", self._on_task_done, self._wake_waiters)
+        return self._listener
+
+    # ---- producing -------------------------------------------------------------
+
+    async def defer(
+        self, task_type: str, payload: Mapping[str, Any] | None = None, **options: Any
+    ) -> TaskHandle:
+        """Enqueue a task by type name (the handler may live in another process)."""
+        [handle] = await self.enqueue_many(
+            [EnqueueRequest(task_type, dict(payload or {}), **options)]
+        )
+        return handle
+
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], conn: AsyncConn | None = None
+    ) -> list[TaskHandle]:
+        """Enqueue prepared requests in one statement (optionally in ``conn``'s transaction)."""
+        rows = await self.queue.enqueue_many(requests, conn)
+        return [TaskHandle(self, task_id, created=created) for task_id, created in rows]
+
+    def handle(self, task_id: int) -> TaskHandle:
+        """A handle for an existing task id."""
+        return TaskHandle(self, task_id)
+
+    @property
+    def sync(self) -> SyncClient:
+        """A blocking client for synchronous programs (its own loop thread)."""
+        if self._sync is None:
+            self._sync = SyncClient(self)
+        return self._sync
+
+    # ---- results ---------------------------------------------------------------
+
+    async def _await_result(self, task_id: int, timeout: float | None) -> Any:
+        listener = self.listener
+        await listener.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(task_id, []).append(waiter)
+        try:
+            async with self.pool.connection() as conn:
+                status = await self.queue.mark_awaited(conn, task_id)
+            while status is not None:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeout(task_id, timeout or 0.0, str(status))
+                wait = self.settings.poll_interval
+                if remaining is not None:
+                    wait = min(wait, remaining)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), wait)
+                task = await self.queue.get(task_id)
+                status = None if task.status.is_final else task.status
+        finally:
+            waiters = self._waiters.get(task_id, [])
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(task_id, None)
+        task = await self.queue.get(task_id)
+        if task.status is TaskStatus.SUCCEEDED:
+            return task.result
+        raise TaskFailed(task_id, str(task.status), task.error)
+
+    def _on_task_done(self, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            for waiter in self._waiters.get(int(payload), ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _wake_waiters(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # ---- consuming -------------------------------------------------------------
+
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = CONCURRENCY_DEFAULT,
+    ) -> Worker:
+        """A worker over this app's registry, pool and listener (not yet running)."""
+        return Worker(
+            self.registry,
+            self.pool,
+            self.listener,
+            self.settings,
+            queues=queues,
+            concurrency=concurrency,
+        )
+
+    async def run_worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = CONCURRENCY_DEFAULT,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run a worker until ``stop`` is set (or forever)."""
+        worker = self.worker(queues=queues, concurrency=concurrency)
+        runner = asyncio.create_task(worker.run())
+        if stop is not None:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            worker.stop()
+            waiter.cancel()
+        await runner
+
+
+class SyncClient:
+    """Blocking front end over the async core, for synchronous programs.
+
+    Runs its own event loop in a daemon thread and the app's async code on it,
+    so there is one implementation of every operation.
+
+    Example::
+
+        client = app.sync
+        handle = client.enqueue(EnqueueRequest("tickbase.echo", {"x": 1}))
+        assert client.result(handle.id, timeout=10) == {"x": 1}
+    """
+
+    def __init__(self, app: App) -> None:
+        self._app = App(settings=app.settings)
+        self._app.registry = app.registry
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tickbase-sync", daemon=True
+        )
+        self._thread.start()
+        self._lock = threading.Lock()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _ensure_open(self) -> None:
+        with self._lock:
+            if self._app._pool is None:
+                self._call(self._app.open())
+
+    def enqueue(self, request: EnqueueRequest) -> TaskHandle:
+        """Enqueue one request; the handle's async methods belong to the client's loop."""
+        self._ensure_open()
+        [handle] = self._call(self._app.enqueue_many([request]))
+        return handle
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskHandle]:
+        """Enqueue many requests in one statement."""
+        self._ensure_open()
+        return self._call(self._app.enqueue_many(requests))
+
+    def result(self, task_id: int, timeout: float | None = None) -> Any:
+        """Block until the task finishes; see :meth:`TaskHandle.result`."""
+        self._ensure_open()
+        return self._call(self._app._await_result(task_id, timeout))
+
+    def get(self, task_id: int) -> Task:
+        self._ensure_open()
+        return self._call(self._app.queue.get(task_id))
+
+    def close(self) -> None:
+        """Close connections and stop the loop thread."""
+        with contextlib.suppress(RuntimeError):
+            self._call(self._app.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,26 @@
+"""The ``tickbase`` command line. Sub-apps live beside this file; heavy imports
+are made inside commands so that ``tickbase --help`` and a worker start fast."""
+
+from __future__ import annotations
+
+import typer
+
+from tickbase.cli import bench, db, tasks
+from tickbase.cli.run import register_run_commands
+
+cli = typer.Typer(
+    name="tickbase",
+    help="A PostgreSQL-coordinated task system for market-data and quant platforms.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.add_typer(db.cli, name="db")
+cli.add_typer(tasks.cli, name="tasks")
+cli.add_typer(bench.cli, name="bench")
+register_run_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,87 @@
+"""Shared CLI plumbing: settings from flags/env, running async commands, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import typer
+
+from tickbase.cli.render import fail
+from tickbase.errors import TickbaseError
+
+T = TypeVar("T")
+
+DatabaseUrlOption = typer.Option(
+    None,
+    "--database-url",
+    envvar="DATABASE_URL",
+    help="PostgreSQL URL (else the embedded server).",
+    show_envvar=True,
+)
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+AppOption = typer.Option(
+    None,
+    "--app",
+    envvar="TICKBASE_APP",
+    show_envvar=True,
+    help="Your task definitions, as module:attribute (an App).",
+)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop when available; turn tickbase errors into exit 1."""
+    try:
+        return _run_loop(coro)
+    except TickbaseError as exc:
+        fail(str(exc))
+
+
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
+    return result
+
+
+def load_app(spec: str | None, database_url: str | None) -> Any:
+    """The user's App from ``module:attr``, or a fresh App with the built-in tasks."""
+    from tickbase.app import App
+
+    if not spec:
+        return App(database_url)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        fail(f"--app must look like module:attribute, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        fail(f"cannot import {module_name!r} for --app: {exc}")
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        fail(f"{spec!r} is not a tickbase.App (got {type(app).__name__})")
+    if database_url:
+        app.settings = app.settings.model_copy(update={"database_url": database_url})
+    return app
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("psycopg").setLevel(logging.WARNING)
+
+
+async def with_app(
+    database_url: str | None, body: Callable[[Any], Awaitable[T]], spec: str | None = None
+) -> T:
+    """Open an App for the duration of ``body(app)``."""
+    app = load_app(spec, database_url)
+    async with app:
+        return await body(app)

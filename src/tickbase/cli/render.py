@@ -1,0 +1,74 @@
+"""Output for the CLI: Rich tables for people, one JSON document for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATUS_STYLES = {
+    "pending": "cyan",
+    "running": "yellow",
+    "retrying": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "dim",
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (no Rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(value, default=_default, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A Rich table; ``status`` columns are coloured."""
+    out = Table(title=title, header_style="bold")
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    status_index = columns.index("status") if "status" in columns else -1
+    for row in rows:
+        cells = []
+        for index, cell in enumerate(row):
+            text = _cell(cell)
+            if index == status_index:
+                text = f"[{STATUS_STYLES.get(text, 'white')}]{text}[/]"
+            cells.append(text)
+        out.add_row(*cells)
+    console.print(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, default=_default, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return str(value)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error to stderr and exit."""
+    import typer
+
+    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

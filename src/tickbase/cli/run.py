@@ -1,0 +1,187 @@
+"""Long-running roles (``up``, ``worker``) and ``enqueue``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from typing import Any
+
+import typer
+
+from tickbase.cli.common import (
+    AppOption,
+    DatabaseUrlOption,
+    JsonOption,
+    configure_logging,
+    load_app,
+    run,
+)
+from tickbase.cli.render import console, fail, print_json
+from tickbase.errors import TickbaseError
+
+PRUNE_INTERVAL = 3600.0  # seconds between maintenance passes of `tickbase up`
+PRUNE_RETENTION_DAYS = 7.0
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _parse_queues(queues: str | None) -> list[str] | None:
+    if not queues:
+        return None
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    from tickbase.queue.models import QUEUE_NAME
+
+    for name in names:
+        if not QUEUE_NAME.match(name):
+            fail(f"invalid queue name {name!r}: use letters, digits or _ . : -")
+    return names
+
+
+def register_run_commands(cli: typer.Typer) -> None:
+    """Add ``up``, ``worker`` and ``enqueue`` to the root CLI."""
+
+    @cli.command()
+    def worker(
+        app_spec: str | None = AppOption,
+        queues: str | None = typer.Option(
+            None,
+            "--queues",
+            "-q",
+            envvar="TICKBASE_QUEUES",
+            help="Comma-separated queues (default: all).",
+        ),
+        concurrency: int = typer.Option(
+            10,
+            "--concurrency",
+            "-c",
+            min=1,
+            max=10_000,
+            envvar="TICKBASE_CONCURRENCY",
+            help="Handlers running at once.",
+        ),
+        database_url: str | None = DatabaseUrlOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Run a worker until SIGTERM/SIGINT; running tasks get a grace period."""
+        configure_logging(verbose)
+        queue_names = _parse_queues(queues)
+        app = load_app(app_spec, database_url)
+
+        async def body() -> None:
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
+            async with app:
+                await app.run_worker(queues=queue_names, concurrency=concurrency, stop=stop)
+
+        run(body())
+
+    @cli.command()
+    def up(
+        app_spec: str | None = AppOption,
+        concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
+        database_url: str | None = DatabaseUrlOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Run everything in one process: database, migrations, worker, maintenance."""
+        configure_logging(verbose)
+        app = load_app(app_spec, database_url)
+
+        async def body() -> None:
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
+            try:
+                async with app:
+                    where = "embedded PostgreSQL" if not app.settings.database_url else "PostgreSQL"
+                    console.print(f"[bold]tickbase up[/]: {where} at {app.url}")
+                    console.print(
+                        f"worker: all queues, concurrency {concurrency}; "
+                        f"task types: {', '.join(app.registry.names())}"
+                    )
+                    console.print("press Ctrl-C to stop")
+                    maintenance = asyncio.create_task(_maintenance(app, stop))
+                    await app.run_worker(concurrency=concurrency, stop=stop)
+                    maintenance.cancel()
+            finally:
+                if app.started_server:
+                    from tickbase.db.embedded import EmbeddedServer
+
+                    await asyncio.to_thread(EmbeddedServer(app.settings.home).stop)
+                    console.print("stopped the embedded PostgreSQL this process started")
+
+        run(body())
+
+    @cli.command()
+    def enqueue(
+        task_type: str = typer.Argument(..., help="Task type, e.g. tickbase.echo."),
+        payload: str = typer.Option(
+            "{}", "--payload", "-p", help="JSON object: the task's kwargs."
+        ),
+        queue: str = typer.Option("default", "--queue"),
+        priority: int = typer.Option(0, "--priority", help="0 runs first; up to 1000."),
+        delay: float | None = typer.Option(None, "--delay", help="Seconds before it may run."),
+        run_at: str | None = typer.Option(None, "--run-at", help="ISO 8601 time with zone."),
+        retries: int = typer.Option(0, "--retries", min=0),
+        timeout: float | None = typer.Option(None, "--timeout", help="Seconds per attempt."),
+        dedupe_key: str | None = typer.Option(None, "--dedupe-key"),
+        database_url: str | None = DatabaseUrlOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Enqueue one task and print its id."""
+        from datetime import datetime
+
+        from tickbase.queue.models import EnqueueRequest
+
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            fail(f"invalid payload: not valid JSON ({exc})")
+        when = None
+        if run_at is not None:
+            try:
+                when = datetime.fromisoformat(run_at)
+            except ValueError:
+                fail(f"invalid run_at {run_at!r}: not an ISO 8601 time")
+        try:
+            request = EnqueueRequest(
+                task_type,
+                data,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                run_at=when,
+                max_attempts=retries + 1,
+                timeout=timeout,
+                dedupe_key=dedupe_key,
+            )
+        except TickbaseError as exc:
+            fail(str(exc))
+
+        async def body() -> Any:
+            app = load_app(None, database_url)
+            async with app:
+                [handle] = await app.enqueue_many([request])
+                return handle
+
+        handle = run(body())
+        if as_json:
+            print_json({"id": handle.id, "created": handle.created})
+        else:
+            verb = "enqueued" if handle.created else "already queued (dedupe key)"
+            console.print(f"{verb}: task {handle.id}")
+
+
+async def _maintenance(app: Any, stop: asyncio.Event) -> None:
+    """Hourly pruning of old finished tasks (the scheduler will own this)."""
+    while not stop.is_set():
+        removed = await app.queue.prune(older_than_days=PRUNE_RETENTION_DAYS)
+        if removed:
+            console.print(f"pruned {removed} finished tasks older than {PRUNE_RETENTION_DAYS} days")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PRUNE_INTERVAL)

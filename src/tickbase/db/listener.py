@@ -1,0 +1,145 @@
+"""One LISTEN connection per process, fanned out to in-memory subscribers.
+
+Overview
+    PostgreSQL delivers a NOTIFY to every connection that LISTENs on its
+    channel. Rather than one listening connection per consumer, a process owns
+    one :class:`Listener`; consumers subscribe to a channel with a callback.
+
+Failure cases
+    A NOTIFY sent while the connection is down is lost for good. So when the
+    connection drops, the listener reconnects with backoff, LISTENs again on
+    every channel, and then calls each subscriber's ``on_reconnect`` so it can
+    re-poll whatever it may have missed. Consumers never rely on notifications
+    alone: each also has a slow poll (``TICKBASE_POLL_INTERVAL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from tickbase.db.pool import AsyncConn, connect
+
+logger = logging.getLogger("tickbase.listener")
+
+NotifyCallback = Callable[[str], None]
+ReconnectCallback = Callable[[], None]
+RECONNECT_BACKOFF_MAX = 5.0  # seconds
+CHANNEL_REFRESH_SECONDS = 0.5
+
+
+class Listener:
+    """Subscribe callbacks to PostgreSQL channels over one connection.
+
+    Example::
+
+        listener = Listener(url)
+        listener.subscribe("tickbase_enqueued", on_notify, on_reconnect=wake)
+        await listener.start()
+        ...
+        await listener.stop()
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._callbacks: dict[str, list[NotifyCallback]] = defaultdict(list)
+        self._reconnect_callbacks: list[ReconnectCallback] = []
+        self._conn: AsyncConn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listening: set[str] = set()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    def subscribe(
+        self,
+        channel: str,
+        callback: NotifyCallback,
+        on_reconnect: ReconnectCallback | None = None,
+    ) -> Callable[[], None]:
+        """Call ``callback(payload)`` for each NOTIFY on ``channel``; returns an unsubscribe."""
+        self._callbacks[channel].append(callback)
+        if on_reconnect is not None:
+            self._reconnect_callbacks.append(on_reconnect)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks[channel].remove(callback)
+            if on_reconnect is not None:
+                with contextlib.suppress(ValueError):
+                    self._reconnect_callbacks.remove(on_reconnect)
+
+        return unsubscribe
+
+    async def start(self) -> None:
+        """Connect and start listening; returns once LISTEN is in place."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tickbase-listener")
+        await self.connected.wait()
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection. Safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._close()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while True:
+            try:
+                conn = await connect(self._url)
+                self._conn = conn
+                self._listening = set()
+                await self._listen_new_channels(conn)
+                self.connected.set()
+                backoff = 0.1
+                if not first:
+                    self.reconnects += 1
+                    logger.info("listener reconnected; subscribers re-poll")
+                    for callback in list(self._reconnect_callbacks):
+                        callback()
+                first = False
+                while True:
+                    # The timeout only bounds how long a channel subscribed later
+                    # waits for its LISTEN: the connection cannot run LISTEN while
+                    # notifies() holds it. Notifications themselves arrive at once.
+                    async for notify in conn.notifies(timeout=CHANNEL_REFRESH_SECONDS):
+                        self._dispatch(notify.channel, notify.payload)
+                    if conn.closed:
+                        raise psycopg.OperationalError("listener connection closed")
+                    await self._listen_new_channels(conn)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                self.connected.clear()
+                logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
+            await self._close()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+
+    async def _listen_new_channels(self, conn: AsyncConn) -> None:
+        for channel in [c for c in self._callbacks if c not in self._listening]:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            self._listening.add(channel)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        for callback in list(self._callbacks.get(channel, ())):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("listener callback failed on %s", channel)
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()

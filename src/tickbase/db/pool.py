@@ -1,0 +1,68 @@
+"""Connections: resolving the server, the async pool, and JSON adaptation.
+
+JSON columns are decoded with orjson: payloads and results cross this boundary
+once per task, so the decoder is on the hot path. Payloads are encoded by the
+queue block itself (it must refuse what JSON cannot hold), and sent as text.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.embedded import EmbeddedServer
+from tickbase.settings import Settings
+
+AsyncConn = psycopg.AsyncConnection[Any]
+
+
+def resolve_database_url(settings: Settings) -> tuple[str, bool]:
+    """The URL to use and whether this call started the embedded server.
+
+    ``DATABASE_URL`` wins; without it the embedded server of ``TICKBASE_HOME``
+    is started (or reused).
+    """
+    if settings.database_url:
+        return settings.database_url, False
+    return EmbeddedServer(settings.home).ensure_running()
+
+
+def configure_connection(conn: psycopg.BaseConnection[Any]) -> None:
+    """Adapt one connection: JSON via orjson."""
+    set_json_loads(orjson.loads, context=conn)
+
+
+async def _configure(conn: AsyncConn) -> None:
+    configure_connection(conn)
+
+
+def create_pool(
+    url: str, *, max_size: int = 10, min_size: int = 1, name: str = "tickbase"
+) -> AsyncConnectionPool[AsyncConn]:
+    """An async pool, not yet opened (``await pool.open()``, or ``async with``)."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        configure=_configure,
+        kwargs={
+            "autocommit": True,
+            "application_name": f"{name}:{os.getpid()}",
+        },
+        name=name,
+    )
+
+
+async def connect(url: str, *, autocommit: bool = True) -> AsyncConn:
+    """One configured connection outside any pool (listener, migrations, CLI)."""
+    conn = await psycopg.AsyncConnection.connect(
+        url, autocommit=autocommit, application_name=f"tickbase:{os.getpid()}"
+    )
+    configure_connection(conn)
+    return conn

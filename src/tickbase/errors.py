@@ -1,0 +1,119 @@
+"""The tickbase error tree.
+
+Every error tickbase raises on purpose derives from :class:`TickbaseError`.
+Where a builtin fits, the error also subclasses it, so ``except ValueError``
+keeps working for callers who do not know tickbase::
+
+    TickbaseError
+    ├── ConfigurationError (ValueError)      bad setting, bad CLI flag
+    ├── DatabaseError                        server cannot be reached / started
+    │   └── MigrationError                   schema older/newer than the code, edited migration
+    ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
+    ├── TaskNotFound (LookupError)           no task with that id
+    ├── InvalidTransition                    the task is not in a state that allows the change
+    ├── UnknownTaskType (LookupError)        no handler registered for a task type
+    └── TaskFailed                           ``handle.result()`` on a task that failed/was cancelled
+        └── ResultTimeout (TimeoutError)     ``handle.result(timeout=...)`` ran out of time
+
+Messages name the offending value and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+class TickbaseError(Exception):
+    """Base class of every error tickbase raises on purpose."""
+
+
+class ConfigurationError(TickbaseError, ValueError):
+    """A setting or option has a value tickbase cannot use."""
+
+
+class DatabaseError(TickbaseError):
+    """The database cannot be reached, started or used."""
+
+
+class MigrationError(DatabaseError):
+    """The schema and the code disagree (missing, newer or edited migrations)."""
+
+
+class InvalidTask(TickbaseError, ValueError):
+    """An enqueue request was refused; nothing was stored.
+
+    ``field`` names the offending field, ``value`` holds what was given.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class TaskNotFound(TickbaseError, LookupError):
+    """No task has the given id."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} does not exist")
+
+
+class InvalidTransition(TickbaseError):
+    """The task's current state does not allow the requested change."""
+
+    def __init__(self, task_id: int, status: str, action: str) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.action = action
+        super().__init__(f"cannot {action} task {task_id}: it is {status}")
+
+
+class UnknownTaskType(TickbaseError, LookupError):
+    """No handler is registered for a task type."""
+
+    def __init__(self, task_type: str, known: Iterable[str] = ()) -> None:
+        self.task_type = task_type
+        message = f"no handler registered for task type {task_type}"
+        close = difflib.get_close_matches(task_type, list(known), n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        super().__init__(message)
+
+
+class TaskFailed(TickbaseError):
+    """The awaited task ended without success.
+
+    ``status`` is ``failed`` or ``cancelled``; ``error`` holds the stored error
+    (``{"type", "message", "traceback"}``) when there is one.
+    """
+
+    def __init__(self, task_id: int, status: str, error: dict[str, Any] | None) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.error = error
+        detail = ""
+        if error:
+            detail = f": {error.get('type', 'Error')}: {error.get('message', '')}"
+        super().__init__(f"task {task_id} {status}{detail}")
+
+
+class ResultTimeout(TaskFailed, TimeoutError):
+    """The task did not finish within the time ``result()`` was given."""
+
+    def __init__(self, task_id: int, timeout: float, status: str) -> None:
+        self.timeout = timeout
+        TickbaseError.__init__(
+            self, f"task {task_id} did not finish within {timeout:g} s (it is {status})"
+        )
+        self.task_id = task_id
+        self.status = status
+        self.error = None
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

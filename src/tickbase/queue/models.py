@@ -1,0 +1,235 @@
+"""Task rows as Python values, and the validated form of an enqueue request."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from tickbase.errors import InvalidTask
+from tickbase.types import TaskStatus
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+PRIORITY_MIN, PRIORITY_MAX = 0, 1000
+TASK_TYPE_MAX = 200
+KEY_MAX = 200
+DEFAULT_QUEUE = "default"
+
+_strict_json = json.JSONEncoder(
+    allow_nan=False, ensure_ascii=False, separators=(",", ":"), check_circular=True
+).encode
+# No datetimes, dataclasses or subclasses turned silently into strings/objects:
+# a payload must be plain JSON, so that what a handler receives is what was sent.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def encode_json(value: Any, field_name: str) -> str:
+    """JSON text of ``value``, or :class:`InvalidTask` naming what JSON cannot hold.
+
+    NaN and infinities are refused (JSON has no such numbers; silently storing
+    ``null`` would corrupt the value), as are non-string keys, datetimes and any
+    object that is not a dict, list, str, int, float, bool or None.
+    """
+    try:
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS)
+        if b"null" in text:
+            # orjson writes NaN/Infinity as null; only the strict encoder can tell
+            # a real None from a non-finite float, so it checks these rare cases.
+            _strict_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTask(field_name, value, f"not JSON-encodable ({exc})") from None
+    return text.decode()
+
+
+@dataclass(slots=True)
+class EnqueueRequest:
+    """One task to enqueue, validated on construction.
+
+    Example::
+
+        EnqueueRequest("tickbase.echo", {"x": 1}, queue="default", priority=0)
+    """
+
+    task_type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    run_at: datetime | None = None
+    delay: float | None = None
+    max_attempts: int = 1
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    dedupe_key: str | None = None
+    request_id: str | None = None
+    concurrency_key: str | None = None
+    notify_finish: bool = False
+    payload_json: str = field(init=False, repr=False, default="")
+
+    def __post_init__(self) -> None:
+        if self.task_type in _VALID_NAMES and self.queue in _VALID_QUEUES:
+            pass
+        elif not isinstance(self.task_type, str) or not 0 < len(self.task_type) <= TASK_TYPE_MAX:
+            raise InvalidTask(
+                "task type", self.task_type, f"must be a string of 1 to {TASK_TYPE_MAX} characters"
+            )
+        elif not isinstance(self.queue, str) or not QUEUE_NAME.match(self.queue):
+            raise InvalidTask(
+                "queue name",
+                self.queue,
+                "use 1 to 64 letters, digits or the characters _ . : -",
+            )
+        else:
+            _remember(self.task_type, self.queue)
+        if (
+            not isinstance(self.priority, int)
+            or isinstance(self.priority, bool)
+            or not PRIORITY_MIN <= self.priority <= PRIORITY_MAX
+        ):
+            raise InvalidTask(
+                "priority",
+                self.priority,
+                f"must be an integer from {PRIORITY_MIN} (runs first) to {PRIORITY_MAX}",
+            )
+        if not isinstance(self.payload, dict):
+            raise InvalidTask("payload", self.payload, "must be a JSON object (a dict of kwargs)")
+        self.payload_json = encode_json(self.payload, "payload")
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime):
+                raise InvalidTask("run_at", self.run_at, "must be a datetime")
+            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
+                raise InvalidTask(
+                    "run_at", self.run_at, "must be timezone-aware (e.g. datetime.now(UTC))"
+                )
+            if self.delay is not None:
+                raise InvalidTask("delay", self.delay, "give either run_at or delay, not both")
+        if self.delay is not None:
+            _check_number("delay", self.delay, minimum=0)
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise InvalidTask("max_attempts", self.max_attempts, "must be an integer >= 1")
+        _check_number("retry_delay", self.retry_delay, minimum=0)
+        if self.timeout is not None:
+            _check_number("timeout", self.timeout, minimum=0, exclusive=True)
+        for name in ("dedupe_key", "request_id", "concurrency_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= KEY_MAX):
+                raise InvalidTask(name, value, f"must be a string of 1 to {KEY_MAX} characters")
+
+
+# Names already validated: most batches repeat a few task types and queues.
+_VALID_NAMES: set[str] = set()
+_VALID_QUEUES: set[str] = {DEFAULT_QUEUE}
+_VALID_CACHE_MAX = 10_000
+
+
+def _remember(task_type: str, queue: str) -> None:
+    if len(_VALID_NAMES) < _VALID_CACHE_MAX:
+        _VALID_NAMES.add(task_type)
+        _VALID_QUEUES.add(queue)
+
+
+def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < minimum
+        or (exclusive and value == minimum)
+    ):
+        relation = ">" if exclusive else ">="
+        raise InvalidTask(name, value, f"must be a finite number {relation} {minimum:g}")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A row of ``tickbase.tasks``."""
+
+    id: int
+    task_type: str
+    queue: str
+    priority: int
+    status: TaskStatus
+    payload: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    max_attempts: int
+    retry_delay: float
+    timeout: float | None
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    node_id: str | None
+    request_id: str | None
+    dedupe_key: str | None
+    concurrency_key: str | None
+    schedule_id: int | None
+    fire_at: datetime | None
+    workflow_run_id: int | None
+    step: str | None
+    progress: Any
+    cancel_requested: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        """Build from a dict row of ``SELECT * FROM tickbase.tasks``."""
+        return cls(
+            **{name: row[name] for name in _TASK_FIELDS if name != "status"},
+            status=TaskStatus(row["status"]),
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, when both are known."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (times as ISO 8601)."""
+        out: dict[str, Any] = {}
+        for name in _TASK_FIELDS:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["status"] = str(self.status)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """A row of ``tickbase.task_events``."""
+
+    task_id: int
+    at: datetime
+    event: str
+    node_id: str | None
+    detail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """What a worker needs to run one claimed task."""
+
+    id: int
+    task_type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+
+
+_TASK_FIELDS = tuple(name for name in Task.__dataclass_fields__)

@@ -1,0 +1,336 @@
+"""Typed async functions over the queue's named statements.
+
+Rows become models here and nowhere else; psycopg errors become domain errors
+here and nowhere else. Hot-path statements (claim, finish) are sent prepared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.pool import AsyncConn
+from tickbase.db.sqlfile import load_queries
+from tickbase.errors import InvalidTask, InvalidTransition, TaskNotFound
+from tickbase.queue.models import DEFAULT_QUEUE, ClaimedTask, EnqueueRequest, Task, TaskEvent
+from tickbase.types import TaskStatus
+
+Q = load_queries("tickbase.queue")
+
+# Map a violated constraint to the request field it guards (the Python checks
+# come first; these catch callers that write rows through SQL of their own).
+_CONSTRAINT_FIELDS = {
+    "tasks_queue_valid": "queue name",
+    "tasks_priority_range": "priority",
+    "tasks_task_type_valid": "task type",
+    "tasks_timeout_valid": "timeout",
+    "tasks_retry_delay_valid": "retry_delay",
+    "tasks_attempts_valid": "max_attempts",
+}
+
+Outcome = tuple[int, int, str, str | None, str | None]
+"""(task id, attempt, outcome, result JSON, error JSON) reported by a worker."""
+
+
+class TaskQueue:
+    """The queue's operations over a connection pool.
+
+    Example::
+
+        queue = TaskQueue(pool)
+        [(task_id, created)] = await queue.enqueue_many([EnqueueRequest("tickbase.noop")])
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConn]) -> None:
+        self.pool = pool
+
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], conn: AsyncConn | None = None
+    ) -> list[tuple[int, bool]]:
+        """Insert every request in one statement; return ``(id, created)`` per request.
+
+        ``created`` is ``False`` when the request's dedupe key is held by an
+        unfinished task: that task's id is returned instead of a new one.
+        """
+        if not requests:
+            return []
+        if conn is not None:
+            return await _enqueue(conn, requests)
+        async with self.pool.connection() as pooled:
+            return await _enqueue(pooled, requests)
+
+    async def claim(
+        self,
+        conn: AsyncConn,
+        *,
+        node_id: str,
+        limit: int,
+        queues: Sequence[str] | None,
+        lease_seconds: float,
+    ) -> list[ClaimedTask]:
+        """Claim up to ``limit`` due tasks for ``node_id``."""
+        params = {
+            "node_id": node_id,
+            "limit": limit,
+            "queues": list(queues) if queues else None,
+            "lease_seconds": lease_seconds,
+        }
+        query = Q["task_claim_queues"] if queues else Q["task_claim"]
+        cursor = await conn.execute(query, params, prepare=True)
+        return [ClaimedTask(*row) for row in await cursor.fetchall()]
+
+    async def next_run_at(self, conn: AsyncConn, queues: Sequence[str] | None) -> datetime | None:
+        """When the next waiting (not yet due) task becomes due."""
+        cursor = await conn.execute(
+            Q["task_next_run_at"], {"queues": list(queues) if queues else None}, prepare=True
+        )
+        row = await cursor.fetchone()
+        return row[0] if row else None
+
+    async def finish_many(self, conn: AsyncConn, node_id: str, outcomes: Sequence[Outcome]) -> int:
+        """Record a batch of outcomes in one statement; return how many were accepted."""
+        ids, attempts, kinds, results, errors = zip(*outcomes, strict=True)
+        cursor = await conn.execute(
+            Q["task_finish_many"],
+            {
+                "node_id": node_id,
+                "ids": list(ids),
+                "attempts": list(attempts),
+                "outcomes": list(kinds),
+                "results": list(results),
+                "errors": list(errors),
+            },
+            prepare=False,
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def heartbeat(
+        self, conn: AsyncConn, node_id: str, ids: Sequence[int], lease_seconds: float
+    ) -> list[tuple[int, bool]]:
+        """Renew leases; return ``(id, lost)`` for tasks to stop (cancel requested or lost)."""
+        cursor = await conn.execute(
+            Q["task_heartbeat"],
+            {"node_id": node_id, "ids": list(ids), "lease_seconds": lease_seconds},
+            prepare=True,
+        )
+        return [(row[0], row[2]) for row in await cursor.fetchall()]
+
+    async def rescue_expired(
+        self, *, node_id: str | None = None, now: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[int, str]]:
+        """Re-queue or fail running tasks whose lease expired; return ``(id, new status)``."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["task_rescue_expired"], {"node_id": node_id, "now": now, "limit": limit}
+            )
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def cancel(self, task_id: int, *, reason: str | None = None) -> TaskStatus:
+        """Cancel a task; return its status after the call.
+
+        Pending and retrying tasks end ``cancelled`` at once; a running task stays
+        ``running`` with ``cancel_requested`` until its handler stops.
+        """
+        detail = None if reason is None else f'{{"reason": {_json_string(reason)}}}'
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["task_cancel"], {"id": task_id, "detail": detail})
+            row = await cursor.fetchone()
+        previous, status = (row[0], row[1]) if row else (None, None)
+        if previous is None:
+            raise TaskNotFound(task_id)
+        if status is None:
+            raise InvalidTransition(task_id, previous, "cancel")
+        return TaskStatus(status)
+
+    async def retry(self, task_id: int) -> int:
+        """Enqueue a copy of a failed or cancelled task; return the new task's id."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(Q["task_retry"], {"id": task_id})).fetchone()
+            if row is not None:
+                return int(row[0])
+            task = await self._get(conn, task_id)
+        raise InvalidTransition(task_id, task.status, "retry (only failed or cancelled tasks)")
+
+    async def mark_awaited(self, conn: AsyncConn, task_id: int) -> TaskStatus | None:
+        """Ask for a NOTIFY when the task ends; ``None`` when it already has."""
+        row = await (await conn.execute(Q["task_mark_awaited"], {"id": task_id})).fetchone()
+        return TaskStatus(row[0]) if row else None
+
+    async def get(self, task_id: int) -> Task:
+        """The task with this id, or :class:`TaskNotFound`."""
+        async with self.pool.connection() as conn:
+            return await self._get(conn, task_id)
+
+    async def get_many(self, task_ids: Sequence[int]) -> dict[int, Task]:
+        """The tasks that exist among ``task_ids``, by id."""
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(Q["task_get_many"], {"ids": list(task_ids)})
+            return {row["id"]: Task.from_row(row) for row in await cursor.fetchall()}
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task_type: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Task]:
+        """Tasks newest first, filtered; page with ``before_id`` = the last id seen."""
+        if status is not None and status not in TaskStatus.__members__.values():
+            raise InvalidTask(
+                "status filter", status, f"use one of {', '.join(s.value for s in TaskStatus)}"
+            )
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                Q["task_list"],
+                {
+                    "status": status,
+                    "queue": queue,
+                    "task_type": task_type,
+                    "before_id": before_id,
+                    "limit": limit,
+                },
+            )
+            return [Task.from_row(row) for row in await cursor.fetchall()]
+
+    async def events(self, task_id: int) -> list[TaskEvent]:
+        """The task's lifecycle log, oldest first."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["task_events_list"], {"id": task_id})
+            return [TaskEvent(*row) for row in await cursor.fetchall()]
+
+    async def prune(
+        self, *, older_than_days: float, batch_size: int = 1000, now: datetime | None = None
+    ) -> int:
+        """Delete finished tasks (and their events) older than the retention, in batches."""
+        removed = 0
+        while True:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    Q["task_prune"],
+                    {
+                        "older_than_seconds": older_than_days * 86400.0,
+                        "limit": batch_size,
+                        "now": now,
+                    },
+                )
+                removed += cursor.rowcount
+            if cursor.rowcount < batch_size:
+                return removed
+
+    async def count_unfinished(self) -> int:
+        """Tasks not yet in a final state."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(Q["task_count_unfinished"])).fetchone()
+            return int(row[0]) if row else 0
+
+    async def counts(self) -> list[tuple[str, str, int]]:
+        """``(queue, status, count)`` for every combination present."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(Q["task_count_by_status"])).fetchall()
+            return [(row[0], row[1], int(row[2])) for row in rows]
+
+    async def _get(self, conn: AsyncConn, task_id: int) -> Task:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(Q["task_get"], {"id": task_id})
+        row = await cursor.fetchone()
+        if row is None:
+            raise TaskNotFound(task_id)
+        return Task.from_row(row)
+
+
+def _enqueue_one_params(r: EnqueueRequest) -> dict[str, Any]:
+    return {
+        "task_type": r.task_type,
+        "queue": r.queue,
+        "priority": r.priority,
+        "payload": r.payload_json,
+        "max_attempts": r.max_attempts,
+        "retry_delay": float(r.retry_delay),
+        "timeout": r.timeout,
+        "run_at": r.run_at,
+        "delay": r.delay,
+        "dedupe_key": r.dedupe_key,
+        "request_id": r.request_id,
+        "concurrency_key": r.concurrency_key,
+        "notify_finish": r.notify_finish,
+    }
+
+
+def _enqueue_params(requests: Sequence[EnqueueRequest]) -> dict[str, Any]:
+    rows = []
+    for r in requests:
+        # Defaults are left out (the statement fills them): less JSON to send and parse.
+        row: dict[str, Any] = {"task_type": r.task_type, "payload": orjson.Fragment(r.payload_json)}
+        if r.queue != DEFAULT_QUEUE:
+            row["queue"] = r.queue
+        if r.priority:
+            row["priority"] = r.priority
+        if r.max_attempts != 1:
+            row["max_attempts"] = r.max_attempts
+        if r.retry_delay != 1.0:
+            row["retry_delay"] = r.retry_delay
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(r, name)
+            if value is not None:
+                row[name] = value
+        if r.notify_finish:
+            row["notify_finish"] = True
+        rows.append(row)
+    return {"batch": orjson.dumps(rows).decode()}
+
+
+_OPTIONAL_FIELDS = ("timeout", "run_at", "delay", "dedupe_key", "request_id", "concurrency_key")
+
+
+async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[tuple[int, bool]]:
+    try:
+        if len(requests) == 1:
+            cursor = await conn.execute(
+                Q["task_enqueue_one"], _enqueue_one_params(requests[0]), prepare=True
+            )
+            row = await cursor.fetchone()
+            ids: list[int | None] = [row[0] if row else None]
+        else:
+            cursor = await conn.execute(
+                Q["task_enqueue_many"], _enqueue_params(requests), prepare=True
+            )
+            ids = [row[0] for row in await cursor.fetchall()]
+    except psycopg.errors.CheckViolation as exc:
+        name = exc.diag.constraint_name or ""
+        raise InvalidTask(
+            _CONSTRAINT_FIELDS.get(name, name), None, str(exc.diag.message_primary)
+        ) from None
+    result: list[tuple[int, bool]] = []
+    missing = [r.dedupe_key for r, task_id in zip(requests, ids, strict=True) if task_id is None]
+    holders: dict[str, int] = {}
+    if missing:
+        cursor = await conn.execute(Q["task_find_active_by_dedupe_keys"], {"dedupe_keys": missing})
+        holders = {row[1]: row[0] for row in await cursor.fetchall()}
+    for request, task_id in zip(requests, ids, strict=True):
+        if task_id is not None:
+            result.append((task_id, True))
+        elif request.dedupe_key in holders:
+            result.append((holders[request.dedupe_key], False))
+        else:
+            # The holder finished between our insert and the lookup: the key is
+            # free again, so enqueue this request afresh.
+            [again] = await _enqueue(conn, [request])
+            result.append(again)
+    return result
+
+
+def _json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)

@@ -1,0 +1,74 @@
+"""One settings object, read from ``TICKBASE_*`` environment variables and validated once.
+
+Every field documents its meaning, unit and default. CLI flags mirror these
+variables; a flag given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickbase.errors import ConfigurationError
+
+POLL_INTERVAL_DEFAULT = 1.0  # seconds
+LEASE_SECONDS_DEFAULT = 30.0  # seconds
+RESULT_MAX_BYTES_DEFAULT = 64 * 1024
+SHUTDOWN_GRACE_DEFAULT = 10.0  # seconds
+
+
+def default_home() -> Path:
+    """The per-user data directory used when ``TICKBASE_HOME`` is not set."""
+    return Path(platformdirs.user_data_dir("tickbase", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of a tickbase process.
+
+    Example::
+
+        TICKBASE_POLL_INTERVAL=0.5 tickbase worker
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TICKBASE_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    """PostgreSQL URL. Unset: tickbase starts (or reuses) its embedded server. Env: DATABASE_URL."""
+
+    home: Path = Field(default_factory=default_home)
+    """Data directory of the embedded server and local state. Defaults to the per-user data dir."""
+
+    poll_interval: float = Field(default=POLL_INTERVAL_DEFAULT, gt=0, le=60)
+    """Seconds between the slow polls that cover lost notifications. Defaults to 1 s."""
+
+    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, gt=0, le=3600)
+    """How long a running task's lease lasts without a heartbeat. Defaults to 30 s.
+    The worker renews leases every third of this."""
+
+    result_max_bytes: int = Field(default=RESULT_MAX_BYTES_DEFAULT, ge=256)
+    """Results larger than this (as JSON) are stored trimmed, with a marker. Defaults to 64 KiB."""
+
+    shutdown_grace: float = Field(default=SHUTDOWN_GRACE_DEFAULT, ge=0)
+    """Seconds a stopping worker lets running tasks finish before re-queueing them. Defaults to 10 s."""
+
+    pool_max_size: int = Field(default=10, ge=2, le=200)
+    """Most connections one process's pool opens. Defaults to 10."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment, apply explicit overrides, and validate.
+
+    Raises :class:`ConfigurationError` naming the key and the bad value.
+    """
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid tickbase settings: {problems}") from None

@@ -1,0 +1,99 @@
+"""Task definitions: which function handles which task type, with what defaults."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tickbase.errors import ConfigurationError, UnknownTaskType
+from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME
+
+# Enqueue options a caller may pass to ``defer`` beside the payload, when the
+# handler has no parameter of that name (see TaskFunction.defer).
+ENQUEUE_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "delay",
+        "run_at",
+        "dedupe_key",
+        "request_id",
+        "concurrency_key",
+        "max_attempts",
+        "retry_delay",
+        "timeout",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """A registered handler and the defaults its tasks are enqueued with."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    is_async: bool = field(init=False)
+    parameters: frozenset[str] = field(init=False)
+    accepts_any: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not QUEUE_NAME.match(self.queue):
+            raise ConfigurationError(f"task {self.name!r}: invalid queue name {self.queue!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigurationError(
+                f"task {self.name!r}: retries must be >= 0, got {self.retries!r}"
+            )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError(
+                f"task {self.name!r}: timeout must be > 0, got {self.timeout!r}"
+            )
+        signature = inspect.signature(self.func)
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
+        object.__setattr__(self, "parameters", frozenset(signature.parameters))
+        object.__setattr__(
+            self,
+            "accepts_any",
+            any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()),
+        )
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+
+class Registry:
+    """Task type → definition. Every registry knows the built-in tasks."""
+
+    def __init__(self) -> None:
+        self._definitions: dict[str, TaskDefinition] = {}
+
+    def add(self, definition: TaskDefinition) -> None:
+        existing = self._definitions.get(definition.name)
+        if existing is not None and existing.func is not definition.func:
+            raise ConfigurationError(
+                f"task type {definition.name!r} is already registered to "
+                f"{existing.func.__module__}.{existing.func.__qualname__}"
+            )
+        self._definitions[definition.name] = definition
+
+    def get(self, task_type: str) -> TaskDefinition | None:
+        return self._definitions.get(task_type)
+
+    def require(self, task_type: str) -> TaskDefinition:
+        definition = self._definitions.get(task_type)
+        if definition is None:
+            raise UnknownTaskType(task_type, self._definitions)
+        return definition
+
+    def names(self) -> list[str]:
+        return sorted(self._definitions)
+
+    def __contains__(self, task_type: object) -> bool:
+        return task_type in self._definitions

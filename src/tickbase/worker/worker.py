@@ -1,0 +1,408 @@
+"""The worker: claims tasks in batches, runs their handlers, reports in batches.
+
+Overview
+    Three loops share one process. The *fetch loop* claims up to the number of
+    free slots with one statement (``FOR UPDATE SKIP LOCKED``) and starts each
+    handler. Outcomes go to an in-memory buffer; the *report loop* writes the
+    whole buffer with one statement whenever it is not empty (while one write is
+    in flight, the next batch accumulates: group commit, no timer). The
+    *heartbeat loop* renews the leases of running tasks, stops the ones whose
+    cancel was requested or whose lease was lost, and rescues tasks whose lease
+    expired anywhere in the cluster.
+
+Waking
+    An idle fetch loop sleeps until a NOTIFY on ``tickbase_enqueued`` names one
+    of its queues, the next delayed task is due, or the slow poll interval
+    passes (lost notifications, listener reconnects).
+
+Failure cases
+    A lost database connection makes a loop retry with backoff; outcomes stay
+    buffered meanwhile. A killed worker's tasks are rescued by any other worker
+    once their leases expire. A stopping worker (SIGTERM/SIGINT) stops
+    claiming, lets running tasks finish within the grace period, then cancels
+    the rest and re-queues them without counting the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from tickbase.errors import InvalidTask
+from tickbase.queue.models import ClaimedTask
+from tickbase.queue.repository import Outcome, TaskQueue
+from tickbase.worker.registry import Registry
+from tickbase.worker.runner import encode_error, encode_error_message, encode_result, resume
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+    from tickbase.db.listener import Listener
+    from tickbase.db.pool import AsyncConn
+    from tickbase.settings import Settings
+
+logger = logging.getLogger("tickbase.worker")
+
+CONCURRENCY_DEFAULT = 10
+FETCHERS = 1
+RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
+
+
+def make_node_id() -> str:
+    """``host:pid:random``: unique per process, readable in ``tasks.node_id``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Running:
+    claimed: ClaimedTask
+    task: asyncio.Task[None]
+    stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
+
+
+class Worker:
+    """Runs handlers of ``registry`` for tasks of ``queues`` (all queues when empty).
+
+    Example::
+
+        worker = Worker(registry, pool, listener, settings, concurrency=20)
+        await worker.run()          # until worker.stop() is called
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        pool: AsyncConnectionPool[AsyncConn],
+        listener: Listener,
+        settings: Settings,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = CONCURRENCY_DEFAULT,
+        node_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.registry = registry
+        self.pool = pool
+        self.listener = listener
+        self.settings = settings
+        self.queues = list(queues) if queues else None
+        self.concurrency = concurrency
+        self.node_id = node_id or make_node_id()
+        self.queue = TaskQueue(pool)
+        self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tickbase")
+        self.processed = 0
+        self._running: dict[int, _Running] = {}
+        self._reserved = 0  # slots promised to claims in flight
+        self._outcomes: list[Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.started = asyncio.Event()
+        self._unsubscribe: list[Any] = []
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop (idempotent); ``run()`` returns once it has."""
+        self._stopping.set()
+        self._wake.set()
+        self._slot_freed.set()
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`; then drain gracefully and return."""
+        self._unsubscribe = [
+            self.listener.subscribe("tickbase_enqueued", self._on_enqueued, self._wake.set),
+            self.listener.subscribe("tickbase_cancel", self._on_cancel),
+        ]
+        await self.listener.start()
+        reporter = asyncio.create_task(self._report_loop(), name="tickbase-report")
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tickbase-heartbeat")
+        self.started.set()
+        logger.info(
+            "worker %s started: queues=%s concurrency=%d",
+            self.node_id,
+            ",".join(self.queues) if self.queues else "*",
+            self.concurrency,
+        )
+        try:
+            # Two fetch loops keep one claim in flight while the other's batch is
+            # dispatched: the database is never left idle between batches.
+            await asyncio.gather(*(self._fetch_loop() for _ in range(FETCHERS)))
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            self._outcomes_ready.set()
+            self._stopped.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await reporter
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            logger.info("worker %s stopped after %d tasks", self.node_id, self.processed)
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        logger.info(
+            "stopping: waiting up to %.1fs for %d running tasks",
+            self.settings.shutdown_grace,
+            len(self._running),
+        )
+        waiting = [entry.task for entry in self._running.values()]
+        _, still_running = await asyncio.wait(waiting, timeout=self.settings.shutdown_grace)
+        if still_running:
+            logger.warning(
+                "re-queueing %d tasks still running after the grace period", len(still_running)
+            )
+            for entry in list(self._running.values()):
+                entry.stop_reason = entry.stop_reason or "shutdown"
+                entry.task.cancel()
+            await asyncio.wait(still_running)
+
+    # ---- fetching --------------------------------------------------------------
+
+    def _on_enqueued(self, payload: str) -> None:
+        if self.queues is None or any(q in self.queues for q in payload.split(",")):
+            self._wake.set()
+
+    async def _fetch_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = min(
+                self.concurrency - len(self._running) - self._reserved,
+                -(-self.concurrency // FETCHERS),
+            )
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            # Cleared before the claim, so a NOTIFY that arrives during it is kept.
+            self._wake.clear()
+            self._reserved += free
+            try:
+                async with self.pool.connection() as conn:
+                    try:
+                        claimed = await self.queue.claim(
+                            conn,
+                            node_id=self.node_id,
+                            limit=free,
+                            queues=self.queues,
+                            lease_seconds=self.settings.lease_seconds,
+                        )
+                    finally:
+                        self._reserved -= free
+                    for task in claimed:
+                        self._start(task)
+                    if len(claimed) < free:
+                        timeout = await self._idle_timeout(conn)
+                    else:
+                        continue
+                backoff = 0.1
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
+                timeout, backoff = backoff, min(backoff * 2, RETRY_BACKOFF_MAX)
+            if self._stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def _idle_timeout(self, conn: AsyncConn) -> float:
+        timeout = self.settings.poll_interval
+        next_due = await self.queue.next_run_at(conn, self.queues)
+        if next_due is not None:
+            until = (next_due - datetime.now(UTC)).total_seconds()
+            timeout = min(timeout, max(until, 0.0))
+        return timeout
+
+    # ---- running ---------------------------------------------------------------
+
+    def _start(self, task: ClaimedTask) -> None:
+        definition = self.registry.get(task.task_type)
+        if definition is None:
+            self._report(
+                task,
+                "failed_final",
+                None,
+                encode_error_message(
+                    "UnknownTaskType", f"no handler registered for task type {task.task_type}"
+                ),
+            )
+            return
+        payload = task.payload if isinstance(task.payload, dict) else {"value": task.payload}
+        if not definition.is_async:
+            call = functools.partial(definition.func, **payload)
+            self._track(task, self._run_sync(task, call))
+            return
+        try:
+            coro = definition.func(**payload)
+        except Exception as exc:  # bad arguments: TypeError from the call itself
+            self._report_error(task, exc)
+            return
+        try:
+            pending = coro.send(None)
+        except StopIteration as stop:
+            self._report_success(task, stop.value)
+            return
+        except Exception as exc:
+            self._report_error(task, exc)
+            return
+        self._track(task, self._run_suspended(task, coro, pending))
+
+    def _track(self, task: ClaimedTask, work: Any) -> None:
+        running_task = asyncio.ensure_future(work)
+        self._running[task.id] = _Running(task, running_task)
+
+    async def _run_suspended(self, task: ClaimedTask, coro: Any, pending: Any) -> None:
+        try:
+            if task.timeout is not None:
+                async with asyncio.timeout(task.timeout):
+                    value = await resume(coro, pending)
+            else:
+                value = await resume(coro, pending)
+        except asyncio.CancelledError:
+            self._report_stopped(task)
+        except TimeoutError as exc:
+            self._report_timeout(task, exc)
+        except Exception as exc:
+            self._report_error(task, exc)
+        else:
+            self._report_success(task, value)
+        finally:
+            self._release(task.id)
+
+    async def _run_sync(self, task: ClaimedTask, call: functools.partial[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self.executor, call)
+            if task.timeout is not None:
+                # A thread cannot be interrupted: on timeout the task is failed
+                # and the thread's eventual result is discarded.
+                value = await asyncio.wait_for(future, task.timeout)
+            else:
+                value = await future
+        except asyncio.CancelledError:
+            self._report_stopped(task)
+        except TimeoutError as exc:
+            self._report_timeout(task, exc)
+        except Exception as exc:
+            self._report_error(task, exc)
+        else:
+            self._report_success(task, value)
+        finally:
+            self._release(task.id)
+
+    def _release(self, task_id: int) -> None:
+        self._running.pop(task_id, None)
+        self._slot_freed.set()
+
+    # ---- reporting -------------------------------------------------------------
+
+    def _report(
+        self, task: ClaimedTask, outcome: str, result: str | None, error: str | None
+    ) -> None:
+        self._outcomes.append((task.id, task.attempt, outcome, result, error))
+        self.processed += 1
+        self._outcomes_ready.set()
+
+    def _report_success(self, task: ClaimedTask, value: Any) -> None:
+        try:
+            result = encode_result(value, self.settings.result_max_bytes)
+        except InvalidTask as exc:
+            self._report_error(task, exc)
+            return
+        self._report(task, "succeeded", result, None)
+
+    def _report_error(self, task: ClaimedTask, exc: BaseException) -> None:
+        self._report(task, "failed", None, encode_error(exc))
+
+    def _report_timeout(self, task: ClaimedTask, exc: BaseException) -> None:
+        message = f"task exceeded its timeout of {task.timeout:g} s"
+        self._report(task, "failed", None, encode_error(exc, message=message))
+
+    def _report_stopped(self, task: ClaimedTask) -> None:
+        entry = self._running.get(task.id)
+        reason = entry.stop_reason if entry else None
+        if reason == "cancel":
+            self._report(
+                task,
+                "cancelled",
+                None,
+                encode_error_message("Cancelled", "cancelled while running"),
+            )
+        elif reason == "shutdown":
+            self._report(task, "requeued", None, None)
+        # "lost": another node owns the task now; any report would be refused.
+
+    async def _report_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            if not self._outcomes:
+                if self._stopped.is_set():
+                    return
+                continue
+            batch, self._outcomes = self._outcomes, []
+            try:
+                async with self.pool.connection() as conn:
+                    await self.queue.finish_many(conn, self.node_id, batch)
+                backoff = 0.1
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
+                self._outcomes[:0] = batch
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+                self._outcomes_ready.set()
+
+    # ---- heartbeat, cancel, rescue ----------------------------------------------
+
+    def _on_cancel(self, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._stop_task(int(payload), "cancel")
+
+    def _stop_task(self, task_id: int, reason: str) -> None:
+        entry = self._running.get(task_id)
+        if entry is not None and entry.stop_reason is None:
+            entry.stop_reason = reason
+            entry.task.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            started = time.monotonic()
+            try:
+                ids = list(self._running)
+                if ids:
+                    async with self.pool.connection() as conn:
+                        to_stop = await self.queue.heartbeat(
+                            conn, self.node_id, ids, self.settings.lease_seconds
+                        )
+                    for task_id, lost in to_stop:
+                        if lost:
+                            logger.warning("task %d: lease lost, stopping its handler", task_id)
+                        self._stop_task(task_id, "lost" if lost else "cancel")
+                rescued = await self.queue.rescue_expired(node_id=self.node_id)
+                if rescued:
+                    logger.warning("rescued %d tasks whose lease expired", len(rescued))
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("heartbeat failed (%s)", exc)
+            logger.debug("heartbeat took %.1f ms", (time.monotonic() - started) * 1000)
