@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         TICKBASE_POLL_INTERVAL=0.5 tickbase worker
     """
 
-    model_config = SettingsConfigDict(env_prefix="TICKBASE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TICKBASE_", extra="ignore", populate_by_name=True)
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """PostgreSQL URL. Unset: tickbase starts (or reuses) its embedded server. Env: DATABASE_URL."""

@@ -8,6 +8,7 @@ queue block itself (it must refuse what JSON cannot hold), and sent as text.
 from __future__ import annotations
 
 import os
+import select
 from typing import Any
 
 import orjson
@@ -41,6 +42,25 @@ async def _configure(conn: AsyncConn) -> None:
     configure_connection(conn)
 
 
+async def _check_alive(conn: AsyncConn) -> None:
+    """Pool checkout check without a round trip.
+
+    An idle pooled connection has nothing to read: a server that terminated
+    its backend (restart, ``pg_terminate_backend``, a proxy timeout) has sent
+    its goodbye and closed the socket, which makes the socket readable. Such a
+    connection is refused here, so the pool hands out another instead of
+    failing the caller's statement.
+    """
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise psycopg.OperationalError("connection closed while idle in the pool")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        # Closed here so that the pool, which takes back a connection that fails
+        # its check, sees it as broken and discards it.
+        await conn.close()
+        raise psycopg.OperationalError("connection received data while idle in the pool")
+
+
 def create_pool(
     url: str, *, max_size: int = 10, min_size: int = 1, name: str = "tickbase"
 ) -> AsyncConnectionPool[AsyncConn]:
@@ -51,6 +71,7 @@ def create_pool(
         max_size=max_size,
         open=False,
         configure=_configure,
+        check=_check_alive,
         kwargs={
             "autocommit": True,
             "application_name": f"{name}:{os.getpid()}",

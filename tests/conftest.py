@@ -1,0 +1,143 @@
+"""Test fixtures over a real PostgreSQL.
+
+One server per test session: ``DATABASE_URL`` when set, else the embedded
+server of a fixed test home (reused across runs). The schema is migrated once
+into a template database per xdist worker; every test that needs a database
+gets a fresh clone (``CREATE DATABASE ... TEMPLATE``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import tickbase
+from tests.support.waiting import wait_until
+from tickbase.db.embedded import EmbeddedServer
+from tickbase.db.migrate import migrate
+from tickbase.settings import Settings, load_settings
+
+TEST_HOME = Path(os.environ.get("TICKBASE_TEST_HOME", f"/tmp/tickbase-test-{os.getuid()}"))
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    return make_conninfo("", **{**conninfo_to_dict(url), "dbname": dbname})
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """URL of the session's server (any database on it)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    url, _ = EmbeddedServer(TEST_HOME).ensure_running()
+    return url
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str, worker_id: str) -> str:
+    """Name of a migrated template database private to this xdist worker."""
+    name = f"tickbase_template_{worker_id}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    import asyncio
+
+    async def apply() -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            with_database(server_url, name), autocommit=True
+        )
+        async with conn:
+            await migrate(conn)
+
+    asyncio.run(apply())
+    return name
+
+
+@pytest.fixture
+def database_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    yield with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A fresh database with no schema (for migration tests)."""
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def fast_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: short poll and lease so recovery paths run in seconds."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "poll_interval": 0.2,
+        "lease_seconds": 3.0,
+        "shutdown_grace": 2.0,
+        "home": TEST_HOME,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+async def app(database_url: str) -> AsyncIterator[tickbase.App]:
+    """An open App on a fresh database; checks no connection leaks out of the test."""
+    application = tickbase.App(settings=fast_settings(database_url))
+    await application.open(apply_migrations=False)
+    try:
+        yield application
+
+        async def all_returned() -> bool:
+            # pool_size also counts connections still being opened in the
+            # background, so give those a moment to land in the pool.
+            stats = application.pool.get_stats()
+            return stats.get("pool_size", 0) == stats.get("pool_available", 0)
+
+        await wait_until(all_returned, timeout=2.0, message="every pooled connection returned")
+    finally:
+        await application.close()
+
+
+@pytest.fixture
+def sql_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A plain autocommit connection to the test database, for assertions."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("TICKBASE_HOME", str(TEST_HOME))
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """The xdist worker name ("master" without xdist)."""
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "master"))

@@ -1,0 +1,73 @@
+"""Enqueue requests are validated before anything reaches the database."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tickbase.errors import InvalidTask
+from tickbase.queue.models import EnqueueRequest, encode_json
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    [
+        ({"payload": {"x": {1, 2}}}, "payload", "not JSON-encodable"),
+        ({"payload": {"x": math.nan}}, "payload", "not JSON-encodable"),
+        ({"payload": {"x": math.inf}}, "payload", "not JSON-encodable"),
+        ({"payload": {1: "int key"}}, "payload", "not JSON-encodable"),
+        ({"payload": {"at": datetime(2026, 1, 1)}}, "payload", "not JSON-encodable"),
+        ({"payload": ["not", "a", "dict"]}, "payload", "must be a JSON object"),
+        ({"queue": "bad queue"}, "queue name", "letters, digits"),
+        ({"queue": "q/slash"}, "queue name", "letters, digits"),
+        ({"queue": ""}, "queue name", "letters, digits"),
+        ({"queue": "x" * 65}, "queue name", "letters, digits"),
+        ({"priority": -1}, "priority", "from 0"),
+        ({"priority": 1001}, "priority", "from 0"),
+        ({"priority": 1.5}, "priority", "integer"),
+        ({"priority": True}, "priority", "integer"),
+        ({"run_at": "tomorrow"}, "run_at", "must be a datetime"),
+        ({"run_at": 1_700_000_000}, "run_at", "must be a datetime"),
+        ({"run_at": datetime(2026, 1, 1)}, "run_at", "timezone-aware"),
+        ({"delay": -1}, "delay", ">= 0"),
+        ({"delay": math.nan}, "delay", "finite"),
+        ({"max_attempts": 0}, "max_attempts", ">= 1"),
+        ({"retry_delay": -0.5}, "retry_delay", ">= 0"),
+        ({"timeout": 0}, "timeout", "> 0"),
+        ({"dedupe_key": ""}, "dedupe_key", "1 to 200"),
+        ({"request_id": 42}, "request_id", "1 to 200"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(
+    kwargs: dict[str, Any], field: str, fragment: str
+) -> None:
+    with pytest.raises(InvalidTask) as excinfo:
+        EnqueueRequest("example.task", **kwargs)
+    assert excinfo.value.field == field
+    assert field in str(excinfo.value)
+    assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize("task_type", ["", "x" * 201, None])
+def test_bad_task_type_is_refused(task_type: Any) -> None:
+    with pytest.raises(InvalidTask, match="task type"):
+        EnqueueRequest(task_type)
+
+
+def test_run_at_and_delay_are_exclusive() -> None:
+    with pytest.raises(InvalidTask, match="either run_at or delay"):
+        EnqueueRequest("t", run_at=datetime.now(UTC), delay=1)
+
+
+def test_valid_request_carries_its_payload_as_json() -> None:
+    request = EnqueueRequest("t", {"symbol": "ESZ5", "n": None, "text": "null"}, priority=1000)
+    assert request.payload_json == '{"symbol":"ESZ5","n":null,"text":"null"}'
+
+
+def test_encode_json_keeps_unicode_and_refuses_nan_inside_lists() -> None:
+    assert encode_json({"name": "沪深300"}, "payload") == '{"name":"沪深300"}'
+    with pytest.raises(InvalidTask):
+        encode_json({"xs": [1.0, None, math.nan]}, "payload")
