@@ -159,7 +159,7 @@ async def test_timeout_fails_the_attempt(fresh_app: tickbase.App) -> None:
     async with app, running_worker(app):
         started = time.monotonic()
         handle = await hangs.defer()
-        with pytest.raises(TaskFailed, match="timeout of 0.2 s"):
+        with pytest.raises(TaskFailed, match=r"timeout of 0\.2 s"):
             await handle.result(timeout=10)
         assert time.monotonic() - started < 5
 
@@ -201,7 +201,7 @@ async def test_result_timeout_and_large_results_trimmed(database_url: str) -> No
 
     async with app:
         pending = await app.defer("tickbase.noop", {})
-        with pytest.raises(ResultTimeout, match="did not finish within 0.3 s"):
+        with pytest.raises(ResultTimeout, match=r"did not finish within 0\.3 s"):
             await pending.result(timeout=0.3)
         async with running_worker(app):
             result = await (await big.defer()).result(timeout=10)
