@@ -11,9 +11,12 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is not cut at 80 columns: a table read by a program or a log
+# must keep whole ids and names.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
+NO_WRAP_COLUMNS = frozenset({"id", "type", "status", "queue", "created"})
 STATUS_STYLES = {
     "pending": "cyan",
     "running": "yellow",
@@ -40,7 +43,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     """A Rich table; ``status`` columns are coloured."""
     out = Table(title=title, header_style="bold")
     for column in columns:
-        out.add_column(column, overflow="fold")
+        out.add_column(column, overflow="fold", no_wrap=column in NO_WRAP_COLUMNS)
     status_index = columns.index("status") if "status" in columns else -1
     for row in rows:
         cells = []

@@ -1,0 +1,166 @@
+"""The ``tickbase`` command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import Processes, run_cli, tickbase_env
+from tests.support.waiting import wait_until_sync
+from tickbase.db.embedded import EmbeddedServer
+
+
+def task_count(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM tickbase.tasks").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_enqueue_list_show_cancel_retry(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    done = run_cli(
+        "enqueue",
+        "tickbase.echo",
+        "--payload",
+        '{"symbol": "ESZ5"}',
+        "--json",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    task_id = json.loads(done.stdout)["id"]
+
+    listing = run_cli("tasks", "list", "--json", database_url=database_url)
+    [row] = json.loads(listing.stdout)
+    assert (
+        row["id"] == task_id and row["status"] == "pending" and row["payload"] == {"symbol": "ESZ5"}
+    )
+
+    shown = json.loads(
+        run_cli("tasks", "show", str(task_id), "--json", database_url=database_url).stdout
+    )
+    assert [e["event"] for e in shown["events"]] == ["enqueued"]
+
+    cancelled = run_cli("tasks", "cancel", str(task_id), "--json", database_url=database_url)
+    assert json.loads(cancelled.stdout) == {"id": task_id, "status": "cancelled"}
+    retried = json.loads(
+        run_cli("tasks", "retry", str(task_id), "--json", database_url=database_url).stdout
+    )
+    assert retried["new_id"] != task_id
+    assert task_count(sql_conn) == 2
+
+    table = run_cli("tasks", "list", database_url=database_url)
+    assert table.returncode == 0 and "tickbase.echo" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--payload", "{not json"], "invalid payload: not valid JSON"),
+        (["--payload", "[1, 2]"], "must be a JSON object"),
+        (["--queue", "bad queue!"], "invalid queue name 'bad queue!'"),
+        (["--priority", "-1"], "invalid priority -1"),
+        (["--run-at", "next tuesday"], "invalid run_at 'next tuesday'"),
+        (["--run-at", "2026-01-01T10:00:00"], "timezone-aware"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_stored(
+    database_url: str, sql_conn: psycopg.Connection[Any], args: list[str], message: str
+) -> None:
+    result = run_cli("enqueue", "tickbase.echo", *args, database_url=database_url)
+    assert result.returncode == 1
+    assert message in " ".join(result.stderr.split())
+    assert task_count(sql_conn) == 0
+
+
+def test_unknown_task_and_cancel_errors(database_url: str) -> None:
+    missing = run_cli("tasks", "show", "424242", database_url=database_url)
+    assert missing.returncode == 1 and "task 424242 does not exist" in missing.stderr
+    status = run_cli("tasks", "list", "--status", "done", database_url=database_url)
+    assert status.returncode == 1 and "status filter" in status.stderr
+
+
+def test_db_status_and_url(database_url: str) -> None:
+    status = run_cli("db", "status", "--json", database_url=database_url)
+    data = json.loads(status.stdout)
+    assert data["current"] is True and data["schema_version"] == data["code_version"] >= 1
+    assert data["server"]["kind"] == "external"
+    url = run_cli("db", "url", database_url=database_url)
+    assert url.stdout.strip().splitlines()[-1] == database_url
+
+
+def test_db_status_hides_passwords(database_url: str) -> None:
+    result = run_cli("db", "status", "--json", database_url=database_url + " password=s3cret")
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_up_runs_a_worker_and_stops_on_sigint(database_url: str, processes: Processes) -> None:
+    env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2")
+    up = processes.start("up", env=env)
+    assert up.stdout is not None
+    lines: list[str] = []
+    for line in up.stdout:
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    done = run_cli(
+        "enqueue", "tickbase.echo", "--payload", '{"x": 1}', "--json", database_url=database_url
+    )
+    task_id = json.loads(done.stdout)["id"]
+
+    def succeeded() -> bool:
+        shown = run_cli("tasks", "show", str(task_id), "--json", database_url=database_url)
+        return json.loads(shown.stdout)["status"] == "succeeded"
+
+    wait_until_sync(succeeded, timeout=20, message="tickbase up ran the task")
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=20) == 0
+
+
+def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
+    tmp_path: Path, processes: Processes
+) -> None:
+    home = tmp_path / "home"
+    env = tickbase_env(None, TICKBASE_HOME=str(home))
+    server = EmbeddedServer(home)
+    try:
+        started = run_cli("db", "start", env=env, timeout=120)
+        assert started.returncode == 0, started.stderr
+        first_pid = server.running()
+        assert first_pid is not None
+        url = run_cli("db", "url", env=env).stdout.strip().splitlines()[-1]
+        assert url == started.stdout.strip().splitlines()[-1]
+        status = json.loads(run_cli("db", "status", "--json", env=env).stdout)
+        assert status["server"]["pid"] == first_pid.pid and status["server"]["started_now"] is False
+
+        # `up` reuses the running server and leaves it running on exit
+        up = processes.start("up", env=env)
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "press Ctrl-C" in line:
+                break
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+        again = server.running()
+        assert again is not None and again.pid == first_pid.pid
+
+        stopped = run_cli("db", "stop", env=env)
+        assert stopped.returncode == 0 and server.running() is None
+
+        # `up` on a stopped home starts the server and stops it again on exit
+        up = processes.start("up", env=env)
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "press Ctrl-C" in line:
+                break
+        assert server.running() is not None
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+        assert server.running() is None
+    finally:
+        server.stop()
