@@ -2,6 +2,8 @@
 -- guarded by the expected current status; each appends its events to
 -- tickbase.task_events in the same statement (a data-modifying CTE), so a
 -- transition and its log line commit together, in one round trip.
+-- Creating a task is not a transition and logs no event: the row itself, with
+-- created_at, is that record (and enqueue is the hottest write of all).
 
 -- task_enqueue_many --
 -- Insert a batch (two rows or 10,000) in one statement. The batch travels as
@@ -33,9 +35,6 @@ WITH input AS (
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
         DO NOTHING
     RETURNING id
-), events AS (
-    INSERT INTO tickbase.task_events (task_id, event)
-    SELECT id, 'enqueued' FROM inserted
 )
 SELECT inserted.id
 FROM input LEFT JOIN inserted ON inserted.id = input.id
@@ -57,9 +56,6 @@ WITH inserted AS (
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
         DO NOTHING
     RETURNING id
-), events AS (
-    INSERT INTO tickbase.task_events (task_id, event)
-    SELECT id, 'enqueued' FROM inserted
 )
 SELECT id FROM inserted;
 
