@@ -202,7 +202,7 @@ async def test_finish_outcomes_and_guards(
     events = sql_conn.execute(
         "SELECT event FROM tickbase.task_events WHERE task_id = %s ORDER BY at", (handles[1].id,)
     ).fetchall()
-    assert [e[0] for e in events] == ["enqueued", "started", "retrying"]
+    assert [e[0] for e in events] == ["started", "retrying"]
 
 
 async def test_last_attempt_failure_is_final(app: tickbase.App) -> None:
