@@ -30,7 +30,6 @@ WITH input AS (
            coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
            dedupe_key, request_id, concurrency_key, coalesce(notify_finish, false)
     FROM input
-    ORDER BY ord
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
         DO NOTHING
