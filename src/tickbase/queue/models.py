@@ -91,9 +91,8 @@ class EnqueueRequest:
         self.payload_json = encode_json(self.payload, "payload")
         if self.run_at is not None or self.delay is not None:
             self._check_timing()
-        if self.max_attempts != 1 or type(self.max_attempts) is not int:
-            if type(self.max_attempts) is not int or self.max_attempts < 1:
-                raise InvalidTask("max_attempts", self.max_attempts, "must be an integer >= 1")
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
+            raise InvalidTask("max_attempts", self.max_attempts, "must be an integer >= 1")
         if self.retry_delay != 1.0 or type(self.retry_delay) is not float:
             _check_number("retry_delay", self.retry_delay, minimum=0)
         if self.timeout is not None:
