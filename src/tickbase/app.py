@@ -462,3 +462,5 @@ class SyncClient:
             self._call(self._app.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()

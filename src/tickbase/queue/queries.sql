@@ -65,38 +65,40 @@ WHERE dedupe_key = ANY(%(dedupe_keys)s::text[])
   AND status IN ('pending', 'running', 'retrying');
 
 -- task_claim --
--- Claim up to %(limit)s due tasks for one worker (all queues when %(queues)s is
--- NULL): priority first, then FIFO by run_at, id. SKIP LOCKED lets concurrent
--- workers claim disjoint sets without waiting on each other.
-WITH picked AS (
-    SELECT id FROM tickbase.tasks
-    WHERE status IN ('pending', 'retrying') AND run_at <= now()
-    ORDER BY priority, run_at, id
+-- Claim up to %(limit)s due tasks of the given queues for one worker: priority
+-- first, then FIFO by run_at, id. With %(queues)s NULL the worker serves every
+-- queue that has waiting tasks, found by a loose scan of the dequeue index (one
+-- index descent per queue). Each queue is read through its own range of
+-- tasks_dequeue_idx, so a backlog in another queue is never walked; the best
+-- rows of all queues are then merged. SKIP LOCKED lets concurrent workers claim
+-- disjoint sets without waiting; rows locked but not kept (at most limit per
+-- queue) are released when the statement commits.
+WITH RECURSIVE waiting_queues AS (
+    (SELECT queue FROM tickbase.tasks
+     WHERE status IN ('pending', 'retrying') AND %(queues)s::text[] IS NULL
+     ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.queue FROM tickbase.tasks t
+            WHERE t.status IN ('pending', 'retrying') AND t.queue > w.queue
+            ORDER BY t.queue LIMIT 1)
+    FROM waiting_queues w
+    WHERE w.queue IS NOT NULL
+), served AS (
+    SELECT queue FROM waiting_queues WHERE queue IS NOT NULL
+    UNION ALL
+    SELECT unnest(%(queues)s::text[])
+), picked AS (
+    SELECT c.id
+    FROM served
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM tickbase.tasks
+        WHERE queue = served.queue AND status IN ('pending', 'retrying') AND run_at <= now()
+        ORDER BY priority, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE tickbase.tasks t
-    SET status = 'running', attempts = t.attempts + 1, started_at = now(),
-        node_id = %(node_id)s,
-        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
-    FROM picked
-    WHERE t.id = picked.id
-    RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout
-), events AS (
-    INSERT INTO tickbase.task_events (task_id, event, node_id)
-    SELECT id, 'started', %(node_id)s FROM claimed
-)
-SELECT id, task_type, payload, attempts, max_attempts, timeout FROM claimed;
-
--- task_claim_queues --
--- task_claim for a worker serving the named queues only.
-WITH picked AS (
-    SELECT id FROM tickbase.tasks
-    WHERE status IN ('pending', 'retrying') AND run_at <= now()
-      AND queue = ANY(%(queues)s::text[])
-    ORDER BY priority, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tickbase.tasks t
     SET status = 'running', attempts = t.attempts + 1, started_at = now(),

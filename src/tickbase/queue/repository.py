@@ -81,8 +81,7 @@ class TaskQueue:
             "queues": list(queues) if queues else None,
             "lease_seconds": lease_seconds,
         }
-        query = Q["task_claim_queues"] if queues else Q["task_claim"]
-        cursor = await conn.execute(query, params, prepare=True)
+        cursor = await conn.execute(Q["task_claim"], params, prepare=True)
         return [ClaimedTask(*row) for row in await cursor.fetchall()]
 
     async def next_run_at(self, conn: AsyncConn, queues: Sequence[str] | None) -> datetime | None:

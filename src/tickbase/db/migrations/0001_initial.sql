@@ -59,11 +59,10 @@ CREATE TABLE tickbase.tasks (
 -- the same task (claim, then completion), so updates stay on their page.
 ALTER TABLE tickbase.tasks SET (fillfactor = 80);
 
--- Dequeue for a worker serving every queue: due tasks by priority, then FIFO.
-CREATE INDEX tasks_dequeue_idx ON tickbase.tasks (priority, run_at, id)
-    WHERE status IN ('pending', 'retrying');
--- Dequeue for a worker serving named queues.
-CREATE INDEX tasks_dequeue_queue_idx ON tickbase.tasks (queue, priority, run_at, id)
+-- Dequeue: per queue, due tasks by priority, then FIFO. The one index on the
+-- waiting rows (every enqueue pays for each index); workers serving every queue
+-- find the queues by a loose scan of its leading column (see task_claim).
+CREATE INDEX tasks_dequeue_idx ON tickbase.tasks (queue, priority, run_at, id)
     WHERE status IN ('pending', 'retrying');
 -- Lease expiry scan (rescue).
 CREATE INDEX tasks_lease_idx ON tickbase.tasks (lease_expires_at) WHERE status = 'running';
