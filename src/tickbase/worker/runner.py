@@ -1,47 +1,14 @@
-"""Running one handler: eager start, timeouts, results and errors as JSON.
-
-Why eager start
-    Most handlers of a market-data system are short, and many never suspend.
-    Wrapping each in an ``asyncio.Task`` costs more than running it. So a
-    handler's coroutine is first stepped directly (what Python 3.12 calls an
-    eager task): if it returns without suspending, its result is recorded at
-    once and no Task, timer or context copy is created. Only a handler that
-    suspends is wrapped in a Task, which then carries its timeout and can be
-    cancelled. A handler that never suspended could not have been interrupted
-    by a timeout or a cancel anyway: both act at suspension points.
-"""
+"""Encoding what a handler produced: results (trimmed) and errors as JSON."""
 
 from __future__ import annotations
 
 import traceback
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 from tickbase.queue.models import encode_json
 
 TRACEBACK_LINES = 20
 TRIM_MARKER = "_tickbase_trimmed"
-
-
-@types.coroutine
-def resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
-    """Continue a coroutine that was stepped once by hand and yielded ``pending``.
-
-    Behaves as ``await coro`` would have from that point: the Task running this
-    hands ``pending`` to the event loop, then resumes (or throws into) ``coro``.
-    """
-    while True:
-        try:
-            yield pending
-        except BaseException as exc:
-            # Forward cancellation (or any error thrown by the Task) into the handler.
-            try:
-                pending = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        return (yield from coro)
 
 
 def encode_result(value: Any, max_bytes: int) -> str:

@@ -45,7 +45,7 @@ from tickbase.errors import InvalidTask
 from tickbase.queue.models import ClaimedTask
 from tickbase.queue.repository import Outcome, TaskQueue
 from tickbase.worker.registry import Registry
-from tickbase.worker.runner import encode_error, encode_error_message, encode_result, resume
+from tickbase.worker.runner import encode_error, encode_error_message, encode_result
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tickbase.worker")
 
 CONCURRENCY_DEFAULT = 10
-FETCHERS = 1
+FETCHERS = 2
 RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
 
 
@@ -141,8 +141,9 @@ class Worker:
             self.concurrency,
         )
         try:
-            # Two fetch loops keep one claim in flight while the other's batch is
-            # dispatched: the database is never left idle between batches.
+            # Two fetch loops, each claiming up to half the slots: one claim is
+            # in flight while the other loop's batch runs, so the database and
+            # the handlers work at the same time instead of taking turns.
             await asyncio.gather(*(self._fetch_loop() for _ in range(FETCHERS)))
         finally:
             await self._drain()
@@ -251,32 +252,19 @@ class Worker:
             call = functools.partial(definition.func, **payload)
             self._track(task, self._run_sync(task, call))
             return
-        try:
-            coro = definition.func(**payload)
-        except Exception as exc:  # bad arguments: TypeError from the call itself
-            self._report_error(task, exc)
-            return
-        try:
-            pending = coro.send(None)
-        except StopIteration as stop:
-            self._report_success(task, stop.value)
-            return
-        except Exception as exc:
-            self._report_error(task, exc)
-            return
-        self._track(task, self._run_suspended(task, coro, pending))
+        self._track(task, self._run_async(task, definition.func, payload))
 
     def _track(self, task: ClaimedTask, work: Any) -> None:
         running_task = asyncio.ensure_future(work)
         self._running[task.id] = _Running(task, running_task)
 
-    async def _run_suspended(self, task: ClaimedTask, coro: Any, pending: Any) -> None:
+    async def _run_async(self, task: ClaimedTask, func: Any, payload: dict[str, Any]) -> None:
         try:
             if task.timeout is not None:
                 async with asyncio.timeout(task.timeout):
-                    value = await resume(coro, pending)
+                    value = await func(**payload)
             else:
-                value = await resume(coro, pending)
+                value = await func(**payload)
         except asyncio.CancelledError:
             self._report_stopped(task)
         except TimeoutError as exc:
