@@ -270,3 +270,26 @@ async def test_worker_survives_connection_cut(
         results = [await h.result(timeout=15) for h in handles]
         assert results == [{"n": i} for i in range(20)]
         assert worker.processed >= 21
+
+
+async def test_handlers_own_their_task(fresh_app: tickbase.App) -> None:
+    """asyncio.timeout and current_task inside a handler act on the handler alone."""
+    app = fresh_app
+
+    @app.task
+    async def uses_its_own_timeout() -> str:
+        me = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            pass
+        assert asyncio.current_task() is me
+        return "handled"
+
+    async with app, running_worker(app):
+        first = await uses_its_own_timeout.defer()
+        assert await first.result(timeout=10) == "handled"
+        # the worker is still fetching after the handler's own timeout fired
+        after = await app.defer("tickbase.echo", {"still": "working"})
+        assert await after.result(timeout=10) == {"still": "working"}
