@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -248,44 +248,28 @@ class Worker:
             )
             return
         payload = task.payload if isinstance(task.payload, dict) else {"value": task.payload}
-        if not definition.is_async:
-            call = functools.partial(definition.func, **payload)
-            self._track(task, self._run_sync(task, call))
-            return
-        self._track(task, self._run_async(task, definition.func, payload))
+        func = definition.func
+        if definition.is_async:
+            start: Callable[[], Awaitable[Any]] = functools.partial(func, **payload)
+        else:
+            loop = asyncio.get_running_loop()
+            start = functools.partial(
+                loop.run_in_executor, self.executor, functools.partial(func, **payload)
+            )
+        self._track(task, self._execute(task, start))
 
     def _track(self, task: ClaimedTask, work: Any) -> None:
         running_task = asyncio.ensure_future(work)
         self._running[task.id] = _Running(task, running_task)
 
-    async def _run_async(self, task: ClaimedTask, func: Any, payload: dict[str, Any]) -> None:
+    async def _execute(self, task: ClaimedTask, start: Callable[[], Awaitable[Any]]) -> None:
+        """Run one attempt to its outcome; ``start`` begins the handler's work."""
         try:
-            if task.timeout is not None:
-                async with asyncio.timeout(task.timeout):
-                    value = await func(**payload)
-            else:
-                value = await func(**payload)
-        except asyncio.CancelledError:
-            self._report_stopped(task)
-        except TimeoutError as exc:
-            self._report_timeout(task, exc)
-        except Exception as exc:
-            self._report_error(task, exc)
-        else:
-            self._report_success(task, value)
-        finally:
-            self._release(task.id)
-
-    async def _run_sync(self, task: ClaimedTask, call: functools.partial[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self.executor, call)
-            if task.timeout is not None:
-                # A thread cannot be interrupted: on timeout the task is failed
-                # and the thread's eventual result is discarded.
-                value = await asyncio.wait_for(future, task.timeout)
-            else:
-                value = await future
+            # asyncio.timeout(None) never expires. A sync handler's thread cannot
+            # be interrupted: on timeout the task is failed and the thread's
+            # eventual result is discarded.
+            async with asyncio.timeout(task.timeout):
+                value = await start()
         except asyncio.CancelledError:
             self._report_stopped(task)
         except TimeoutError as exc:

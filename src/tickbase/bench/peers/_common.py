@@ -25,6 +25,14 @@ def missing_peer(package: str, error: ImportError | None = None) -> PeerUnavaila
     )
 
 
+def require(package: str) -> None:
+    """Raise :class:`PeerUnavailableError` unless ``package`` can be imported."""
+    try:
+        __import__(package)
+    except ImportError as error:
+        raise missing_peer(package, error) from error
+
+
 class LatencyRecorder:
     """Appends one latency figure (seconds) per line to a file, flushed line by line.
 

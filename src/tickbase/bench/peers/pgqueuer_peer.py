@@ -18,7 +18,7 @@ from psycopg import sql
 from tickbase.bench.peers._common import (
     LatencyRecorder,
     chunks,
-    missing_peer,
+    require,
     worker_argv,
     worker_main,
 )
@@ -34,10 +34,7 @@ WORKER_BATCH_SIZE = 100
 
 
 def _check_installed() -> None:
-    try:
-        import pgqueuer  # noqa: F401
-    except ImportError as error:
-        raise missing_peer("pgqueuer", error) from error
+    require("pgqueuer")
 
 
 def _queries(conn: psycopg.AsyncConnection[Any]) -> Queries:

@@ -16,7 +16,7 @@ import psycopg
 from tickbase.bench.peers._common import (
     LatencyRecorder,
     chunks,
-    missing_peer,
+    require,
     worker_argv,
     worker_main,
 )
@@ -32,10 +32,7 @@ WORKER_CONCURRENCY = 10
 
 
 def _check_installed() -> None:
-    try:
-        import procrastinate  # noqa: F401
-    except ImportError as error:
-        raise missing_peer("procrastinate", error) from error
+    require("procrastinate")
 
 
 def _app(dsn: str) -> App:
