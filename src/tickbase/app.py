@@ -24,7 +24,7 @@ from tickbase.settings import Settings, load_settings
 from tickbase.types import TaskStatus
 from tickbase.worker.builtins import register_builtins
 from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
-from tickbase.worker.worker import CONCURRENCY_DEFAULT, Worker
+from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -164,6 +164,7 @@ class App:
         self.registry = Registry()
         register_builtins(self.registry)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._claims: AsyncConnectionPool[AsyncConn] | None = None
         self._queue: TaskQueue | None = None
         self._listener: Listener | None = None
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
@@ -272,6 +273,9 @@ class App:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._claims is not None:
+            await self._claims.close()
+            self._claims = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -385,7 +389,22 @@ class App:
             self.settings,
             queues=queues,
             concurrency=concurrency,
+            claim_pool=self._claim_pool(),
         )
+
+    def _claim_pool(self) -> AsyncConnectionPool[AsyncConn]:
+        """Connections for claims: asynchronous commit (see the worker's docstring)."""
+        if self._claims is None:
+            if self.url is None:
+                raise TickbaseError("the app is not open: use `async with app:` first")
+            self._claims = create_pool(
+                self.url,
+                min_size=1,
+                max_size=FETCHERS,
+                name="tickbase-claim",
+                server_settings={"synchronous_commit": "off"},
+            )
+        return self._claims
 
     async def run_worker(
         self,

@@ -9,7 +9,9 @@ keeps working for callers who do not know tickbase::
     ├── DatabaseError                        server cannot be reached / started
     │   └── MigrationError                   schema older/newer than the code, edited migration
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
+    ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
     ├── TaskNotFound (LookupError)           no task with that id
+    ├── ScheduleNotFound (LookupError)       no schedule with that name
     ├── InvalidTransition                    the task is not in a state that allows the change
     ├── UnknownTaskType (LookupError)        no handler registered for a task type
     └── TaskFailed                           ``handle.result()`` on a task that failed/was cancelled
@@ -52,6 +54,28 @@ class InvalidTask(TickbaseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class InvalidSchedule(TickbaseError, ValueError):
+    """A schedule definition was refused; the stored schedules are unchanged."""
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class ScheduleNotFound(TickbaseError, LookupError):
+    """No (unremoved) schedule has the given name."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        message = f"schedule {name!r} does not exist"
+        close = difflib.get_close_matches(name, list(known), n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        super().__init__(message)
 
 
 class TaskNotFound(TickbaseError, LookupError):

@@ -62,9 +62,21 @@ async def _check_alive(conn: AsyncConn) -> None:
 
 
 def create_pool(
-    url: str, *, max_size: int = 10, min_size: int = 1, name: str = "tickbase"
+    url: str,
+    *,
+    max_size: int = 10,
+    min_size: int = 1,
+    name: str = "tickbase",
+    server_settings: dict[str, str] | None = None,
 ) -> AsyncConnectionPool[AsyncConn]:
-    """An async pool, not yet opened (``await pool.open()``, or ``async with``)."""
+    """An async pool, not yet opened (``await pool.open()``, or ``async with``).
+
+    ``server_settings`` become session settings of every connection (``-c``
+    options at connect time, so they cost no round trip).
+    """
+    kwargs: dict[str, Any] = {"autocommit": True, "application_name": f"{name}:{os.getpid()}"}
+    if server_settings:
+        kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in server_settings.items())
     return AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -72,10 +84,7 @@ def create_pool(
         open=False,
         configure=_configure,
         check=_check_alive,
-        kwargs={
-            "autocommit": True,
-            "application_name": f"{name}:{os.getpid()}",
-        },
+        kwargs=kwargs,
         name=name,
     )
 

@@ -15,6 +15,16 @@ Waking
     of its queues, the next delayed task is due, or the slow poll interval
     passes (lost notifications, listener reconnects).
 
+Why claims commit asynchronously
+    Claims run on connections with ``synchronous_commit = off``: a claim is
+    visible to everyone at once, only its flush to disk is deferred (at most a
+    fraction of a second). If the database crashes before that flush, the task
+    simply is pending again after recovery, and runs; had the flush happened, the
+    task would be running with a lease that expires, and would run again all the
+    same. So the guarantee is unchanged, and a claim does not wait for a disk
+    flush. Enqueues and outcomes stay synchronous: losing one would lose a task
+    or a result. (An outcome's flush also flushes every claim before it.)
+
 Failure cases
     A lost database connection makes a loop retry with backoff; outcomes stay
     buffered meanwhile. A killed worker's tasks are rescued by any other worker
@@ -92,6 +102,7 @@ class Worker:
         queues: Sequence[str] | None = None,
         concurrency: int = CONCURRENCY_DEFAULT,
         node_id: str | None = None,
+        claim_pool: AsyncConnectionPool[AsyncConn] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -103,6 +114,7 @@ class Worker:
         self.concurrency = concurrency
         self.node_id = node_id or make_node_id()
         self.queue = TaskQueue(pool)
+        self.claim_pool = claim_pool or pool
         self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tickbase")
         self.processed = 0
         self._running: dict[int, _Running] = {}
@@ -111,6 +123,7 @@ class Worker:
         self._outcomes_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._busy = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self.started = asyncio.Event()
@@ -123,6 +136,7 @@ class Worker:
         self._stopping.set()
         self._wake.set()
         self._slot_freed.set()
+        self._busy.set()
 
     async def run(self) -> None:
         """Work until :meth:`stop`; then drain gracefully and return."""
@@ -131,6 +145,8 @@ class Worker:
             self.listener.subscribe("tickbase_cancel", self._on_cancel),
         ]
         await self.listener.start()
+        if self.claim_pool is not self.pool:
+            await self.claim_pool.open(wait=True)
         reporter = asyncio.create_task(self._report_loop(), name="tickbase-report")
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tickbase-heartbeat")
         self.started.set()
@@ -144,7 +160,7 @@ class Worker:
             # Two fetch loops, each claiming up to half the slots: one claim is
             # in flight while the other loop's batch runs, so the database and
             # the handlers work at the same time instead of taking turns.
-            await asyncio.gather(*(self._fetch_loop() for _ in range(FETCHERS)))
+            await asyncio.gather(*(self._fetch_loop(primary=i == 0) for i in range(FETCHERS)))
         finally:
             await self._drain()
             heartbeat.cancel()
@@ -183,9 +199,18 @@ class Worker:
         if self.queues is None or any(q in self.queues for q in payload.split(",")):
             self._wake.set()
 
-    async def _fetch_loop(self) -> None:
+    async def _fetch_loop(self, primary: bool) -> None:
+        """Claim and start tasks until stopped.
+
+        The primary loop wakes on NOTIFY, the next due task or the slow poll. The
+        helper loop claims only while the queue is busy (the last claim came back
+        full), so an idle worker answers a new task with one claim, not two.
+        """
         backoff = 0.1
         while not self._stopping.is_set():
+            if not primary and not self._busy.is_set():
+                await self._busy.wait()
+                continue
             free = min(
                 self.concurrency - len(self._running) - self._reserved,
                 -(-self.concurrency // FETCHERS),
@@ -198,7 +223,7 @@ class Worker:
             self._wake.clear()
             self._reserved += free
             try:
-                async with self.pool.connection() as conn:
+                async with self.claim_pool.connection() as conn:
                     try:
                         claimed = await self.queue.claim(
                             conn,
@@ -211,10 +236,13 @@ class Worker:
                         self._reserved -= free
                     for task in claimed:
                         self._start(task)
-                    if len(claimed) < free:
-                        timeout = await self._idle_timeout(conn)
-                    else:
+                    if len(claimed) == free:
+                        self._busy.set()
                         continue
+                    self._busy.clear()
+                    if not primary:
+                        continue
+                    timeout = await self._idle_timeout(conn)
                 backoff = 0.1
             except (psycopg.Error, OSError) as exc:
                 logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)

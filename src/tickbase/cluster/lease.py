@@ -1,0 +1,116 @@
+"""Named leases with fencing tokens: who leads, and proof that it still does.
+
+Overview
+    A lease is one row of ``tickbase.leases``: a holder, an expiry and a token.
+    A node acquires a free or expired lease, then renews it well before expiry
+    (every third of its time to live). Only the leader runs cluster-wide duties
+    such as ticking the scheduler.
+
+State model
+    The token only grows: each change of holder increments it. A leader's writes
+    that must not come from a deposed leader carry the token and are guarded in
+    SQL by ``EXISTS (lease with this holder, this token, not expired)``, so they
+    are refused once anyone else has taken over, whatever the deposed node
+    believes.
+
+Failure cases
+    A killed leader stops renewing; its lease expires after ``ttl`` and another
+    node takes it (token + 1). A paused leader (GC, SIGSTOP, a slow disk) that
+    wakes after its lease expired finds its renewal refused, or its fenced writes
+    refused, and steps down. Correctness of scheduling never rests on the lease
+    alone: every fire also carries a unique key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.pool import AsyncConn
+from tickbase.db.sqlfile import load_queries
+
+Q = load_queries("tickbase.cluster")
+
+LEADER_LEASE = "leader"
+LEASE_TTL_DEFAULT = 15.0  # seconds
+
+
+class Lease:
+    """One node's view of a named lease.
+
+    Example::
+
+        lease = Lease(pool, holder=node_id)
+        if await lease.acquire():
+            ...  # lead; pass lease.token to fenced statements
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConn],
+        *,
+        holder: str,
+        name: str = LEADER_LEASE,
+        ttl: float = LEASE_TTL_DEFAULT,
+    ) -> None:
+        self.pool = pool
+        self.holder = holder
+        self.name = name
+        self.ttl = ttl
+        self.token: int | None = None
+        self._valid_until = 0.0  # monotonic; conservative local view of expiry
+
+    @property
+    def held(self) -> bool:
+        """Whether this node may believe it holds the lease right now."""
+        return self.token is not None and time.monotonic() < self._valid_until
+
+    @property
+    def renew_interval(self) -> float:
+        return self.ttl / 3
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; ``True`` when this node holds it afterwards."""
+        started = time.monotonic()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["lease_acquire"], {"name": self.name, "holder": self.holder, "ttl": self.ttl}
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            self.token = None
+            return False
+        self.token = int(row[0])
+        # Counted from before the round trip: never believe the lease lasts
+        # longer than the database says it does.
+        self._valid_until = started + self.ttl
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up at once (only if still ours)."""
+        if self.token is None:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                Q["lease_release"], {"name": self.name, "holder": self.holder, "token": self.token}
+            )
+        self.token = None
+
+    def lost(self) -> None:
+        """Forget the lease (a fenced write was refused)."""
+        self.token = None
+
+
+async def lease_holder(conn: AsyncConn, name: str = LEADER_LEASE) -> dict[str, Any] | None:
+    """Who holds the lease ``name`` (``live`` False when it has expired)."""
+    cursor = await conn.execute(Q["lease_get"], {"name": name})
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    keys = ("name", "holder", "token", "acquired_at", "expires_at", "live")
+    return dict(zip(keys, row, strict=True))
+
+
+__all__ = ["LEADER_LEASE", "Lease", "lease_holder"]

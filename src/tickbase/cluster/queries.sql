@@ -1,0 +1,24 @@
+-- lease_acquire --
+-- Take the lease when it is free or expired, or renew it when we hold it.
+-- Taking it from another holder bumps the token; renewing keeps it. No row
+-- back: someone else holds a live lease.
+INSERT INTO tickbase.leases AS l (name, holder, token, expires_at)
+VALUES (%(name)s, %(holder)s, 1, clock_timestamp() + make_interval(secs => %(ttl)s))
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder,
+    expires_at = excluded.expires_at,
+    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                 THEN l.token ELSE l.token + 1 END,
+    acquired_at = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                       THEN l.acquired_at ELSE clock_timestamp() END
+WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
+RETURNING token, expires_at;
+
+-- lease_release --
+-- Give the lease up at once (clean shutdown), so a successor need not wait.
+UPDATE tickbase.leases SET expires_at = clock_timestamp()
+WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s;
+
+-- lease_get --
+SELECT name, holder, token, acquired_at, expires_at, expires_at > clock_timestamp() AS live
+FROM tickbase.leases WHERE name = %(name)s;

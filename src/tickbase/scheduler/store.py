@@ -1,0 +1,206 @@
+"""Schedules in the database: create, change, control, inspect.
+
+Rows become :class:`Schedule` here and nowhere else; constraint violations
+become :class:`InvalidSchedule` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.pool import AsyncConn
+from tickbase.db.sqlfile import load_queries
+from tickbase.errors import InvalidSchedule, ScheduleNotFound
+from tickbase.scheduler.models import Schedule, ScheduleSpec
+
+Q = load_queries("tickbase.scheduler")
+
+
+class ScheduleStore:
+    """Run-time control of schedules (no restart needed: tickers wake on NOTIFY).
+
+    Example::
+
+        store = ScheduleStore(pool)
+        await store.create(ScheduleSpec.build("bars", "md.collect", cron="*/5 * * * *"))
+        await store.pause("bars")
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConn]) -> None:
+        self.pool = pool
+
+    async def create(self, spec: ScheduleSpec) -> Schedule:
+        """Store a new schedule; a duplicate active name is refused."""
+        params = spec.params(first_fire(spec, datetime.now(UTC)))
+        async with self.pool.connection() as conn:
+            try:
+                row = await _fetch_one(conn, Q["schedule_insert"], params)
+            except psycopg.errors.UniqueViolation:
+                raise InvalidSchedule(
+                    "name", spec.name, "a schedule with this name already exists"
+                ) from None
+        assert row is not None
+        return Schedule.from_row(row)
+
+    async def sync(self, specs: Sequence[ScheduleSpec]) -> int:
+        """Register code-defined and builtin schedules idempotently; return how many changed."""
+        changed = 0
+        now = datetime.now(UTC)
+        async with self.pool.connection() as conn:
+            for spec in specs:
+                cursor = await conn.execute(
+                    Q["schedule_sync_code"], spec.params(first_fire(spec, now))
+                )
+                changed += cursor.rowcount
+        return changed
+
+    async def update(self, name: str, **changes: Any) -> Schedule:
+        """Change a schedule's definition. A new expression, interval or zone
+        recomputes the next fire; other changes keep it."""
+        current = await self.get(name)
+        timing = ("kind", "cron", "interval_seconds", "timezone")
+        if "every" in changes or "cron" in changes or changes.get("manual"):
+            every = changes.pop("every", None)
+            cron = changes.pop("cron", None)
+            manual = changes.pop("manual", False)
+            kind_fields = ScheduleSpec.build(
+                name, current.spec.task_type, cron=cron, every=every, manual=manual
+            )
+            changes.update(
+                kind=kind_fields.kind,
+                cron=kind_fields.cron,
+                interval_seconds=kind_fields.interval_seconds,
+            )
+        unknown = set(changes) - set(ScheduleSpec.__dataclass_fields__)
+        if unknown:
+            raise InvalidSchedule("field", sorted(unknown), "unknown schedule field")
+        spec = dataclasses.replace(current.spec, **changes)
+        next_fire = current.next_fire_at
+        if any(getattr(spec, key) != getattr(current.spec, key) for key in timing):
+            next_fire = first_fire(spec, datetime.now(UTC))
+        params = {**spec.params(next_fire), "id": current.id}
+        async with self.pool.connection() as conn:
+            row = await _fetch_one(conn, Q["schedule_update"], params)
+        if row is None:
+            raise ScheduleNotFound(name)
+        return await self.get(name)
+
+    async def enable(self, name: str) -> Schedule:
+        return await self._set_state(name, enabled=True)
+
+    async def disable(self, name: str) -> Schedule:
+        return await self._set_state(name, enabled=False)
+
+    async def pause(self, name: str) -> Schedule:
+        return await self._set_state(name, paused=True)
+
+    async def resume(self, name: str) -> Schedule:
+        return await self._set_state(name, paused=False)
+
+    async def _set_state(
+        self, name: str, *, enabled: bool | None = None, paused: bool | None = None
+    ) -> Schedule:
+        current = await self.get(name)
+        waking = (enabled is True and not current.spec.enabled) or (
+            paused is False and current.paused
+        )
+        # Fires that fell while it was off are not caught up: start from now.
+        next_fire = first_fire(current.spec, datetime.now(UTC)) if waking else None
+        async with self.pool.connection() as conn:
+            row = await _fetch_one(
+                conn,
+                Q["schedule_set_state"],
+                {"id": current.id, "enabled": enabled, "paused": paused, "next_fire_at": next_fire},
+            )
+        if row is None:
+            raise ScheduleNotFound(name)
+        return await self.get(name)
+
+    async def trigger(self, name: str) -> tuple[int, datetime]:
+        """Fire now (manual): enqueue a task with ``fire_at = now``; return (task id, fire_at)."""
+        current = await self.get(name)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["schedule_trigger"], {"id": current.id})
+            row = await cursor.fetchone()
+        if row is None:
+            raise ScheduleNotFound(name)
+        return int(row[0]), row[1]
+
+    async def remove(self, name: str) -> Schedule:
+        """Remove a schedule; its executions (task rows) and events stay."""
+        current = await self.get(name)
+        async with self.pool.connection() as conn:
+            row = await _fetch_one(conn, Q["schedule_remove"], {"id": current.id})
+        if row is None:
+            raise ScheduleNotFound(name)
+        row["latest_status"] = None
+        return Schedule.from_row(row)
+
+    async def get(self, name: str) -> Schedule:
+        """The active schedule called ``name``, or :class:`ScheduleNotFound` (with a hint)."""
+        async with self.pool.connection() as conn:
+            row = await _fetch_one(conn, Q["schedule_get"], {"name": name})
+            if row is None:
+                names = [r[0] for r in await (await conn.execute(Q["schedule_names"])).fetchall()]
+                raise ScheduleNotFound(name, names)
+        return Schedule.from_row(row)
+
+    async def list_schedules(self, *, include_removed: bool = False) -> list[Schedule]:
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(Q["schedule_list"], {"include_removed": include_removed})
+            return [Schedule.from_row(row) for row in await cursor.fetchall()]
+
+    async def executions(
+        self, name: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The schedule's executions (its task rows), newest fire first."""
+        current = await self.get(name)
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                Q["schedule_executions"], {"id": current.id, "limit": limit, "before": before}
+            )
+            return list(await cursor.fetchall())
+
+    async def stats(self, name: str) -> dict[str, Any]:
+        """Counts by status, average and p95 duration, last and next fire."""
+        current = await self.get(name)
+        async with self.pool.connection() as conn:
+            row = await _fetch_one(conn, Q["schedule_stats"], {"id": current.id})
+        assert row is not None
+        row["next_fire_at"] = current.next_fire_at
+        row["status"] = current.status
+        return row
+
+    async def events(self, name: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Missed, skipped, coalesced and triggered fires, newest first."""
+        current = await self.get(name)
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(Q["schedule_events_list"], {"id": current.id, "limit": limit})
+            return list(await cursor.fetchall())
+
+
+def first_fire(spec: ScheduleSpec, now: datetime) -> datetime | None:
+    """The first fire after ``now`` (intervals count from now)."""
+    trigger = spec.trigger(anchor=now)
+    return None if trigger is None else trigger.next_after(now)
+
+
+async def _fetch_one(conn: AsyncConn, query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    cursor = conn.cursor(row_factory=dict_row)
+    try:
+        await cursor.execute(query, params)
+    except psycopg.errors.CheckViolation as exc:
+        raise InvalidSchedule(
+            exc.diag.constraint_name or "schedule", None, str(exc.diag.message_primary)
+        ) from None
+    return await cursor.fetchone()

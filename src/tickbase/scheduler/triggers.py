@@ -1,0 +1,157 @@
+"""When a schedule fires: cron expressions (via croniter) and fixed intervals.
+
+Cron semantics (fields, ranges, the day-of-month/day-of-week OR rule, ``L``
+and ``#``) are croniter's; tickbase writes no cron parser. Five fields, or six
+with a leading seconds field.
+
+Time zones and DST
+    A cron expression names wall-clock times in the schedule's IANA zone.
+    croniter walks the wall clock (naive local times); tickbase then maps each
+    wall time to an instant:
+
+    * a wall time that does not exist (the hour skipped when clocks spring
+      forward) is skipped, once;
+    * a wall time that exists twice (the hour repeated when clocks fall back)
+      fires once, at its first occurrence.
+
+    Intervals are plain elapsed time and ignore zones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+
+from tickbase.errors import InvalidSchedule
+
+# A wall-clock walk that finds no existing time in this many steps is a bug or
+# an expression that never matches (e.g. 30 February).
+_MAX_WALK = 10_000
+_FIELD_NAMES_5 = ("minute", "hour", "day of month", "month", "day of week")
+_FIELD_NAMES_6 = ("second", *_FIELD_NAMES_5)
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``, or :class:`InvalidSchedule` naming it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidSchedule(
+            "timezone", name, "unknown time zone (use an IANA name such as America/New_York)"
+        ) from None
+
+
+def check_cron(expression: str) -> None:
+    """Raise :class:`InvalidSchedule` saying which field is wrong and why."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise InvalidSchedule("cron", expression, "empty expression")
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise InvalidSchedule(
+            "cron",
+            expression,
+            f"has {len(fields)} fields; use 5 (minute hour day-of-month month day-of-week) "
+            "or 6 with a leading seconds field",
+        )
+    names = _FIELD_NAMES_6 if len(fields) == 6 else _FIELD_NAMES_5
+    try:
+        croniter(expression, second_at_beginning=len(fields) == 6)
+    except (CroniterBadCronError, CroniterError, ValueError) as exc:
+        raise InvalidSchedule("cron", expression, _which_field(fields, names, str(exc))) from None
+    # An expression can be valid field by field yet never match (30 February).
+    try:
+        CronTrigger(expression, "UTC").next_after(datetime(2000, 1, 1, tzinfo=UTC))
+    except InvalidSchedule:
+        raise
+    except (CroniterBadDateError, CroniterError) as exc:
+        raise InvalidSchedule("cron", expression, f"never matches a date ({exc})") from None
+
+
+def _which_field(fields: list[str], names: tuple[str, ...], reason: str) -> str:
+    for field, name in zip(fields, names, strict=True):
+        probe = ["*"] * len(fields)
+        probe[names.index(name)] = field
+        try:
+            croniter(" ".join(probe), second_at_beginning=len(fields) == 6)
+        except (CroniterBadCronError, CroniterError, ValueError) as exc:
+            return f"{name} field {field!r} is invalid ({exc})"
+    return reason
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    """Fire times of a cron expression in a time zone.
+
+    Example::
+
+        CronTrigger("30 9 * * 1-5", "America/New_York").next_after(now)
+    """
+
+    expression: str
+    timezone: str = "UTC"
+
+    def next_after(self, after: datetime) -> datetime:
+        """The first fire instant strictly after ``after`` (aware, returned in UTC)."""
+        zone = load_zone(self.timezone)
+        with_seconds = len(self.expression.split()) == 6
+        # Walk from the wall time of `after`. In a repeated hour the walk may
+        # propose a wall time whose (first) instant is already past: skipped below.
+        wall = after.astimezone(zone).replace(tzinfo=None)
+        walker = croniter(self.expression, wall, second_at_beginning=with_seconds)
+        for _ in range(_MAX_WALK):
+            candidate: datetime = walker.get_next(datetime)
+            instant = _instant(candidate, zone)
+            if instant is not None and instant > after:
+                return instant.astimezone(UTC)
+        raise InvalidSchedule("cron", self.expression, "no fire time found")
+
+
+def _instant(wall: datetime, zone: ZoneInfo) -> datetime | None:
+    """The instant of a naive wall time: None when it does not exist, its first
+    occurrence when it exists twice."""
+    first = wall.replace(tzinfo=zone, fold=0)
+    round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if round_trip != wall:
+        return None  # skipped by a spring-forward gap
+    return first
+
+
+@dataclass(frozen=True)
+class IntervalTrigger:
+    """Every ``seconds`` seconds of elapsed time, counted from ``anchor``."""
+
+    seconds: float
+    anchor: datetime
+
+    def next_after(self, after: datetime) -> datetime:
+        """The first ``anchor + k * seconds`` strictly after ``after``."""
+        elapsed = (after - self.anchor).total_seconds()
+        steps = max(0, math.floor(elapsed / self.seconds) + 1)
+        candidate = self.anchor + timedelta(seconds=steps * self.seconds)
+        while candidate <= after:  # float rounding at the boundary
+            steps += 1
+            candidate = self.anchor + timedelta(seconds=steps * self.seconds)
+        return candidate.astimezone(UTC)
+
+
+class Trigger(Protocol):
+    """Anything that knows its next fire instant."""
+
+    def next_after(self, after: datetime) -> datetime: ...
+
+
+def fires_between(trigger: Trigger, start: datetime, end: datetime, limit: int) -> list[datetime]:
+    """Fire instants of ``trigger`` in ``(start, end]``, oldest first, at most ``limit``."""
+    fires: list[datetime] = []
+    current = start
+    while len(fires) < limit:
+        current = trigger.next_after(current)
+        if current > end:
+            break
+        fires.append(current)
+    return fires
