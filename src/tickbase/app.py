@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -17,14 +18,21 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
-from tickbase.errors import ResultTimeout, TaskFailed, TickbaseError
+from tickbase.errors import InvalidSchedule, ResultTimeout, TaskFailed, TickbaseError
 from tickbase.queue.models import EnqueueRequest, Task
 from tickbase.queue.repository import TaskQueue
+from tickbase.scheduler.models import ScheduleSpec
+from tickbase.scheduler.store import ScheduleStore
+from tickbase.scheduler.ticker import Ticker
 from tickbase.settings import Settings, load_settings
 from tickbase.types import TaskStatus
 from tickbase.worker.builtins import register_builtins
 from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
-from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker
+from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker, make_node_id
+
+PRUNE_RETENTION_DAYS = 7.0
+PRUNE_EVERY_SECONDS = 3600.0
+HEALTH_EVERY_SECONDS = 60.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -163,6 +171,9 @@ class App:
             self.settings = self.settings.model_copy(update={"database_url": database_url})
         self.registry = Registry()
         register_builtins(self.registry)
+        self.node_id = make_node_id()
+        self._code_schedules: dict[str, ScheduleSpec] = {}
+        self._register_maintenance()
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._claims: AsyncConnectionPool[AsyncConn] | None = None
         self._queue: TaskQueue | None = None
@@ -390,6 +401,7 @@ class App:
             queues=queues,
             concurrency=concurrency,
             claim_pool=self._claim_pool(),
+            node_id=self.node_id,
         )
 
     def _claim_pool(self) -> AsyncConnectionPool[AsyncConn]:
@@ -406,6 +418,47 @@ class App:
             )
         return self._claims
 
+    def ticker(self) -> Ticker:
+        """A scheduler ticker over this app's pool and listener (not yet running)."""
+        return Ticker(
+            self.pool,
+            self.listener,
+            node_id=self.node_id,
+            lease_ttl=self.settings.leader_lease_seconds,
+        )
+
+    async def run(
+        self,
+        *,
+        worker: bool = True,
+        scheduler: bool = True,
+        queues: Sequence[str] | None = None,
+        concurrency: int = CONCURRENCY_DEFAULT,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run this node's roles until ``stop`` is set (or one of them fails).
+
+        Code-defined and builtin schedules are registered first (idempotently).
+        """
+        await self.sync_schedules()
+        services: list[Worker | Ticker] = []
+        if worker:
+            services.append(self.worker(queues=queues, concurrency=concurrency))
+        if scheduler:
+            services.append(self.ticker())
+        running = [asyncio.create_task(service.run()) for service in services]
+        waiter = asyncio.create_task((stop or asyncio.Event()).wait())
+        try:
+            await asyncio.wait({*running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for service in services:
+                service.stop()
+            waiter.cancel()
+            results = await asyncio.gather(*running, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     async def run_worker(
         self,
         *,
@@ -413,15 +466,143 @@ class App:
         concurrency: int = CONCURRENCY_DEFAULT,
         stop: asyncio.Event | None = None,
     ) -> None:
-        """Run a worker until ``stop`` is set (or forever)."""
-        worker = self.worker(queues=queues, concurrency=concurrency)
-        runner = asyncio.create_task(worker.run())
-        if stop is not None:
-            waiter = asyncio.create_task(stop.wait())
-            await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            worker.stop()
-            waiter.cancel()
-        await runner
+        """Run a worker (only) until ``stop`` is set (or forever)."""
+        await self.run(scheduler=False, queues=queues, concurrency=concurrency, stop=stop)
+
+    # ---- schedules -----------------------------------------------------------
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """Run-time control of stored schedules (create, update, pause, trigger, ...)."""
+        return ScheduleStore(self.pool)
+
+    def schedule(
+        self,
+        name: str,
+        task: TaskFunction[Any, Any] | str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        manual: bool = False,
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str = "UTC",
+        **options: Any,
+    ) -> ScheduleSpec:
+        """Define a schedule in code; it is stored (idempotently) when a node starts.
+
+        Exactly one of ``cron`` (5 fields, or 6 with leading seconds), ``every``
+        (seconds) or ``manual=True``. ``kwargs`` is the payload of each fire.
+        Options: ``queue``, ``priority``, ``max_retries``, ``retry_interval``,
+        ``timeout``, ``misfire_grace_seconds``, ``coalesce``, ``max_instances``,
+        ``enabled``, ``description``. Invalid definitions raise at once.
+
+        Example::
+
+            app.schedule("collect-btc", collect_klines, cron="*/5 * * * *",
+                         kwargs={"symbol": "BTCUSDT"})
+        """
+        if isinstance(task, TaskFunction):
+            definition = task.definition
+            defaults: dict[str, Any] = {
+                "queue": definition.queue,
+                "priority": definition.priority,
+                "max_retries": definition.retries,
+                "retry_interval": definition.retry_delay,
+                "timeout": definition.timeout,
+            }
+            task_type = definition.name
+        else:
+            defaults, task_type = {}, task
+        spec = ScheduleSpec.build(
+            name,
+            task_type,
+            cron=cron,
+            every=every,
+            manual=manual,
+            payload=dict(kwargs or {}),
+            timezone=tz,
+            origin=options.pop("origin", "code"),
+            **{**defaults, **options},
+        )
+        if name in self._code_schedules:
+            raise InvalidSchedule("name", name, "a schedule with this name is already defined")
+        self._code_schedules[name] = spec
+        return spec
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        name: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str = "UTC",
+        **options: Any,
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
+        """Decorator: register the function as a task and schedule it.
+
+        Example::
+
+            @app.periodic(cron="0 * * * *")
+            async def hourly_snapshot() -> None: ...
+        """
+
+        def register(function: Callable[P, R]) -> TaskFunction[P, R]:
+            task_function = function if isinstance(function, TaskFunction) else self.task(function)
+            self.schedule(
+                name or task_function.name,
+                task_function,
+                cron=cron,
+                every=every,
+                kwargs=kwargs,
+                tz=tz,
+                **options,
+            )
+            return task_function
+
+        return register
+
+    async def sync_schedules(self) -> int:
+        """Store the code-defined and builtin schedules; return how many changed."""
+        return await self.schedules.sync(list(self._code_schedules.values()))
+
+    def _register_maintenance(self) -> None:
+        app = self
+
+        @self.task(name="tickbase.prune")
+        async def prune(
+            retention_days: float = PRUNE_RETENTION_DAYS, batch_size: int = 1000
+        ) -> dict[str, Any]:
+            """Delete finished tasks older than the retention, in bounded batches."""
+            removed = await app.queue.prune(older_than_days=retention_days, batch_size=batch_size)
+            return {"removed": removed, "retention_days": retention_days}
+
+        @self.task(name="tickbase.health")
+        async def health() -> dict[str, Any]:
+            """Database round trip and queue backlog, kept as this task's result."""
+            started = time.perf_counter()
+            unfinished = await app.queue.count_unfinished()
+            return {
+                "database_ms": round((time.perf_counter() - started) * 1000, 3),
+                "unfinished_tasks": unfinished,
+                "node": app.node_id,
+            }
+
+        self.schedule(
+            "tickbase.prune",
+            prune,
+            every=PRUNE_EVERY_SECONDS,
+            origin="builtin",
+            kwargs={"retention_days": PRUNE_RETENTION_DAYS},
+            description="Delete finished tasks older than the retention",
+        )
+        self.schedule(
+            "tickbase.health",
+            health,
+            every=HEALTH_EVERY_SECONDS,
+            origin="builtin",
+            description="Database round trip and backlog",
+        )
 
 
 class SyncClient:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=SHUTDOWN_GRACE_DEFAULT, ge=0)
     """Seconds a stopping worker lets running tasks finish before re-queueing them. Defaults to 10 s."""
 
+    leader_lease_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """Time to live of the leader lease: a dead leader is replaced within it. Defaults to 15 s."""
+
     pool_max_size: int = Field(default=10, ge=2, le=200)
     """Most connections one process's pool opens. Defaults to 10."""
 

@@ -21,9 +21,6 @@ from tickbase.cli.common import (
 from tickbase.cli.render import console, fail, print_json
 from tickbase.errors import TickbaseError
 
-PRUNE_INTERVAL = 3600.0  # seconds between maintenance passes of `tickbase up`
-PRUNE_RETENTION_DAYS = 7.0
-
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
@@ -83,13 +80,31 @@ def register_run_commands(cli: typer.Typer) -> None:
         run(body())
 
     @cli.command()
+    def scheduler(
+        app_spec: str | None = AppOption,
+        database_url: str | None = DatabaseUrlOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Run the scheduler role alone (any number may run: one leads, the others stand by)."""
+        configure_logging(verbose)
+        app = load_app(app_spec, database_url)
+
+        async def body() -> None:
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
+            async with app:
+                await app.run(worker=False, scheduler=True, stop=stop)
+
+        run(body())
+
+    @cli.command()
     def up(
         app_spec: str | None = AppOption,
         concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
         database_url: str | None = DatabaseUrlOption,
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
-        """Run everything in one process: database, migrations, worker, maintenance."""
+        """Run everything in one process: database, migrations, worker, scheduler."""
         configure_logging(verbose)
         app = load_app(app_spec, database_url)
 
@@ -104,10 +119,9 @@ def register_run_commands(cli: typer.Typer) -> None:
                         f"worker: all queues, concurrency {concurrency}; "
                         f"task types: {', '.join(app.registry.names())}"
                     )
+                    console.print("scheduler: on (leader-elected; maintenance schedules included)")
                     console.print("press Ctrl-C to stop")
-                    maintenance = asyncio.create_task(_maintenance(app, stop))
-                    await app.run_worker(concurrency=concurrency, stop=stop)
-                    maintenance.cancel()
+                    await app.run(concurrency=concurrency, stop=stop)
             finally:
                 if app.started_server:
                     from tickbase.db.embedded import EmbeddedServer
@@ -175,13 +189,3 @@ def register_run_commands(cli: typer.Typer) -> None:
         else:
             verb = "enqueued" if handle.created else "already queued (dedupe key)"
             console.print(f"{verb}: task {handle.id}")
-
-
-async def _maintenance(app: Any, stop: asyncio.Event) -> None:
-    """Hourly pruning of old finished tasks (the scheduler will own this)."""
-    while not stop.is_set():
-        removed = await app.queue.prune(older_than_days=PRUNE_RETENTION_DAYS)
-        if removed:
-            console.print(f"pruned {removed} finished tasks older than {PRUNE_RETENTION_DAYS} days")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PRUNE_INTERVAL)
