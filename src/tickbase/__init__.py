@@ -19,16 +19,19 @@ from tickbase.app import App, SyncClient, TaskFunction, TaskHandle
 from tickbase.errors import (
     ConfigurationError,
     DatabaseError,
+    InvalidSchedule,
     InvalidTask,
     InvalidTransition,
     MigrationError,
     ResultTimeout,
+    ScheduleNotFound,
     TaskFailed,
     TaskNotFound,
     TickbaseError,
     UnknownTaskType,
 )
 from tickbase.queue.models import EnqueueRequest, Task, TaskEvent
+from tickbase.scheduler.models import Schedule, ScheduleSpec
 from tickbase.settings import Settings
 from tickbase.types import TaskStatus
 
@@ -39,10 +42,14 @@ __all__ = [
     "ConfigurationError",
     "DatabaseError",
     "EnqueueRequest",
+    "InvalidSchedule",
     "InvalidTask",
     "InvalidTransition",
     "MigrationError",
     "ResultTimeout",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleSpec",
     "Settings",
     "SyncClient",
     "Task",
