@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run
+from tickbase.cli.render import fail
 
 cli = typer.Typer(help="Benchmarks (figures, never pass/fail).", no_args_is_help=True)
 
@@ -28,3 +29,28 @@ def queue(
             database_url=database_url, peers=peers, as_json=as_json, concurrency=concurrency
         )
     )
+
+
+@cli.command()
+def cron(
+    schedules: int = typer.Option(
+        1000, "--schedules", min=1, help="Schedules, each firing every second."
+    ),
+    seconds: float = typer.Option(
+        60.0, "--seconds", min=1.0, help="Measured window, after start-up and warm-up."
+    ),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """One scheduler process fires N every-second schedules: fire lag p50/p99 and its CPU."""
+    from tickbase.bench.cron import run_cron_command
+    from tickbase.bench.harness import BenchError
+
+    try:
+        run(
+            run_cron_command(
+                database_url=database_url, schedules=schedules, seconds=seconds, as_json=as_json
+            )
+        )
+    except BenchError as exc:
+        fail(f"bench cron: {exc}")
