@@ -178,7 +178,7 @@ class App:
         self._claims: AsyncConnectionPool[AsyncConn] | None = None
         self._queue: TaskQueue | None = None
         self._listener: Listener | None = None
-        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[int, list[asyncio.Event]] = {}
         self._sync: SyncClient | None = None
         self.url: str | None = None
         self.started_server = False
@@ -341,48 +341,50 @@ class App:
     # ---- results ---------------------------------------------------------------
 
     async def _await_result(self, task_id: int, timeout: float | None) -> Any:
+        # Listen first, then look: a task that ends between the two is seen by
+        # the look, one that ends after it wakes the wait.
         listener = self.listener
         await listener.start()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.setdefault(task_id, []).append(waiter)
+        woken = asyncio.Event()
+        self._waiters.setdefault(task_id, []).append(woken)
         try:
-            async with self.pool.connection() as conn:
-                status = await self.queue.mark_awaited(conn, task_id)
-            while status is not None:
+            task = await self.queue.get(task_id)
+            while not task.status.is_final:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(task_id, timeout or 0.0, str(status))
+                    raise ResultTimeout(task_id, timeout or 0.0, str(task.status))
                 wait = self.settings.poll_interval
                 if remaining is not None:
                     wait = min(wait, remaining)
+                woken.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(waiter), wait)
+                    async with asyncio.timeout(wait):
+                        await woken.wait()
                 task = await self.queue.get(task_id)
-                status = None if task.status.is_final else task.status
         finally:
             waiters = self._waiters.get(task_id, [])
             with contextlib.suppress(ValueError):
-                waiters.remove(waiter)
+                waiters.remove(woken)
             if not waiters:
                 self._waiters.pop(task_id, None)
-        task = await self.queue.get(task_id)
         if task.status is TaskStatus.SUCCEEDED:
             return task.result
         raise TaskFailed(task_id, str(task.status), task.error)
 
     def _on_task_done(self, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            for waiter in self._waiters.get(int(payload), ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+        if not self._waiters:
+            return
+        for part in payload.split(","):
+            with contextlib.suppress(ValueError):
+                for woken in self._waiters.get(int(part), ()):
+                    woken.set()
 
     def _wake_waiters(self) -> None:
         for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            for woken in waiters:
+                woken.set()
 
     # ---- consuming -------------------------------------------------------------
 

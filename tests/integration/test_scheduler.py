@@ -247,3 +247,24 @@ async def test_running_ticker_fires_on_time_and_wakes_on_changes(
     finally:
         ticker.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_builtin_maintenance_tasks_run(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    from tests.integration.test_worker import running_worker
+
+    old = await app.defer("tickbase.noop", {})
+    await app.queue.cancel(old.id)
+    sql_conn.execute(
+        "UPDATE tickbase.tasks SET finished_at = now() - interval '8 days' WHERE id = %s", (old.id,)
+    )
+    async with running_worker(app):
+        await app.sync_schedules()
+        pruned = await app.schedules.trigger("tickbase.prune")
+        health = await app.schedules.trigger("tickbase.health")
+        assert (await app.handle(pruned[0]).result(timeout=10))["removed"] == 1
+        report = await app.handle(health[0]).result(timeout=10)
+    assert report["database_ms"] >= 0 and report["unfinished_tasks"] >= 0
+    with pytest.raises(tickbase.TaskNotFound):
+        await app.queue.get(old.id)

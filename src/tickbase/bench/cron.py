@@ -92,6 +92,8 @@ SETTLE_TIMEOUT_S = 30.0
 # afterwards so the benchmark's own queries do not compete with the scheduler.
 STARTUP_POLL_S = 0.05
 SETTLE_POLL_S = 0.25
+# Liveness checks of the scheduler during the window: no query, just its exit status.
+ALIVE_CHECK_S = 0.5
 TARGET_P99_MS = 100.0
 
 FIGURES: tuple[str, ...] = (
@@ -257,10 +259,10 @@ async def _measure(
     # CPU is sampled on the local clock at the window's edges (the database clock
     # translated by the measured offset), so it covers the same span as the fires.
     process = psutil.Process(scheduler.pid)
-    await _sleep_until(window.start, offset)
+    await _sleep_until(window.start, offset, check_alive)
     check_alive()
     cpu_start, wall_start = _cpu_seconds(process), time.monotonic()
-    await _sleep_until(window.end, offset)
+    await _sleep_until(window.end, offset, check_alive)
     check_alive()
     cpu_used, wall = _cpu_seconds(process) - cpu_start, time.monotonic() - wall_start
 
@@ -338,11 +340,15 @@ async def _clock(conn: psycopg.AsyncConnection[Any]) -> tuple[datetime, float]:
     return db_now, db_now.timestamp() - (before + after) / 2
 
 
-async def _sleep_until(db_instant: datetime, offset: float) -> None:
-    """Sleep until the database clock reads ``db_instant`` (``offset``: db minus local)."""
-    delay = db_instant.timestamp() - offset - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+async def _sleep_until(db_instant: datetime, offset: float, check: Callable[[], None]) -> None:
+    """Sleep until the database clock reads ``db_instant`` (``offset``: db minus local).
+
+    ``check`` runs every :data:`ALIVE_CHECK_S` meanwhile, so a dead scheduler is
+    reported at once rather than at the end of the window.
+    """
+    while (delay := db_instant.timestamp() - offset - time.time()) > 0:
+        await asyncio.sleep(min(delay, ALIVE_CHECK_S))
+        check()
 
 
 def _ceil_second(instant: datetime) -> datetime:

@@ -71,7 +71,6 @@ class EnqueueRequest:
     dedupe_key: str | None = None
     request_id: str | None = None
     concurrency_key: str | None = None
-    notify_finish: bool = False
     payload_json: str = field(init=False, repr=False, default="")
 
     def __post_init__(self) -> None:

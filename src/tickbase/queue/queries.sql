@@ -16,19 +16,19 @@ WITH input AS (
     FROM ROWS FROM (jsonb_to_recordset(%(batch)s::jsonb) AS (
         task_type text, queue text, priority smallint, payload jsonb, max_attempts integer,
         retry_delay float8, timeout float8, run_at timestamptz, delay float8, dedupe_key text,
-        request_id text, concurrency_key text, notify_finish boolean
+        request_id text, concurrency_key text
     )) WITH ORDINALITY AS i(task_type, queue, priority, payload, max_attempts, retry_delay,
                             timeout, run_at, delay, dedupe_key, request_id, concurrency_key,
-                            notify_finish, ord)
+                            ord)
 ), inserted AS (
     INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
                                 retry_delay, timeout, run_at, dedupe_key, request_id,
-                                concurrency_key, notify_finish)
+                                concurrency_key)
     SELECT id, task_type, coalesce(queue, 'default'), coalesce(priority, 0),
            coalesce(payload, '{}'::jsonb), coalesce(max_attempts, 1),
            coalesce(retry_delay, 1.0), timeout,
            coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
-           dedupe_key, request_id, concurrency_key, coalesce(notify_finish, false)
+           dedupe_key, request_id, concurrency_key
     FROM input
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
@@ -44,13 +44,12 @@ ORDER BY input.ord;
 -- times faster than thirteen one-element arrays. No row back = dedupe conflict.
 WITH inserted AS (
     INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, run_at, dedupe_key, request_id, concurrency_key,
-                                notify_finish)
+                                timeout, run_at, dedupe_key, request_id, concurrency_key)
     VALUES (%(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
             %(retry_delay)s, %(timeout)s,
             coalesce(%(run_at)s::timestamptz,
                      now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
-            %(dedupe_key)s, %(request_id)s, %(concurrency_key)s, %(notify_finish)s)
+            %(dedupe_key)s, %(request_id)s, %(concurrency_key)s)
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
         DO NOTHING
@@ -157,13 +156,17 @@ WITH input AS (
     FROM input i
     WHERE t.id = i.id AND t.status = 'running' AND t.attempts = i.attempt
       AND t.node_id = %(node_id)s
-    RETURNING t.id, t.status, t.notify_finish, i.error
+    RETURNING t.id, t.status, i.error
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
     SELECT id, status, %(node_id)s, error::jsonb FROM finished
 ), notified AS (
-    SELECT pg_notify('tickbase_task_done', id::text) FROM finished
-    WHERE notify_finish AND status IN ('succeeded', 'failed', 'cancelled')
+    -- Whoever awaits a result (handle.result(), the gateway) learns of the end
+    -- at once: one NOTIFY per 500 final tasks (payload: their ids), not per row.
+    SELECT pg_notify('tickbase_task_done', string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 500 AS chunk FROM finished
+          WHERE status IN ('succeeded', 'failed', 'cancelled')) final
+    GROUP BY chunk
 )
 SELECT (SELECT count(*) FROM finished) AS finished, (SELECT count(*) FROM notified) AS notified;
 
@@ -207,15 +210,17 @@ WITH expired AS (
         END
     FROM expired
     WHERE t.id = expired.id
-    RETURNING t.id, t.status, t.node_id, t.notify_finish, t.error
+    RETURNING t.id, t.status, t.node_id, t.error
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
     SELECT id, 'rescued', %(node_id)s,
            jsonb_build_object('from_node', node_id, 'status', status, 'error', error)
     FROM rescued
 ), notified AS (
-    SELECT pg_notify('tickbase_task_done', id::text) FROM rescued
-    WHERE notify_finish AND status IN ('failed', 'cancelled')
+    SELECT pg_notify('tickbase_task_done', string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 500 AS chunk FROM rescued
+          WHERE status IN ('failed', 'cancelled')) final
+    GROUP BY chunk
 )
 SELECT id, status, node_id, (SELECT count(*) FROM notified) AS notified FROM rescued;
 
@@ -231,7 +236,7 @@ WITH target AS (
         cancel_requested = true
     FROM target
     WHERE t.id = target.id AND t.status IN ('pending', 'retrying', 'running')
-    RETURNING t.id, t.status, t.notify_finish
+    RETURNING t.id, t.status
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, detail)
     SELECT id, CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END,
@@ -241,7 +246,6 @@ WITH target AS (
     SELECT pg_notify(CASE WHEN status = 'running' THEN 'tickbase_cancel'
                           ELSE 'tickbase_task_done' END, id::text)
     FROM changed
-    WHERE status = 'running' OR notify_finish
 )
 SELECT (SELECT status FROM target) AS previous,
        (SELECT status FROM changed) AS status,
@@ -266,13 +270,6 @@ WITH source AS (
     SELECT copy.id, 'enqueued', jsonb_build_object('retry_of', source.id) FROM source, copy
 )
 SELECT id FROM copy;
-
--- task_mark_awaited --
--- Someone now waits for this task: its completion will NOTIFY. No row back
--- means the task is already final (or gone).
-UPDATE tickbase.tasks SET notify_finish = true
-WHERE id = %(id)s AND status IN ('pending', 'running', 'retrying')
-RETURNING status;
 
 -- task_get --
 SELECT * FROM tickbase.tasks WHERE id = %(id)s;

@@ -157,11 +157,6 @@ class TaskQueue:
             task = await self._get(conn, task_id)
         raise InvalidTransition(task_id, task.status, "retry (only failed or cancelled tasks)")
 
-    async def mark_awaited(self, conn: AsyncConn, task_id: int) -> TaskStatus | None:
-        """Ask for a NOTIFY when the task ends; ``None`` when it already has."""
-        row = await (await conn.execute(Q["task_mark_awaited"], {"id": task_id})).fetchone()
-        return TaskStatus(row[0]) if row else None
-
     async def get(self, task_id: int) -> Task:
         """The task with this id, or :class:`TaskNotFound`."""
         async with self.pool.connection() as conn:
@@ -262,7 +257,6 @@ def _enqueue_one_params(r: EnqueueRequest) -> dict[str, Any]:
         "dedupe_key": r.dedupe_key,
         "request_id": r.request_id,
         "concurrency_key": r.concurrency_key,
-        "notify_finish": r.notify_finish,
     }
 
 
@@ -283,8 +277,6 @@ def _enqueue_params(requests: Sequence[EnqueueRequest]) -> dict[str, Any]:
             value = getattr(r, name)
             if value is not None:
                 row[name] = value
-        if r.notify_finish:
-            row["notify_finish"] = True
         rows.append(row)
     return {"batch": orjson.dumps(rows).decode()}
 

@@ -36,9 +36,6 @@ CREATE TABLE tickbase.tasks (
     step              text,
     progress          jsonb,
     cancel_requested  boolean     NOT NULL DEFAULT false,
-    -- Someone waits for this task's end (handle.result(), a gateway request):
-    -- its completion NOTIFYs tickbase_task_done. Others finish silently.
-    notify_finish     boolean     NOT NULL DEFAULT false,
     CONSTRAINT tasks_pkey PRIMARY KEY (id),
     CONSTRAINT tasks_status_valid CHECK (
         status IN ('pending', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
