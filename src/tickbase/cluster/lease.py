@@ -61,6 +61,8 @@ class Lease:
         self.ttl = ttl
         self.token: int | None = None
         self._valid_until = 0.0  # monotonic; conservative local view of expiry
+        self.others_expire_in = 0.0
+        """After a refused acquire: seconds until the holder's lease expires."""
 
     @property
     def held(self) -> bool:
@@ -81,6 +83,10 @@ class Lease:
             row = await cursor.fetchone()
         if row is None:
             self.token = None
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(Q["lease_expires_in"], {"name": self.name})
+                expiry = await cursor.fetchone()
+            self.others_expire_in = float(expiry[0]) if expiry else 0.0
             return False
         self.token = int(row[0])
         # Counted from before the round trip: never believe the lease lasts

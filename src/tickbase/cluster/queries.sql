@@ -14,10 +14,20 @@ SET holder = excluded.holder,
 WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
 RETURNING token, expires_at;
 
+-- lease_expires_in --
+-- Seconds until the current holder's lease runs out (a standby sleeps that long).
+SELECT greatest(extract(epoch FROM expires_at - clock_timestamp()), 0)::float8
+FROM tickbase.leases WHERE name = %(name)s;
+
 -- lease_release --
--- Give the lease up at once (clean shutdown), so a successor need not wait.
-UPDATE tickbase.leases SET expires_at = clock_timestamp()
-WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s;
+-- Give the lease up at once (clean shutdown) and tell the standbys, so a
+-- successor need not wait for the expiry.
+WITH released AS (
+    UPDATE tickbase.leases SET expires_at = clock_timestamp()
+    WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s
+    RETURNING name
+)
+SELECT pg_notify('tickbase_lease_released', name) FROM released;
 
 -- lease_get --
 SELECT name, holder, token, acquired_at, expires_at, expires_at > clock_timestamp() AS live

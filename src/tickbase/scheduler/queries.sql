@@ -114,9 +114,11 @@ SELECT name FROM tickbase.schedules WHERE removed_at IS NULL;
 SELECT s.id, s.name, s.task_type, s.kind, s.cron, s.interval_seconds, s.timezone,
        s.payload, s.queue, s.priority, s.max_retries, s.retry_interval, s.timeout,
        s.misfire_grace_seconds, s.coalesce, s.max_instances, s.next_fire_at, s.created_at,
-       (SELECT count(*) FROM tickbase.tasks t
-        WHERE t.schedule_id = s.id AND t.status IN ('pending', 'running', 'retrying'))
-           AS outstanding,
+       -- Counting stops at max_instances: that is all the decision needs.
+       (SELECT count(*) FROM (
+            SELECT 1 FROM tickbase.tasks t
+            WHERE t.schedule_id = s.id AND t.status IN ('pending', 'running', 'retrying')
+            LIMIT s.max_instances) o) AS outstanding,
        clock_timestamp() AS now
 FROM tickbase.schedules s
 WHERE s.enabled AND NOT s.paused AND s.removed_at IS NULL AND s.kind <> 'manual'

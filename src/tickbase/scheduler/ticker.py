@@ -76,6 +76,7 @@ class Ticker:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self._clock_offset = 0.0  # database clock minus local clock, seconds
+        self._force_acquire = False
 
     def stop(self) -> None:
         """Ask the ticker to stop (idempotent)."""
@@ -85,6 +86,9 @@ class Ticker:
     async def run(self) -> None:
         """Tick until :meth:`stop`; give the lease up on the way out."""
         unsubscribe = self.listener.subscribe("tickbase_schedules", self._on_change, self._wake.set)
+        unsubscribe_lease = self.listener.subscribe(
+            "tickbase_lease_released", self._on_lease_released
+        )
         await self.listener.start()
         self.started.set()
         next_renewal = 0.0
@@ -93,7 +97,8 @@ class Ticker:
                 self._wake.clear()
                 sleep_for = self.lease.renew_interval
                 try:
-                    if time.monotonic() >= next_renewal or not self.lease.held:
+                    if self._force_acquire or time.monotonic() >= next_renewal:
+                        self._force_acquire = False
                         was_leader = self.lease.held
                         if await self.lease.acquire():
                             next_renewal = time.monotonic() + self.lease.renew_interval
@@ -104,7 +109,11 @@ class Ticker:
                                     self.lease.token,
                                 )
                         else:
-                            next_renewal = time.monotonic() + self.lease.renew_interval
+                            # Try again the moment the holder's lease runs out.
+                            retry_in = min(
+                                self.lease.others_expire_in + 0.05, self.lease.renew_interval
+                            )
+                            next_renewal = time.monotonic() + retry_in
                             if was_leader:
                                 logger.warning("%s lost the scheduler lease", self.node_id)
                     if self.lease.held:
@@ -123,11 +132,17 @@ class Ticker:
                             await self._wake.wait()
         finally:
             unsubscribe()
+            unsubscribe_lease()
             with contextlib.suppress(psycopg.Error, OSError):
                 await self.lease.release()
 
     def _on_change(self, _payload: str) -> None:
         self._wake.set()
+
+    def _on_lease_released(self, _payload: str) -> None:
+        if not self.lease.held:
+            self._force_acquire = True
+            self._wake.set()
 
     async def _until_next_due(self) -> float:
         async with self.pool.connection() as conn:
