@@ -353,24 +353,34 @@ class Worker:
 
     async def _report_loop(self) -> None:
         backoff = 0.1
+        failing_since: float | None = None
         while True:
-            await self._outcomes_ready.wait()
-            self._outcomes_ready.clear()
             if not self._outcomes:
                 if self._stopped.is_set():
                     return
+                self._outcomes_ready.clear()
+                await self._outcomes_ready.wait()
                 continue
             batch, self._outcomes = self._outcomes, []
             try:
                 async with self.pool.connection() as conn:
                     await self.queue.finish_many(conn, self.node_id, batch)
-                backoff = 0.1
+                backoff, failing_since = 0.1, None
             except (psycopg.Error, OSError) as exc:
-                logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
                 self._outcomes[:0] = batch
+                failing_since = failing_since or time.monotonic()
+                if self._stopped.is_set() and (
+                    time.monotonic() - failing_since > self.settings.shutdown_grace
+                ):
+                    # Give up rather than hang the shutdown: these tasks keep
+                    # their leases, which expire, and they run again elsewhere.
+                    logger.error(
+                        "dropping %d unreported outcomes at shutdown (%s)", len(self._outcomes), exc
+                    )
+                    return
+                logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
-                self._outcomes_ready.set()
 
     # ---- heartbeat, cancel, rescue ----------------------------------------------
 
