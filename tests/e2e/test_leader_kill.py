@@ -24,11 +24,11 @@ from tests.conftest import fast_settings
 from tests.e2e.conftest import Processes, tickbase_env
 from tests.support.waiting import wait_until_sync
 
-pytestmark = pytest.mark.slow
-
 WINDOW_SECONDS = float(os.environ.get("TICKBASE_TEST_LEADER_WINDOW", "120"))
 KILL_EVERY_SECONDS = min(20.0, WINDOW_SECONDS / 5)
 LEASE_SECONDS = "3"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(WINDOW_SECONDS + 180)]
 
 
 def leader_pid(conn: psycopg.Connection[Any]) -> int | None:

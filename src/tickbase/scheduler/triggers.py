@@ -19,7 +19,9 @@ Time zones and DST
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -32,10 +34,12 @@ from tickbase.errors import InvalidSchedule
 # A wall-clock walk that finds no existing time in this many steps is a bug or
 # an expression that never matches (e.g. 30 February).
 _MAX_WALK = 10_000
+_WALK_LOCK = threading.Lock()
 _FIELD_NAMES_5 = ("minute", "hour", "day of month", "month", "day of week")
 _FIELD_NAMES_6 = ("second", *_FIELD_NAMES_5)
 
 
+@functools.lru_cache(maxsize=512)
 def load_zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``, or :class:`InvalidSchedule` naming it."""
     try:
@@ -97,18 +101,35 @@ class CronTrigger:
 
     def next_after(self, after: datetime) -> datetime:
         """The first fire instant strictly after ``after`` (aware, returned in UTC)."""
-        zone = load_zone(self.timezone)
-        with_seconds = len(self.expression.split()) == 6
-        # Walk from the wall time of `after`. In a repeated hour the walk may
-        # propose a wall time whose (first) instant is already past: skipped below.
-        wall = after.astimezone(zone).replace(tzinfo=None)
-        walker = croniter(self.expression, wall, second_at_beginning=with_seconds)
+        return _cron_next(self.expression, self.timezone, after)
+
+
+# A tick plans many schedules that share an expression and a due instant (a
+# thousand schedules firing every second ask the same question a thousand
+# times), and parsing an expression costs more than walking it: both the
+# parsed expression and the answers are cached. Pure functions of their
+# arguments, so the caches cannot go stale.
+@functools.lru_cache(maxsize=4096)
+def _cron_next(expression: str, timezone: str, after: datetime) -> datetime:
+    zone = load_zone(timezone)
+    # Walk from the wall time of `after`. In a repeated hour the walk may
+    # propose a wall time whose (first) instant is already past: skipped below.
+    walker = _walker(expression)
+    with _WALK_LOCK:  # one parsed walker per expression, shared by threads
+        walker.set_current(after.astimezone(zone).replace(tzinfo=None), force=True)
         for _ in range(_MAX_WALK):
             candidate: datetime = walker.get_next(datetime)
             instant = _instant(candidate, zone)
             if instant is not None and instant > after:
                 return instant.astimezone(UTC)
-        raise InvalidSchedule("cron", self.expression, "no fire time found")
+    raise InvalidSchedule("cron", expression, "no fire time found")
+
+
+@functools.lru_cache(maxsize=1024)
+def _walker(expression: str) -> croniter:
+    return croniter(
+        expression, datetime(2000, 1, 1), second_at_beginning=len(expression.split()) == 6
+    )
 
 
 def _instant(wall: datetime, zone: ZoneInfo) -> datetime | None:
