@@ -75,8 +75,8 @@ def test_leader_killed_repeatedly_every_second_fires_once(
     )
     time.sleep(2 * float(LEASE_SECONDS))
     rows = sql_conn.execute(
-        "SELECT fire_at, count(*) FROM tickbase.tasks WHERE schedule_id IS NOT NULL"
-        " GROUP BY fire_at ORDER BY fire_at"
+        "SELECT t.fire_at, count(*) FROM tickbase.tasks t JOIN tickbase.schedules s"
+        " ON s.id = t.schedule_id WHERE s.name = 'every-second' GROUP BY t.fire_at ORDER BY t.fire_at"
     ).fetchall()
     counts = dict(rows)
     assert max(counts.values()) == 1, "a fire was enqueued twice"
@@ -90,7 +90,8 @@ def test_leader_killed_repeatedly_every_second_fires_once(
     assert missing == [], f"{len(missing)} seconds without a fire, e.g. {missing[:5]}"
     assert (last - first).total_seconds() >= WINDOW_SECONDS - 10
     misses = sql_conn.execute(
-        "SELECT count(*) FROM tickbase.schedule_events WHERE event IN ('missed', 'skipped')"
+        "SELECT count(*) FROM tickbase.schedule_events e JOIN tickbase.schedules s"
+        " ON s.id = e.schedule_id WHERE s.name = 'every-second' AND e.event IN ('missed', 'skipped')"
     ).fetchone()
     assert misses == (0,)
     for process in schedulers.values():
