@@ -41,6 +41,14 @@ def _parse_queues(queues: str | None) -> list[str] | None:
     return names
 
 
+async def _run_roles(app: Any, **roles: Any) -> None:
+    """Open the app and run the given roles until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with app:
+        await app.run(stop=stop, **roles)
+
+
 def register_run_commands(cli: typer.Typer) -> None:
     """Add ``up``, ``worker`` and ``enqueue`` to the root CLI."""
 
@@ -71,13 +79,7 @@ def register_run_commands(cli: typer.Typer) -> None:
         queue_names = _parse_queues(queues)
         app = load_app(app_spec, database_url)
 
-        async def body() -> None:
-            stop = asyncio.Event()
-            _stop_on_signals(stop)
-            async with app:
-                await app.run_worker(queues=queue_names, concurrency=concurrency, stop=stop)
-
-        run(body())
+        run(_run_roles(app, scheduler=False, queues=queue_names, concurrency=concurrency))
 
     @cli.command()
     def scheduler(
@@ -89,13 +91,7 @@ def register_run_commands(cli: typer.Typer) -> None:
         configure_logging(verbose)
         app = load_app(app_spec, database_url)
 
-        async def body() -> None:
-            stop = asyncio.Event()
-            _stop_on_signals(stop)
-            async with app:
-                await app.run(worker=False, scheduler=True, stop=stop)
-
-        run(body())
+        run(_run_roles(app, worker=False))
 
     @cli.command()
     def up(
