@@ -11,9 +11,9 @@ Overview
     expired anywhere in the cluster.
 
 Waking
-    An idle fetch loop sleeps until a NOTIFY on ``tickbase_enqueued`` names one
-    of its queues, the next delayed task is due, or the slow poll interval
-    passes (lost notifications, listener reconnects).
+    An idle worker sleeps until a NOTIFY on ``tickbase_enqueued`` names one of
+    its queues (received on the claiming connection itself), the next delayed
+    task is due, or the slow poll interval passes (lost notifications).
 
 Why claims commit asynchronously
     Claims run on connections with ``synchronous_commit = off``: a claim is
@@ -121,7 +121,6 @@ class Worker:
         self._reserved = 0  # slots promised to claims in flight
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
-        self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._busy = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -134,16 +133,12 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop (idempotent); ``run()`` returns once it has."""
         self._stopping.set()
-        self._wake.set()
         self._slot_freed.set()
         self._busy.set()
 
     async def run(self) -> None:
         """Work until :meth:`stop`; then drain gracefully and return."""
-        self._unsubscribe = [
-            self.listener.subscribe("tickbase_enqueued", self._on_enqueued, self._wake.set),
-            self.listener.subscribe("tickbase_cancel", self._on_cancel),
-        ]
+        self._unsubscribe = [self.listener.subscribe("tickbase_cancel", self._on_cancel)]
         await self.listener.start()
         if self.claim_pool is not self.pool:
             await self.claim_pool.open(wait=True)
@@ -157,10 +152,10 @@ class Worker:
             self.concurrency,
         )
         try:
-            # Two fetch loops, each claiming up to half the slots: one claim is
-            # in flight while the other loop's batch runs, so the database and
-            # the handlers work at the same time instead of taking turns.
-            await asyncio.gather(*(self._fetch_loop(primary=i == 0) for i in range(FETCHERS)))
+            # Two fetch loops (FETCHERS), each claiming up to half the slots: one
+            # claim is in flight while the other loop's batch runs, so the
+            # database and the handlers work at the same time.
+            await asyncio.gather(self._primary_loop(), self._helper_loop())
         finally:
             await self._drain()
             heartbeat.cancel()
@@ -195,63 +190,115 @@ class Worker:
 
     # ---- fetching --------------------------------------------------------------
 
-    def _on_enqueued(self, payload: str) -> None:
-        if self.queues is None or any(q in self.queues for q in payload.split(",")):
-            self._wake.set()
+    def _free_slots(self) -> int:
+        return min(
+            self.concurrency - len(self._running) - self._reserved,
+            -(-self.concurrency // FETCHERS),
+        )
 
-    async def _fetch_loop(self, primary: bool) -> None:
-        """Claim and start tasks until stopped.
+    async def _claim_batch(self, conn: AsyncConn, free: int) -> int:
+        """Claim up to ``free`` tasks on ``conn`` and start them; return how many."""
+        self._reserved += free
+        try:
+            claimed = await self.queue.claim(
+                conn,
+                node_id=self.node_id,
+                limit=free,
+                queues=self.queues,
+                lease_seconds=self.settings.lease_seconds,
+            )
+        finally:
+            self._reserved -= free
+        for task in claimed:
+            self._start(task)
+        if len(claimed) == free:
+            self._busy.set()
+        else:
+            self._busy.clear()
+        return len(claimed)
 
-        The primary loop wakes on NOTIFY, the next due task or the slow poll. The
-        helper loop claims only while the queue is busy (the last claim came back
-        full), so an idle worker answers a new task with one claim, not two.
+    async def _primary_loop(self) -> None:
+        """Claim on a connection that also LISTENs for new tasks.
+
+        Why its own LISTEN: the backend that has just delivered a NOTIFY is
+        awake; claiming through that same backend saves waking a second, idle
+        one, which on a virtual machine is a good part of the latency between
+        an enqueue and the handler's start. After a reconnect it claims at once
+        (a notification sent meanwhile was lost, the claim finds the task).
         """
         backoff = 0.1
         while not self._stopping.is_set():
-            if not primary and not self._busy.is_set():
-                await self._busy.wait()
-                continue
-            free = min(
-                self.concurrency - len(self._running) - self._reserved,
-                -(-self.concurrency // FETCHERS),
-            )
+            try:
+                async with self.claim_pool.connection() as conn:
+                    await conn.execute("LISTEN tickbase_enqueued")
+                    try:
+                        await self._serve(conn)
+                    finally:
+                        with contextlib.suppress(psycopg.Error, OSError):
+                            await conn.execute("UNLISTEN *")
+                backoff = 0.1
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stopping.wait()
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+
+    async def _serve(self, conn: AsyncConn) -> None:
+        while not self._stopping.is_set():
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            # Cleared before the claim, so a NOTIFY that arrives during it is kept.
-            self._wake.clear()
-            self._reserved += free
+            claimed = await self._claim_batch(conn, free)
+            if claimed == free:
+                continue
+            if claimed:
+                # Let the handlers just started begin before the idle
+                # bookkeeping below: their start is the latency users see.
+                await asyncio.sleep(0)
+            await self._wait_for_work(conn, await self._idle_timeout(conn))
+
+    async def _wait_for_work(self, conn: AsyncConn, timeout: float) -> None:
+        """Until a NOTIFY names one of our queues, the timeout passes, or stop()."""
+        notified = asyncio.ensure_future(self._notified(conn, timeout))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({notified, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (notified, stopping):
+                waiter.cancel()
+            await asyncio.gather(notified, stopping, return_exceptions=True)
+        if not notified.cancelled() and notified.exception() is not None:
+            raise notified.exception()  # type: ignore[misc]
+
+    async def _notified(self, conn: AsyncConn, timeout: float) -> None:
+        async for notify in conn.notifies(timeout=timeout):
+            if self.queues is None or any(q in self.queues for q in notify.payload.split(",")):
+                return
+
+    async def _helper_loop(self) -> None:
+        """A second claimer, busy only while claims come back full: one claim
+        is in flight while the other loop's batch starts."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            if not self._busy.is_set():
+                await self._busy.wait()
+                continue
+            free = self._free_slots()
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
             try:
                 async with self.claim_pool.connection() as conn:
-                    try:
-                        claimed = await self.queue.claim(
-                            conn,
-                            node_id=self.node_id,
-                            limit=free,
-                            queues=self.queues,
-                            lease_seconds=self.settings.lease_seconds,
-                        )
-                    finally:
-                        self._reserved -= free
-                    for task in claimed:
-                        self._start(task)
-                    if len(claimed) == free:
-                        self._busy.set()
-                        continue
-                    self._busy.clear()
-                    if not primary:
-                        continue
-                    timeout = await self._idle_timeout(conn)
+                    await self._claim_batch(conn, free)
                 backoff = 0.1
             except (psycopg.Error, OSError) as exc:
                 logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
-                timeout, backoff = backoff, min(backoff * 2, RETRY_BACKOFF_MAX)
-            if self._stopping.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
 
     async def _idle_timeout(self, conn: AsyncConn) -> float:
         timeout = self.settings.poll_interval
