@@ -29,6 +29,7 @@ from tickbase.types import TaskStatus
 from tickbase.worker.builtins import register_builtins
 from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
 from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker, make_node_id
+from tickbase.workflows.api import Workflow, WorkflowRuns
 
 PRUNE_RETENTION_DAYS = 7.0
 PRUNE_EVERY_SECONDS = 3600.0
@@ -470,6 +471,53 @@ class App:
     ) -> None:
         """Run a worker (only) until ``stop`` is set (or forever)."""
         await self.run(scheduler=False, queues=queues, concurrency=concurrency, stop=stop)
+
+    # ---- workflows -----------------------------------------------------------
+
+    def workflow(
+        self,
+        name: str,
+        *,
+        mode: str = "serial",
+        on_failure: str = "stop",
+        max_parallel: int | None = None,
+    ) -> Workflow:
+        """Define a workflow (a DAG of steps); ``.step(...)`` adds steps, ``await .run()`` runs it.
+
+        Example::
+
+            wf = app.workflow("eod", mode="parallel", max_parallel=4)
+            wf.step("bars", fetch_bars, payload={"symbol": "ES"}).step("ind", indicators, after=["bars"])
+            run = await wf.run()
+            assert await run.wait(timeout=60) == "succeeded"
+        """
+        return Workflow(
+            lambda: self.pool,
+            self.registry.names,
+            self._task_options,
+            name,
+            mode=mode,
+            on_failure=on_failure,
+            max_parallel=max_parallel,
+        )
+
+    def _task_options(self, task_type: str) -> dict[str, Any]:
+        """The enqueue defaults of a registered task type (empty when unknown)."""
+        definition = self.registry.get(task_type)
+        if definition is None:
+            return {}
+        return {
+            "queue": definition.queue,
+            "priority": definition.priority,
+            "max_attempts": definition.max_attempts,
+            "retry_delay": definition.retry_delay,
+            "timeout": definition.timeout,
+        }
+
+    @property
+    def workflows(self) -> WorkflowRuns:
+        """Stored workflows and their runs."""
+        return WorkflowRuns(self.pool)
 
     # ---- schedules -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ keeps working for callers who do not know tickbase::
     │   └── MigrationError                   schema older/newer than the code, edited migration
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
     ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
+    ├── InvalidWorkflow (ValueError)         workflow refused: cycle, unknown step or task type, ...
     ├── TaskNotFound (LookupError)           no task with that id
     ├── ScheduleNotFound (LookupError)       no schedule with that name
     ├── InvalidTransition                    the task is not in a state that allows the change
@@ -64,6 +65,15 @@ class InvalidSchedule(TickbaseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class InvalidWorkflow(TickbaseError, ValueError):
+    """A workflow definition was refused; nothing was stored."""
+
+    def __init__(self, workflow: str, reason: str) -> None:
+        self.workflow = workflow
+        self.reason = reason
+        super().__init__(f"invalid workflow {workflow!r}: {reason}")
 
 
 class ScheduleNotFound(TickbaseError, LookupError):

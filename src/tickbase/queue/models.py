@@ -188,6 +188,7 @@ class Task:
     step: str | None
     progress: Any
     cancel_requested: bool
+    inputs: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
@@ -235,6 +236,9 @@ class ClaimedTask:
     attempt: int
     max_attempts: int
     timeout: float | None
+    workflow_run_id: int | None = None
+    step: str | None = None
+    inputs: dict[str, Any] | None = None
 
 
 _TASK_FIELDS = tuple(name for name in Task.__dataclass_fields__)

@@ -105,12 +105,14 @@ WITH RECURSIVE waiting_queues AS (
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
     FROM picked
     WHERE t.id = picked.id
-    RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout
+    RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout,
+              t.workflow_run_id, t.step, t.inputs
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id)
     SELECT id, 'started', %(node_id)s FROM claimed
 )
-SELECT id, task_type, payload, attempts, max_attempts, timeout FROM claimed;
+SELECT id, task_type, payload, attempts, max_attempts, timeout, workflow_run_id, step, inputs
+FROM claimed;
 
 -- task_next_run_at --
 -- When the next not-yet-due task becomes due (the worker sleeps until then).

@@ -42,6 +42,7 @@ class TaskDefinition:
     is_async: bool = field(init=False)
     parameters: frozenset[str] = field(init=False)
     accepts_any: bool = field(init=False)
+    wants_context: bool = field(init=False)
 
     def __post_init__(self) -> None:
         if not QUEUE_NAME.match(self.queue):
@@ -57,6 +58,7 @@ class TaskDefinition:
         signature = inspect.signature(self.func)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
         object.__setattr__(self, "parameters", frozenset(signature.parameters))
+        object.__setattr__(self, "wants_context", "context" in signature.parameters)
         object.__setattr__(
             self,
             "accepts_any",

@@ -54,8 +54,10 @@ import psycopg
 from tickbase.errors import InvalidTask
 from tickbase.queue.models import ClaimedTask
 from tickbase.queue.repository import Outcome, TaskQueue
+from tickbase.worker.context import TaskContext
 from tickbase.worker.registry import Registry
 from tickbase.worker.runner import encode_error, encode_error_message, encode_result
+from tickbase.workflows.engine import advance, reconcile
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -69,6 +71,17 @@ logger = logging.getLogger("tickbase.worker")
 CONCURRENCY_DEFAULT = 10
 FETCHERS = 2
 RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
+
+
+def _context(task: ClaimedTask) -> TaskContext:
+    return TaskContext(
+        task_id=task.id,
+        attempt=task.attempt,
+        max_attempts=task.max_attempts,
+        workflow_run_id=task.workflow_run_id,
+        step=task.step,
+        inputs=task.inputs or {},
+    )
 
 
 def make_node_id() -> str:
@@ -119,6 +132,7 @@ class Worker:
         self.processed = 0
         self._running: dict[int, _Running] = {}
         self._reserved = 0  # slots promised to claims in flight
+        self._workflow_runs: dict[int, int] = {}  # running step task -> its workflow run
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -323,6 +337,10 @@ class Worker:
             )
             return
         payload = task.payload if isinstance(task.payload, dict) else {"value": task.payload}
+        if definition.wants_context:
+            payload = {**payload, "context": _context(task)}
+        if task.workflow_run_id is not None:
+            self._workflow_runs[task.id] = task.workflow_run_id
         func = definition.func
         if definition.is_async:
             start: Callable[[], Awaitable[Any]] = functools.partial(func, **payload)
@@ -409,9 +427,23 @@ class Worker:
                 await self._outcomes_ready.wait()
                 continue
             batch, self._outcomes = self._outcomes, []
+            runs = {
+                self._workflow_runs[outcome[0]]
+                for outcome in batch
+                if outcome[0] in self._workflow_runs
+            }
             try:
                 async with self.pool.connection() as conn:
-                    await self.queue.finish_many(conn, self.node_id, batch)
+                    if runs:
+                        # A step's end and the steps it unblocks commit together.
+                        async with conn.transaction():
+                            await self.queue.finish_many(conn, self.node_id, batch)
+                            for run_id in sorted(runs):
+                                await advance(conn, run_id)
+                    else:
+                        await self.queue.finish_many(conn, self.node_id, batch)
+                for outcome in batch:
+                    self._workflow_runs.pop(outcome[0], None)
                 backoff, failing_since = 0.1, None
             except (psycopg.Error, OSError) as exc:
                 self._outcomes[:0] = batch
@@ -460,6 +492,8 @@ class Worker:
                 rescued = await self.queue.rescue_expired(node_id=self.node_id)
                 if rescued:
                     logger.warning("rescued %d tasks whose lease expired", len(rescued))
+                async with self.pool.connection() as conn:
+                    await reconcile(conn)
             except (psycopg.Error, OSError) as exc:
                 logger.warning("heartbeat failed (%s)", exc)
             logger.debug("heartbeat took %.1f ms", (time.monotonic() - started) * 1000)

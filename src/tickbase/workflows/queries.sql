@@ -1,0 +1,115 @@
+-- Named statements of the workflows block.
+
+-- workflow_upsert --
+-- Store a definition (the latest one wins); its id.
+INSERT INTO tickbase.workflows (name, mode, on_failure, max_parallel, steps)
+VALUES (%(name)s, %(mode)s, %(on_failure)s, %(max_parallel)s, %(steps)s::jsonb)
+ON CONFLICT (name) DO UPDATE
+SET mode = excluded.mode, on_failure = excluded.on_failure,
+    max_parallel = excluded.max_parallel, steps = excluded.steps, updated_at = now()
+RETURNING id;
+
+-- workflow_get --
+SELECT id, name, mode, on_failure, max_parallel, steps, created_at, updated_at
+FROM tickbase.workflows WHERE name = %(name)s;
+
+-- workflow_list --
+SELECT id, name, mode, on_failure, max_parallel, steps, created_at, updated_at
+FROM tickbase.workflows ORDER BY name;
+
+-- workflow_run_create --
+-- A run and its steps, all waiting; advance() then enqueues the first ones.
+WITH run AS (
+    INSERT INTO tickbase.workflow_runs (workflow_id, workflow_name, mode, on_failure,
+                                        max_parallel, schedule_id, fire_at)
+    SELECT id, name, mode, on_failure, max_parallel, %(schedule_id)s, %(fire_at)s
+    FROM tickbase.workflows WHERE name = %(name)s
+    RETURNING id, workflow_id
+), steps AS (
+    INSERT INTO tickbase.workflow_steps (run_id, step, position, task_type, payload, options,
+                                         after)
+    SELECT run.id, s.value->>'name', s.ordinality::integer - 1, s.value->>'task_type',
+           coalesce(s.value->'payload', '{}'::jsonb), coalesce(s.value->'options', '{}'::jsonb),
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(s.value->'after', '[]'::jsonb)))
+    FROM run, tickbase.workflows w, jsonb_array_elements(w.steps) WITH ORDINALITY AS s
+    WHERE w.id = run.workflow_id
+)
+SELECT id FROM run;
+
+-- workflow_run_lock --
+-- Serialise every change to one run (step finishes arrive from many workers).
+SELECT id, mode, on_failure, max_parallel, status FROM tickbase.workflow_runs
+WHERE id = %(id)s FOR UPDATE;
+
+-- workflow_run_steps --
+-- A run's steps with the state of their tasks.
+SELECT s.step, s.position, s.task_type, s.payload, s.options, s.after, s.status, s.task_id,
+       t.status AS task_status, t.result
+FROM tickbase.workflow_steps s
+LEFT JOIN tickbase.tasks t ON t.id = s.task_id
+WHERE s.run_id = %(id)s
+ORDER BY s.position;
+
+-- workflow_steps_enqueue --
+-- Enqueue ready steps as tasks of the run, with their dependencies' results.
+INSERT INTO tickbase.tasks (task_type, payload, workflow_run_id, step, inputs, queue, priority,
+                            max_attempts, retry_delay, timeout)
+SELECT r.task_type, r.payload, r.run_id, r.step, r.inputs,
+       coalesce(r.options->>'queue', 'default'), coalesce((r.options->>'priority')::smallint, 0),
+       coalesce((r.options->>'max_attempts')::integer, 1),
+       coalesce((r.options->>'retry_delay')::float8, 1.0), (r.options->>'timeout')::float8
+FROM jsonb_to_recordset(%(steps)s::jsonb) AS r(
+    run_id bigint, step text, task_type text, payload jsonb, inputs jsonb, options jsonb)
+RETURNING id, step;
+
+-- workflow_steps_set --
+-- Record step states (and their task ids) decided by advance().
+UPDATE tickbase.workflow_steps s
+SET status = c.status, task_id = coalesce(c.task_id, s.task_id)
+FROM jsonb_to_recordset(%(changes)s::jsonb) AS c(step text, status text, task_id bigint)
+WHERE s.run_id = %(id)s AND s.step = c.step;
+
+-- workflow_run_finish --
+UPDATE tickbase.workflow_runs
+SET status = %(status)s, finished_at = now()
+WHERE id = %(id)s AND status = 'running';
+
+-- workflow_run_cancel_tasks --
+-- Cancel a run's unfinished step tasks: pending ones at once, running ones by request.
+WITH changed AS (
+    UPDATE tickbase.tasks t
+    SET status = CASE WHEN t.status = 'running' THEN 'running' ELSE 'cancelled' END,
+        finished_at = CASE WHEN t.status = 'running' THEN NULL ELSE now() END,
+        cancel_requested = true
+    WHERE t.workflow_run_id = %(id)s AND t.status IN ('pending', 'retrying', 'running')
+    RETURNING t.id, t.status
+), events AS (
+    INSERT INTO tickbase.task_events (task_id, event, detail)
+    SELECT id, CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END,
+           '{"reason": "workflow run stopped"}'::jsonb
+    FROM changed
+), notified AS (
+    SELECT pg_notify('tickbase_cancel', id::text) FROM changed WHERE status = 'running'
+)
+SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM notified);
+
+-- workflow_run_get --
+SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, schedule_id,
+       fire_at, created_at, finished_at
+FROM tickbase.workflow_runs WHERE id = %(id)s;
+
+-- workflow_runs_list --
+SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, schedule_id,
+       fire_at, created_at, finished_at
+FROM tickbase.workflow_runs
+WHERE (%(name)s::text IS NULL OR workflow_name = %(name)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- workflow_runs_stale --
+-- Runs with a step whose task ended without the run advancing (a step task
+-- cancelled or rescued outside a worker's report): reconcile them.
+SELECT DISTINCT s.run_id
+FROM tickbase.workflow_steps s
+JOIN tickbase.tasks t ON t.id = s.task_id
+WHERE s.status = 'enqueued' AND t.status IN ('succeeded', 'failed', 'cancelled')
+LIMIT %(limit)s;
