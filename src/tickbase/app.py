@@ -27,11 +27,13 @@ from tickbase.scheduler.ticker import Ticker
 from tickbase.settings import Settings, load_settings
 from tickbase.types import TaskStatus
 from tickbase.worker.builtins import register_builtins
+from tickbase.worker.context import TaskContext
 from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
 from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker, make_node_id
 from tickbase.workflows.api import Workflow, WorkflowRuns
 
 PRUNE_RETENTION_DAYS = 7.0
+WORKFLOW_TASK = "tickbase.workflow"
 PRUNE_EVERY_SECONDS = 3600.0
 HEALTH_EVERY_SECONDS = 60.0
 
@@ -174,6 +176,7 @@ class App:
         register_builtins(self.registry)
         self.node_id = make_node_id()
         self._code_schedules: dict[str, ScheduleSpec] = {}
+        self._code_workflows: dict[str, Workflow] = {}
         self._register_maintenance()
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._claims: AsyncConnectionPool[AsyncConn] | None = None
@@ -529,7 +532,7 @@ class App:
     def schedule(
         self,
         name: str,
-        task: TaskFunction[Any, Any] | str,
+        task: TaskFunction[Any, Any] | Workflow | str,
         *,
         cron: str | None = None,
         every: float | None = None,
@@ -551,6 +554,12 @@ class App:
             app.schedule("collect-btc", collect_klines, cron="*/5 * * * *",
                          kwargs={"symbol": "BTCUSDT"})
         """
+        if isinstance(task, Workflow):
+            # A workflow target: each fire starts a run (the definition is
+            # stored with the schedules when the node starts).
+            self._code_workflows[task.name] = task
+            kwargs = {"workflow": task.name, **(kwargs or {})}
+            task = WORKFLOW_TASK
         if isinstance(task, TaskFunction):
             definition = task.definition
             defaults: dict[str, Any] = {
@@ -613,7 +622,10 @@ class App:
         return register
 
     async def sync_schedules(self) -> int:
-        """Store the code-defined and builtin schedules; return how many changed."""
+        """Store the code-defined and builtin schedules (and the workflows they
+        run); return how many schedules changed."""
+        for workflow in self._code_workflows.values():
+            await workflow.save()
         return await self.schedules.sync(list(self._code_schedules.values()))
 
     def _register_maintenance(self) -> None:
@@ -637,6 +649,21 @@ class App:
                 "unfinished_tasks": unfinished,
                 "node": app.node_id,
             }
+
+        @self.task(name=WORKFLOW_TASK)
+        async def run_workflow(workflow: str, context: TaskContext) -> dict[str, Any]:
+            """Start a run of a stored workflow (the target of a schedule's fires).
+
+            Once per task: a retry of this task finds the run it started.
+            """
+            task = await app.queue.get(context.task_id)
+            run = await app.workflows.start(
+                workflow,
+                schedule_id=task.schedule_id,
+                fire_at=task.fire_at,
+                started_by_task=task.id,
+            )
+            return {"workflow": workflow, "workflow_run_id": run.id}
 
         self.schedule(
             "tickbase.prune",

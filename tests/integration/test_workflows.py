@@ -212,3 +212,51 @@ async def test_max_parallel_below_one_is_refused(wf_app: tickbase.App) -> None:
     async with wf_app as app:
         with pytest.raises(InvalidWorkflow, match="max_parallel"):
             app.workflow("w", mode="parallel", max_parallel=0).step("a", "tickbase.noop").validate()
+
+
+async def test_scheduled_workflow_runs_appear_in_the_schedule_history(wf_app: tickbase.App) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tickbase.scheduler.ticker import Ticker
+
+    app = wf_app
+
+    @app.task(name="wf.step")
+    async def step(n: int) -> int:
+        return n
+
+    wf = app.workflow("nightly", mode="parallel").step("one", step, payload={"n": 1})
+    wf.step("two", step, after=["one"], payload={"n": 2})
+    app.schedule("nightly-run", wf, cron="* * * * * *", max_instances=100)
+    async with app, running_worker(app):
+        await app.sync_schedules()
+        ticker = Ticker(app.pool, app.listener, node_id="t", lease_ttl=30)
+        assert await ticker.lease.acquire()
+        async with app.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE tickbase.schedules SET next_fire_at = %s WHERE name = 'nightly-run'",
+                (datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1),),
+            )
+        assert await ticker.tick() >= 1
+        [execution, *_] = await app.schedules.executions("nightly-run")
+        result = await app.handle(execution["id"]).result(timeout=10)
+        run = await app.workflows.get(result["workflow_run_id"])
+        assert await run.wait(timeout=10) == "succeeded"
+    [started] = [r for r in await _runs(app) if r["id"] == result["workflow_run_id"]]
+    assert started["schedule_id"] is not None and started["fire_at"] == execution["fire_at"]
+    assert started["started_by_task"] == execution["id"]
+
+
+async def _runs(app: tickbase.App) -> list[dict[str, Any]]:
+    async with app:
+        return await app.workflows.list_runs("nightly")
+
+
+async def test_a_retried_starter_task_does_not_start_a_second_run(wf_app: tickbase.App) -> None:
+    async with wf_app as app:
+        wf = app.workflow("once").step("a", "tickbase.noop")
+        await wf.save()
+        first = await app.workflows.start("once", started_by_task=4242)
+        again = await app.workflows.start("once", started_by_task=4242)
+        assert first.id == again.id
+        assert len(await app.workflows.list_runs("once")) == 1

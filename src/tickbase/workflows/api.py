@@ -175,10 +175,22 @@ class WorkflowRuns:
         self.pool = pool
 
     async def start(
-        self, name: str, *, schedule_id: int | None = None, fire_at: datetime | None = None
+        self,
+        name: str,
+        *,
+        schedule_id: int | None = None,
+        fire_at: datetime | None = None,
+        started_by_task: int | None = None,
     ) -> WorkflowRun:
+        """Start a run of the stored workflow ``name`` (once per ``started_by_task``)."""
         async with self.pool.connection() as conn, conn.transaction():
-            run_id = await start_run(conn, name, schedule_id=schedule_id, fire_at=fire_at)
+            run_id = await start_run(
+                conn,
+                name,
+                schedule_id=schedule_id,
+                fire_at=fire_at,
+                started_by_task=started_by_task,
+            )
         return await WorkflowRun(self.pool, run_id).refresh()
 
     async def get(self, run_id: int) -> WorkflowRun:

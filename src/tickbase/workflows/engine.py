@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.errors import InvalidWorkflow
 from tickbase.workflows.dag import StepSpec, downstream
 
 Q = load_queries("tickbase.workflows")
@@ -58,18 +59,30 @@ async def start_run(
     *,
     schedule_id: int | None = None,
     fire_at: datetime | None = None,
+    started_by_task: int | None = None,
 ) -> int:
     """Create a run of the stored workflow and enqueue its first steps.
 
-    ``conn`` must be inside a transaction (the run and its first tasks commit together).
+    With ``started_by_task``, a second call for the same task returns the run
+    the first one started. ``conn`` must be inside a transaction (the run and
+    its first tasks commit together).
     """
     cursor = await conn.execute(
-        Q["workflow_run_create"], {"name": workflow, "schedule_id": schedule_id, "fire_at": fire_at}
+        Q["workflow_run_create"],
+        {
+            "name": workflow,
+            "schedule_id": schedule_id,
+            "fire_at": fire_at,
+            "started_by_task": started_by_task,
+        },
     )
     row = await cursor.fetchone()
+    if row is None and started_by_task is not None:
+        cursor = await conn.execute(Q["workflow_run_by_task"], {"task_id": started_by_task})
+        existing = await cursor.fetchone()
+        if existing is not None:
+            return int(existing[0])
     if row is None:
-        from tickbase.errors import InvalidWorkflow
-
         raise InvalidWorkflow(workflow, "no workflow with this name is stored")
     run_id = int(row[0])
     await advance(conn, run_id)

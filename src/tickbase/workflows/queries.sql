@@ -21,9 +21,11 @@ FROM tickbase.workflows ORDER BY name;
 -- A run and its steps, all waiting; advance() then enqueues the first ones.
 WITH run AS (
     INSERT INTO tickbase.workflow_runs (workflow_id, workflow_name, mode, on_failure,
-                                        max_parallel, schedule_id, fire_at)
-    SELECT id, name, mode, on_failure, max_parallel, %(schedule_id)s, %(fire_at)s
+                                        max_parallel, schedule_id, fire_at, started_by_task)
+    SELECT id, name, mode, on_failure, max_parallel, %(schedule_id)s, %(fire_at)s,
+           %(started_by_task)s
     FROM tickbase.workflows WHERE name = %(name)s
+    ON CONFLICT (started_by_task) WHERE started_by_task IS NOT NULL DO NOTHING
     RETURNING id, workflow_id
 ), steps AS (
     INSERT INTO tickbase.workflow_steps (run_id, step, position, task_type, payload, options,
@@ -35,6 +37,10 @@ WITH run AS (
     WHERE w.id = run.workflow_id
 )
 SELECT id FROM run;
+
+-- workflow_run_by_task --
+-- The run a task already started (its retry must not start another).
+SELECT id FROM tickbase.workflow_runs WHERE started_by_task = %(task_id)s;
 
 -- workflow_run_lock --
 -- Serialise every change to one run (step finishes arrive from many workers).
@@ -95,12 +101,12 @@ SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM notified);
 
 -- workflow_run_get --
 SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, schedule_id,
-       fire_at, created_at, finished_at
+       fire_at, started_by_task, created_at, finished_at
 FROM tickbase.workflow_runs WHERE id = %(id)s;
 
 -- workflow_runs_list --
 SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, schedule_id,
-       fire_at, created_at, finished_at
+       fire_at, started_by_task, created_at, finished_at
 FROM tickbase.workflow_runs
 WHERE (%(name)s::text IS NULL OR workflow_name = %(name)s)
 ORDER BY id DESC LIMIT %(limit)s;

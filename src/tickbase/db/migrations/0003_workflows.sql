@@ -30,6 +30,9 @@ CREATE TABLE tickbase.workflow_runs (
     status         text        NOT NULL DEFAULT 'running',
     schedule_id    bigint,
     fire_at        timestamptz,
+    -- The task that started this run (a schedule's fire): one run per task,
+    -- however often that task is retried.
+    started_by_task bigint,
     created_at     timestamptz NOT NULL DEFAULT now(),
     finished_at    timestamptz,
     CONSTRAINT workflow_runs_pkey PRIMARY KEY (id),
@@ -39,6 +42,10 @@ CREATE TABLE tickbase.workflow_runs (
         (status <> 'running') = (finished_at IS NOT NULL))
 );
 CREATE INDEX workflow_runs_workflow_idx ON tickbase.workflow_runs (workflow_id, id);
+CREATE UNIQUE INDEX workflow_runs_started_by_task_idx ON tickbase.workflow_runs (started_by_task)
+    WHERE started_by_task IS NOT NULL;
+CREATE INDEX workflow_runs_schedule_idx ON tickbase.workflow_runs (schedule_id, fire_at)
+    WHERE schedule_id IS NOT NULL;
 
 -- Step states of a run. waiting: dependencies not done; enqueued: its task
 -- exists (the task row tells pending/running/retrying); then succeeded |
