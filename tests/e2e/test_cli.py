@@ -164,3 +164,44 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         assert server.running() is None
     finally:
         server.stop()
+
+
+def test_workflows_cli(database_url: str) -> None:
+    import asyncio
+
+    import tickbase
+    from tests.conftest import fast_settings
+
+    async def define() -> None:
+        app = tickbase.App(settings=fast_settings(database_url))
+        async with app:
+            wf = app.workflow("eod", mode="parallel").step("a", "tickbase.echo", payload={"x": 1})
+            wf.step("b", "tickbase.noop", after=["a"])
+            await wf.save()
+
+    asyncio.run(define())
+    listed = json.loads(run_cli("workflows", "list", "--json", database_url=database_url).stdout)
+    assert [w["name"] for w in listed] == ["eod"]
+    started = json.loads(
+        run_cli("workflows", "run", "eod", "--json", database_url=database_url).stdout
+    )
+    assert started["status"] == "running" and started["steps"]["a"]["status"] == "enqueued"
+    assert started["steps"]["b"]["status"] == "waiting"
+    shown = json.loads(
+        run_cli("workflows", "show", "eod", "--json", database_url=database_url).stdout
+    )
+    assert [s["name"] for s in shown["steps"]] == ["a", "b"] and shown["runs"][0]["id"] == started[
+        "id"
+    ]
+    runs = json.loads(
+        run_cli("workflows", "runs", "eod", "--json", database_url=database_url).stdout
+    )
+    assert [r["id"] for r in runs] == [started["id"]]
+    one = json.loads(
+        run_cli(
+            "workflows", "runs", "--run", str(started["id"]), "--json", database_url=database_url
+        ).stdout
+    )
+    assert one["steps"]["a"]["task_status"] == "pending"
+    missing = run_cli("workflows", "run", "nope", database_url=database_url)
+    assert missing.returncode == 1 and "no workflow with this name is stored" in missing.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from tickbase.cli import bench, db, schedules, tasks
+from tickbase.cli import bench, db, schedules, tasks, workflows
 from tickbase.cli.run import register_run_commands
 
 cli = typer.Typer(
@@ -18,6 +18,7 @@ cli = typer.Typer(
 cli.add_typer(db.cli, name="db")
 cli.add_typer(tasks.cli, name="tasks")
 cli.add_typer(schedules.cli, name="schedules")
+cli.add_typer(workflows.cli, name="workflows")
 cli.add_typer(bench.cli, name="bench")
 register_run_commands(cli)
 
