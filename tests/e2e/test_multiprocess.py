@@ -123,3 +123,71 @@ def test_killed_worker_tasks_finish_elsewhere_exactly_once(
         "SELECT count(DISTINCT task_id) FROM tickbase.task_events WHERE event = 'rescued'"
     ).fetchone()
     assert rescued == (count,)
+
+
+def test_workflow_survives_a_killed_worker(
+    database_url: str, sql_conn: psycopg.Connection[Any], processes: Processes, tmp_path: Path
+) -> None:
+    from tests.conftest import fast_settings
+    from tests.support import apps
+
+    children = 8
+
+    async def start_run() -> int:
+        apps.app.settings = fast_settings(database_url)
+        async with apps.app as app:
+            wf = app.workflow("rescued", mode="parallel", max_parallel=children)
+            wf.step("root", apps.wf_step, payload={"n": 0})
+            for n in range(1, children + 1):
+                wf.step(
+                    f"child-{n}", apps.wf_step, after=["root"], payload={"n": n, "seconds": 1.5}
+                )
+            wf.step(
+                "final",
+                apps.wf_step,
+                after=[f"child-{n}" for n in range(1, children + 1)],
+                payload={"n": 99},
+            )
+            run = await wf.run()
+            return run.id
+
+    run_id = asyncio.run(start_run())
+    starts, runs = tmp_path / "starts.txt", tmp_path / "runs.txt"
+    env = tickbase_env(
+        database_url,
+        TICKBASE_TEST_STARTS=str(starts),
+        TICKBASE_TEST_RUNS=str(runs),
+        TICKBASE_LEASE_SECONDS="2",
+        TICKBASE_POLL_INTERVAL="0.2",
+    )
+    doomed = processes.start("worker", "--app", "tests.support.apps:app", "-c", "20", env=env)
+    wait_until_sync(
+        lambda: len({n for n, _ in read_runs(starts)} - {0}) == children,
+        timeout=30,
+        message="children started",
+    )
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    rescuer = processes.start("worker", "--app", "tests.support.apps:app", "-c", "20", env=env)
+
+    def run_status() -> str:
+        row = sql_conn.execute(
+            "SELECT status FROM tickbase.workflow_runs WHERE id = %s", (run_id,)
+        ).fetchone()
+        return str(row[0]) if row and row[0] != "running" else ""
+
+    assert wait_until_sync(run_status, timeout=60, message="the run ended") == "succeeded"
+    rescuer.send_signal(signal.SIGTERM)
+    assert rescuer.wait(timeout=30) == 0
+    succeeded = collections.Counter(n for n, _ in read_runs(runs))
+    assert sorted(succeeded) == [0, *range(1, children + 1), 99]
+    assert set(succeeded.values()) == {1}, "a step succeeded twice"
+    steps = sql_conn.execute(
+        "SELECT status, count(*) FROM tickbase.workflow_steps WHERE run_id = %s GROUP BY status",
+        (run_id,),
+    ).fetchall()
+    assert steps == [("succeeded", children + 2)]
+    retried = sql_conn.execute(
+        "SELECT count(*) FROM tickbase.tasks WHERE workflow_run_id = %s AND attempts = 2", (run_id,)
+    ).fetchone()
+    assert retried == (children,)  # the killed worker's steps ran again, once

@@ -41,3 +41,12 @@ async def slow(n: int, seconds: float = 2.0) -> int:
 @app.task(name="test.echo_sync")
 def echo_sync(**payload: Any) -> dict[str, Any]:
     return payload
+
+
+@app.task(name="test.wf_step", retries=3)
+async def wf_step(n: int, seconds: float = 0.0) -> int:
+    """A workflow step: log the start, sleep, log the success."""
+    _record("TICKBASE_TEST_STARTS", f"{n} {os.getpid()}")
+    await asyncio.sleep(seconds)
+    _record("TICKBASE_TEST_RUNS", f"{n} {os.getpid()}")
+    return n
