@@ -49,6 +49,7 @@ async def test_diamond(wf_app: tickbase.App, mode: str) -> None:
         assert await run.wait(timeout=20) == "succeeded"
     assert {name: s.status for name, s in run.steps.items()} == dict.fromkeys("abcd", "succeeded")
     assert run.steps["d"].result == {"label": "d", "saw": ["b", "c"]}
+    assert all((s.duration or 0) >= 0.2 and s.attempts == 1 for s in run.steps.values())
     assert spans["a"][1] <= spans["b"][0] and spans["a"][1] <= spans["c"][0]
     assert max(spans["b"][1], spans["c"][1]) <= spans["d"][0]
     b_and_c_overlap = spans["b"][0] < spans["c"][1] and spans["c"][0] < spans["b"][1]

@@ -54,3 +54,15 @@ def cron(
         )
     except BenchError as exc:
         fail(f"bench cron: {exc}")
+
+
+@cli.command()
+def workflow(
+    steps: int = typer.Option(1000, "--steps", min=2, max=100_000, help="Steps per workflow."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Per-step cost of a chain and throughput of a fan-out, against plain tasks."""
+    from tickbase.bench.workflow import run_workflow_command
+
+    run(run_workflow_command(database_url=database_url, steps=steps, as_json=as_json))

@@ -19,7 +19,15 @@ def _run_dict(workflow_run: Any) -> dict[str, Any]:
         "created_at": workflow_run.created_at,
         "finished_at": workflow_run.finished_at,
         "steps": {
-            name: {"status": s.status, "task_id": s.task_id, "task_status": s.task_status}
+            name: {
+                "status": s.status,
+                "task_id": s.task_id,
+                "task_status": s.task_status,
+                "attempts": s.attempts,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "duration": s.duration,
+            }
             for name, s in workflow_run.steps.items()
         },
     }
@@ -132,8 +140,11 @@ def runs(
             return
         table(
             f"run {found.id}: {found.status}",
-            ["step", "status", "task", "task status"],
-            [(n, s.status, s.task_id, s.task_status) for n, s in found.steps.items()],
+            ["step", "status", "task", "task status", "attempts", "duration s"],
+            [
+                (n, s.status, s.task_id, s.task_status, s.attempts, s.duration)
+                for n, s in found.steps.items()
+            ],
         )
         return
 

@@ -26,6 +26,7 @@ from tickbase.workflows.dag import StepSpec, validate
 from tickbase.workflows.engine import Q, cancel_run, start_run
 
 RUN_FINAL = ("succeeded", "failed", "cancelled")
+WAIT_POLL_FIRST_SECONDS = 0.005
 WAIT_POLL_SECONDS = 0.2
 
 
@@ -38,6 +39,16 @@ class StepState:
     task_id: int | None
     task_status: str | None
     result: Any
+    attempts: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the step's (last) attempt ran, once it has finished."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
 
 
 class Workflow:
@@ -142,7 +153,14 @@ class WorkflowRun:
         self.created_at, self.finished_at = run["created_at"], run["finished_at"]
         self.steps = {
             row["step"]: StepState(
-                row["step"], row["status"], row["task_id"], row["task_status"], row["result"]
+                row["step"],
+                row["status"],
+                row["task_id"],
+                row["task_status"],
+                row["result"],
+                row["attempts"],
+                row["started_at"],
+                row["finished_at"],
             )
             for row in rows
         }
@@ -152,13 +170,16 @@ class WorkflowRun:
         """Wait for the run to end; return its final status."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        pause = WAIT_POLL_FIRST_SECONDS
         while True:
             await self.refresh()
             if self.status in RUN_FINAL:
                 return self.status
             if deadline is not None and loop.time() >= deadline:
                 raise ResultTimeout(self.id, timeout or 0.0, self.status)
-            await asyncio.sleep(WAIT_POLL_SECONDS)
+            await asyncio.sleep(pause)
+            # Short runs are seen ending at once; long ones are not polled hard.
+            pause = min(pause * 2, WAIT_POLL_SECONDS)
 
     async def cancel(self) -> str:
         """Cancel the run (pending steps cancelled, running ones asked to stop)."""

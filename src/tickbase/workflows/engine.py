@@ -22,7 +22,6 @@ Advancing a run:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,20 +36,6 @@ from tickbase.workflows.dag import StepSpec, downstream
 Q = load_queries("tickbase.workflows")
 
 FINAL_TASK = ("succeeded", "failed", "cancelled")
-
-
-@dataclass
-class _Step:
-    name: str
-    position: int
-    task_type: str
-    payload: dict[str, Any]
-    options: dict[str, Any]
-    after: list[str]
-    status: str
-    task_id: int | None
-    task_status: str | None
-    result: Any
 
 
 async def start_run(
@@ -92,103 +77,100 @@ async def start_run(
 async def advance(conn: AsyncConn, run_id: int) -> str:
     """Move a run forward (see the module docstring); return its status.
 
+    Set-based: each statement touches the run's steps by index, so a step of a
+    1,000-step workflow costs a few small statements, not a reload of the
+    graph. Only a failure loads the graph (to find what lies downstream).
     ``conn`` must be inside a transaction.
     """
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(Q["workflow_run_lock"], {"id": run_id})
+    await cursor.execute(Q["workflow_run_lock"], {"id": run_id}, prepare=True)
     run = await cursor.fetchone()
     if run is None:
         return "missing"
-    await cursor.execute(Q["workflow_run_steps"], {"id": run_id})
-    steps = [
-        _Step(
-            name=row["step"],
-            position=row["position"],
-            task_type=row["task_type"],
-            payload=row["payload"],
-            options=row["options"],
-            after=list(row["after"]),
-            status=row["status"],
-            task_id=row["task_id"],
-            task_status=row["task_status"],
-            result=row["result"],
-        )
-        for row in await cursor.fetchall()
-    ]
-    by_name = {step.name: step for step in steps}
-    changed: dict[str, _Step] = {}
-
-    for step in steps:
-        if step.status == "enqueued" and step.task_status in FINAL_TASK:
-            step.status = str(step.task_status)
-            changed[step.name] = step
+    synced = await (
+        await conn.execute(Q["workflow_steps_sync"], {"id": run_id}, prepare=True)
+    ).fetchall()
     if run["status"] != "running":
-        # A cancelled run's last tasks ending: record them, start nothing.
-        await _save(conn, run_id, changed)
+        # A cancelled run's last tasks ending: recorded above, nothing starts.
         return str(run["status"])
+    done = [step for step, status in synced if status == "succeeded"]
+    if done:
+        await conn.execute(Q["workflow_steps_release"], {"id": run_id, "done": done}, prepare=True)
+    if any(status in ("failed", "cancelled") for _, status in synced):
+        await _on_failure(conn, run_id, run["on_failure"])
+        # Step tasks cancelled while still pending ended just now: record them.
+        await conn.execute(Q["workflow_steps_sync"], {"id": run_id}, prepare=True)
 
-    failed = {step.name for step in steps if step.status in ("failed", "cancelled")}
-    stopping = bool(failed) and run["on_failure"] == "stop"
-    if stopping:
-        for step in steps:
-            if step.status == "waiting":
-                step.status = "cancelled"
-                changed[step.name] = step
-        if any(step.status == "enqueued" for step in steps):
-            await conn.execute(Q["workflow_run_cancel_tasks"], {"id": run_id})
-    elif failed:
-        specs = [StepSpec(s.name, s.task_type, tuple(s.after)) for s in steps]
-        for name in downstream(specs, failed):
-            step = by_name[name]
-            if step.status == "waiting":
-                step.status = "skipped"
-                changed[name] = step
-
-    if not stopping:
-        active = sum(1 for step in steps if step.status == "enqueued")
-        capacity = 1 if run["mode"] == "serial" else (run["max_parallel"] or len(steps))
-        ready = [
-            step
-            for step in steps
-            if step.status == "waiting"
-            and all(by_name[dep].status == "succeeded" for dep in step.after)
-        ][: max(capacity - active, 0)]
-        if ready:
-            rows = [
-                {
-                    "run_id": run_id,
-                    "step": step.name,
-                    "task_type": step.task_type,
-                    "payload": step.payload,
-                    "options": step.options,
-                    "inputs": {dep: by_name[dep].result for dep in step.after},
-                }
-                for step in ready
-            ]
-            cursor2 = await conn.execute(
-                Q["workflow_steps_enqueue"], {"steps": orjson.dumps(rows).decode()}
+    await cursor.execute(Q["workflow_run_counts"], {"id": run_id}, prepare=True)
+    counts = await cursor.fetchone()
+    assert counts is not None
+    active, waiting = counts["active"], counts["waiting"]
+    stopping = counts["failed"] > 0 and run["on_failure"] == "stop"
+    if waiting and not stopping:
+        capacity = 1 if run["mode"] == "serial" else (run["max_parallel"] or counts["total"])
+        if capacity > active:
+            await cursor.execute(
+                Q["workflow_steps_ready"], {"id": run_id, "limit": capacity - active}, prepare=True
             )
-            ids = {name: task_id for task_id, name in await cursor2.fetchall()}
-            for step in ready:
-                step.status = "enqueued"
-                step.task_id = ids[step.name]
-                changed[step.name] = step
-
-    await _save(conn, run_id, changed)
-    if all(step.status not in ("waiting", "enqueued") for step in steps):
-        final = "succeeded" if all(step.status == "succeeded" for step in steps) else "failed"
+            ready = await cursor.fetchall()
+            if ready:
+                await _enqueue(conn, run_id, ready)
+                active += len(ready)
+                waiting -= len(ready)
+    if active == 0 and waiting == 0:
+        final = "succeeded" if counts["not_succeeded"] == 0 else "failed"
         await conn.execute(Q["workflow_run_finish"], {"id": run_id, "status": final})
         return final
     return "running"
 
 
-async def _save(conn: AsyncConn, run_id: int, changed: dict[str, _Step]) -> None:
-    if changed:
-        rows = [
-            {"step": s.name, "status": s.status, "task_id": s.task_id} for s in changed.values()
+async def _enqueue(conn: AsyncConn, run_id: int, ready: list[dict[str, Any]]) -> None:
+    rows = [
+        {
+            "run_id": run_id,
+            "step": step["step"],
+            "task_type": step["task_type"],
+            "payload": step["payload"],
+            "options": step["options"],
+            "inputs": step["inputs"],
+        }
+        for step in ready
+    ]
+    cursor = await conn.execute(Q["workflow_steps_enqueue"], {"steps": orjson.dumps(rows).decode()})
+    changes = [
+        {"step": name, "status": "enqueued", "task_id": task_id}
+        for task_id, name in await cursor.fetchall()
+    ]
+    await conn.execute(
+        Q["workflow_steps_set"], {"id": run_id, "changes": orjson.dumps(changes).decode()}
+    )
+
+
+async def _on_failure(conn: AsyncConn, run_id: int, on_failure: str) -> None:
+    """A step failed for good: stop the run, or skip what depends on it."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(Q["workflow_run_steps"], {"id": run_id})
+    steps = await cursor.fetchall()
+    changes: list[dict[str, Any]] = []
+    if on_failure == "stop":
+        changes = [
+            {"step": s["step"], "status": "cancelled", "task_id": None}
+            for s in steps
+            if s["status"] == "waiting"
         ]
+        if any(s["status"] == "enqueued" for s in steps):
+            await conn.execute(Q["workflow_run_cancel_tasks"], {"id": run_id})
+    else:
+        specs = [StepSpec(s["step"], s["task_type"], tuple(s["after"])) for s in steps]
+        failed = {s["step"] for s in steps if s["status"] in ("failed", "cancelled")}
+        waiting = {s["step"] for s in steps if s["status"] == "waiting"}
+        changes = [
+            {"step": name, "status": "skipped", "task_id": None}
+            for name in sorted(downstream(specs, failed) & waiting)
+        ]
+    if changes:
         await conn.execute(
-            Q["workflow_steps_set"], {"id": run_id, "changes": orjson.dumps(rows).decode()}
+            Q["workflow_steps_set"], {"id": run_id, "changes": orjson.dumps(changes).decode()}
         )
 
 

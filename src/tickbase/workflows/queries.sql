@@ -29,10 +29,11 @@ WITH run AS (
     RETURNING id, workflow_id
 ), steps AS (
     INSERT INTO tickbase.workflow_steps (run_id, step, position, task_type, payload, options,
-                                         after)
+                                         after, deps_left)
     SELECT run.id, s.value->>'name', s.ordinality::integer - 1, s.value->>'task_type',
            coalesce(s.value->'payload', '{}'::jsonb), coalesce(s.value->'options', '{}'::jsonb),
-           ARRAY(SELECT jsonb_array_elements_text(coalesce(s.value->'after', '[]'::jsonb)))
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(s.value->'after', '[]'::jsonb))),
+           jsonb_array_length(coalesce(s.value->'after', '[]'::jsonb))
     FROM run, tickbase.workflows w, jsonb_array_elements(w.steps) WITH ORDINALITY AS s
     WHERE w.id = run.workflow_id
 )
@@ -50,11 +51,47 @@ WHERE id = %(id)s FOR UPDATE;
 -- workflow_run_steps --
 -- A run's steps with the state of their tasks.
 SELECT s.step, s.position, s.task_type, s.payload, s.options, s.after, s.status, s.task_id,
-       t.status AS task_status, t.result
+       t.status AS task_status, t.result, t.attempts, t.started_at, t.finished_at
 FROM tickbase.workflow_steps s
 LEFT JOIN tickbase.tasks t ON t.id = s.task_id
 WHERE s.run_id = %(id)s
 ORDER BY s.position;
+
+-- workflow_steps_sync --
+-- Steps whose task has ended take its final status.
+UPDATE tickbase.workflow_steps s
+SET status = t.status
+FROM tickbase.tasks t
+WHERE s.run_id = %(id)s AND s.status = 'enqueued' AND t.id = s.task_id
+  AND t.status IN ('succeeded', 'failed', 'cancelled')
+RETURNING s.step, s.status;
+
+-- workflow_steps_release --
+-- Steps that waited on newly succeeded steps have that many fewer to wait on.
+UPDATE tickbase.workflow_steps s
+SET deps_left = s.deps_left
+    - (SELECT count(*) FROM unnest(s.after) AS a(name) WHERE a.name = ANY(%(done)s::text[]))
+WHERE s.run_id = %(id)s AND s.status = 'waiting' AND s.after && %(done)s::text[];
+
+-- workflow_steps_ready --
+-- Waiting steps with nothing left to wait on, in run order, with the results
+-- of their dependencies (their inputs).
+SELECT s.step, s.task_type, s.payload, s.options,
+       (SELECT coalesce(jsonb_object_agg(d.step, t.result), '{}'::jsonb)
+        FROM tickbase.workflow_steps d JOIN tickbase.tasks t ON t.id = d.task_id
+        WHERE d.run_id = s.run_id AND d.step = ANY(s.after)) AS inputs
+FROM tickbase.workflow_steps s
+WHERE s.run_id = %(id)s AND s.status = 'waiting' AND s.deps_left = 0
+ORDER BY s.position
+LIMIT %(limit)s;
+
+-- workflow_run_counts --
+SELECT count(*) FILTER (WHERE status = 'enqueued') AS active,
+       count(*) FILTER (WHERE status = 'waiting') AS waiting,
+       count(*) FILTER (WHERE status <> 'succeeded') AS not_succeeded,
+       count(*) FILTER (WHERE status IN ('failed', 'cancelled')) AS failed,
+       count(*) AS total
+FROM tickbase.workflow_steps WHERE run_id = %(id)s;
 
 -- workflow_steps_enqueue --
 -- Enqueue ready steps as tasks of the run, with their dependencies' results.

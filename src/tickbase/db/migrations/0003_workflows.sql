@@ -60,6 +60,8 @@ CREATE TABLE tickbase.workflow_steps (
     -- The step task's queue, priority, max_attempts, retry_delay, timeout.
     options    jsonb   NOT NULL DEFAULT '{}'::jsonb,
     after      text[]  NOT NULL DEFAULT '{}',
+    -- Dependencies not yet succeeded: a waiting step is ready at 0.
+    deps_left  integer NOT NULL DEFAULT 0,
     status     text    NOT NULL DEFAULT 'waiting',
     task_id    bigint,
     CONSTRAINT workflow_steps_pkey PRIMARY KEY (run_id, step),
@@ -72,5 +74,6 @@ ALTER TABLE tickbase.tasks ADD COLUMN inputs jsonb;
 
 -- Steps whose task has ended but whose run has not caught up yet (the
 -- housekeeping reconcile; normally the finishing transaction advances the run).
+CREATE INDEX workflow_steps_run_status_idx ON tickbase.workflow_steps (run_id, status, position);
 CREATE INDEX workflow_steps_enqueued_idx ON tickbase.workflow_steps (task_id)
     WHERE status = 'enqueued';
