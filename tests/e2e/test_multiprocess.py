@@ -32,6 +32,19 @@ def read_runs(path: Path) -> list[tuple[int, int]]:
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if line]  # type: ignore[misc]
 
 
+def rescue_env(database_url: str, tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    """Worker environment with short leases, and the files its handlers log to."""
+    starts, runs = tmp_path / "starts.txt", tmp_path / "runs.txt"
+    env = tickbase_env(
+        database_url,
+        TICKBASE_TEST_STARTS=str(starts),
+        TICKBASE_TEST_RUNS=str(runs),
+        TICKBASE_LEASE_SECONDS="2",
+        TICKBASE_POLL_INTERVAL="0.2",
+    )
+    return env, starts, runs
+
+
 def enqueue_batch(conn: psycopg.Connection[Any], task_type: str, payloads: list[str]) -> None:
     conn.execute(
         "INSERT INTO tickbase.tasks (task_type, payload, max_attempts)"
@@ -86,14 +99,7 @@ def test_killed_worker_tasks_finish_elsewhere_exactly_once(
 ) -> None:
     count = 20
     enqueue_batch(sql_conn, "test.slow", [f'{{"n": {n}, "seconds": 1.5}}' for n in range(count)])
-    starts, runs = tmp_path / "starts.txt", tmp_path / "runs.txt"
-    env = tickbase_env(
-        database_url,
-        TICKBASE_TEST_STARTS=str(starts),
-        TICKBASE_TEST_RUNS=str(runs),
-        TICKBASE_LEASE_SECONDS="2",
-        TICKBASE_POLL_INTERVAL="0.2",
-    )
+    env, starts, runs = rescue_env(database_url, tmp_path)
     doomed = processes.start("worker", "--app", "tests.support.apps:app", "-c", "50", env=env)
     wait_until_sync(
         lambda: len(read_runs(starts)) == count, timeout=30, message="all tasks started"
@@ -152,14 +158,7 @@ def test_workflow_survives_a_killed_worker(
             return run.id
 
     run_id = asyncio.run(start_run())
-    starts, runs = tmp_path / "starts.txt", tmp_path / "runs.txt"
-    env = tickbase_env(
-        database_url,
-        TICKBASE_TEST_STARTS=str(starts),
-        TICKBASE_TEST_RUNS=str(runs),
-        TICKBASE_LEASE_SECONDS="2",
-        TICKBASE_POLL_INTERVAL="0.2",
-    )
+    env, starts, runs = rescue_env(database_url, tmp_path)
     doomed = processes.start("worker", "--app", "tests.support.apps:app", "-c", "20", env=env)
     wait_until_sync(
         lambda: len({n for n, _ in read_runs(starts)} - {0}) == children,
