@@ -170,13 +170,14 @@ class EmbeddedServer:
 
     def _ensure_database(self, server: RunningServer) -> None:
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
             ).fetchone()
             if exists is None:
-                conn.execute(f"CREATE DATABASE {DATABASE_NAME}")  # fixed identifier, no input
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
 
     def _socket_dir(self) -> Path:
         # Unix socket paths are limited to ~107 bytes; a deep TICKBASE_HOME falls

@@ -16,7 +16,7 @@ from tickbase.queue.models import (
     TASK_TYPE_MAX,
     encode_json,
 )
-from tickbase.scheduler.triggers import CronTrigger, IntervalTrigger, Trigger, check_cron, load_zone
+from tickbase.scheduler.triggers import Trigger, check_cron, load_zone, make_trigger
 
 NAME_MAX = 200
 MISFIRE_GRACE_DEFAULT = 60.0  # seconds
@@ -153,11 +153,7 @@ class ScheduleSpec:
 
     def trigger(self, anchor: datetime) -> Trigger | None:
         """The trigger of a timed schedule (``None`` for manual ones)."""
-        if self.kind == "cron":
-            return CronTrigger(self.cron or "", self.timezone)
-        if self.kind == "interval":
-            return IntervalTrigger(float(self.interval_seconds or 0), anchor)
-        return None
+        return make_trigger(self.kind, self.cron, self.interval_seconds, self.timezone, anchor)
 
     def params(self, next_fire_at: datetime | None) -> dict[str, Any]:
         """Statement parameters of this spec."""

@@ -39,7 +39,7 @@ from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
 from tickbase.scheduler.firing import FirePlan, plan_fires
 from tickbase.scheduler.store import Q
-from tickbase.scheduler.triggers import CronTrigger, IntervalTrigger, Trigger
+from tickbase.scheduler.triggers import make_trigger
 
 logger = logging.getLogger("tickbase.scheduler")
 
@@ -230,11 +230,10 @@ class _Deposed(psycopg.Error):
 
 
 def _plan(row: dict[str, Any]) -> FirePlan:
-    trigger: Trigger
-    if row["kind"] == "cron":
-        trigger = CronTrigger(row["cron"], row["timezone"])
-    else:
-        trigger = IntervalTrigger(row["interval_seconds"], anchor=row["next_fire_at"])
+    trigger = make_trigger(
+        row["kind"], row["cron"], row["interval_seconds"], row["timezone"], row["next_fire_at"]
+    )
+    assert trigger is not None  # manual schedules are never due
     return plan_fires(
         trigger=trigger,
         next_fire_at=row["next_fire_at"],

@@ -166,6 +166,20 @@ class Trigger(Protocol):
     def next_after(self, after: datetime) -> datetime: ...
 
 
+def make_trigger(
+    kind: str, cron: str | None, interval_seconds: float | None, timezone: str, anchor: datetime
+) -> Trigger | None:
+    """The trigger of a schedule's columns (``None`` for a manual schedule).
+
+    An interval counts from ``anchor``, any instant on its grid.
+    """
+    if kind == "cron":
+        return CronTrigger(cron or "", timezone)
+    if kind == "interval":
+        return IntervalTrigger(float(interval_seconds or 0), anchor)
+    return None
+
+
 def fires_between(trigger: Trigger, start: datetime, end: datetime, limit: int) -> list[datetime]:
     """Fire instants of ``trigger`` in ``(start, end]``, oldest first, at most ``limit``."""
     fires: list[datetime] = []
