@@ -20,6 +20,7 @@ from tickbase.app import App
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import connect
 from tickbase.queue.models import EnqueueRequest
+from tickbase.queue.repository import Q as QUEUE_QUERIES
 
 LATENCY_FILE_ENV = "TICKBASE_BENCH_LATENCY_FILE"
 LATENCY_TASK = "tickbase.bench.latency"
@@ -94,8 +95,6 @@ class TickbaseAdapter:
         ]
 
     async def unfinished(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        cursor = await conn.execute(
-            "SELECT count(*) FROM tickbase.tasks WHERE status IN ('pending', 'running', 'retrying')"
-        )
+        cursor = await conn.execute(QUEUE_QUERIES["task_count_unfinished"])
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
