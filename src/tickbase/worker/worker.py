@@ -435,11 +435,7 @@ class Worker:
             try:
                 async with self.pool.connection() as conn:
                     if runs:
-                        # A step's end and the steps it unblocks commit together.
-                        async with conn.transaction():
-                            await self.queue.finish_many(conn, self.node_id, batch)
-                            for run_id in sorted(runs):
-                                await advance(conn, run_id)
+                        await self._finish_and_advance(conn, batch, runs)
                     else:
                         await self.queue.finish_many(conn, self.node_id, batch)
                 for outcome in batch:
@@ -460,6 +456,29 @@ class Worker:
                 logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+
+    async def _finish_and_advance(
+        self, conn: AsyncConn, batch: list[Outcome], runs: set[int]
+    ) -> None:
+        """A step's end and the steps it unblocks commit together.
+
+        Runs are locked in id order, so two workers never wait on each other's
+        runs in a cycle. Should advancing fail for a reason other than the
+        database (a bug), the outcomes are still recorded and the housekeeping
+        reconcile advances those runs later: a result is never held hostage.
+        """
+        try:
+            async with conn.transaction():
+                await self.queue.finish_many(conn, self.node_id, batch)
+                for run_id in sorted(runs):
+                    await advance(conn, run_id)
+        except (psycopg.Error, OSError):
+            raise
+        except Exception:
+            logger.exception(
+                "advancing workflow runs %s failed; outcomes recorded alone", sorted(runs)
+            )
+            await self.queue.finish_many(conn, self.node_id, batch)
 
     # ---- heartbeat, cancel, rescue ----------------------------------------------
 
