@@ -15,6 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
@@ -40,6 +41,10 @@ HEALTH_EVERY_SECONDS = 60.0
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+def _nothing_running() -> int:
+    return 0
 
 
 class TaskHandle:
@@ -447,20 +452,36 @@ class App:
         Code-defined and builtin schedules are registered first (idempotently).
         """
         await self.sync_schedules()
-        services: list[Worker | Ticker] = []
+        roles: list[Worker | Ticker] = []
+        running_tasks: Callable[[], int] = _nothing_running
         if worker:
-            services.append(self.worker(queues=queues, concurrency=concurrency))
+            the_worker = self.worker(queues=queues, concurrency=concurrency)
+            roles.append(the_worker)
+            running_tasks = the_worker.running_count
         if scheduler:
-            services.append(self.ticker())
-        running = [asyncio.create_task(service.run()) for service in services]
+            roles.append(self.ticker())
+        heartbeat = NodeHeartbeat(
+            self.pool,
+            self.node_id,
+            roles=[("worker" if isinstance(role, Worker) else "scheduler") for role in roles],
+            queues=queues,
+            interval=self.settings.heartbeat_seconds,
+            running=running_tasks,
+        )
+        beating = asyncio.create_task(heartbeat.run())
+        tasks = [asyncio.create_task(role.run()) for role in roles]
         waiter = asyncio.create_task((stop or asyncio.Event()).wait())
         try:
-            await asyncio.wait({*running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*tasks, beating, waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for service in services:
-                service.stop()
+            for role in roles:
+                role.stop()
             waiter.cancel()
-            results = await asyncio.gather(*running, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            # The node leaves the cluster only once its roles have finished
+            # (running tasks drained or re-queued).
+            heartbeat.stop()
+            results.extend(await asyncio.gather(beating, return_exceptions=True))
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=SHUTDOWN_GRACE_DEFAULT, ge=0)
     """Seconds a stopping worker lets running tasks finish before re-queueing them. Defaults to 10 s."""
 
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=600)
+    """Seconds between a node's heartbeats; silent for three of them, it is dead. Defaults to 5 s."""
+
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=3600)
     """Time to live of the leader lease: a dead leader is replaced within it. Defaults to 15 s."""
 

@@ -205,3 +205,20 @@ def test_workflows_cli(database_url: str) -> None:
     assert one["steps"]["a"]["task_status"] == "pending"
     missing = run_cli("workflows", "run", "nope", database_url=database_url)
     assert missing.returncode == 1 and "no workflow with this name is stored" in missing.stderr
+
+
+def test_node_roles_and_nodes_listing(database_url: str, processes: Processes) -> None:
+    env = tickbase_env(database_url, TICKBASE_HEARTBEAT_SECONDS="0.2")
+    bad = run_cli("node", "--roles", "worker,chef", database_url=database_url)
+    assert bad.returncode == 1 and "unknown roles ['chef']" in bad.stderr
+    node = processes.start("node", "--roles", "worker", "--queues", "md", env=env)
+
+    def listed() -> list[dict[str, Any]]:
+        found = json.loads(run_cli("nodes", "--json", database_url=database_url).stdout)
+        return [n for n in found if n["pid"] == node.pid and n["alive"]]
+
+    [row] = wait_until_sync(listed, timeout=20, message="the node registered")
+    assert row["roles"] == ["worker"] and row["queues"] == ["md"]
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(timeout=20) == 0
+    assert json.loads(run_cli("nodes", "--json", database_url=database_url).stdout) == []

@@ -94,6 +94,76 @@ def register_run_commands(cli: typer.Typer) -> None:
         run(_run_roles(app, worker=False))
 
     @cli.command()
+    def node(
+        roles: str = typer.Option(
+            "worker,scheduler",
+            "--roles",
+            envvar="TICKBASE_ROLES",
+            help="Comma-separated: worker, scheduler.",
+        ),
+        app_spec: str | None = AppOption,
+        queues: str | None = typer.Option(
+            None, "--queues", "-q", help="Queues the worker serves (default: all)."
+        ),
+        concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
+        database_url: str | None = DatabaseUrlOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Run several roles in one process (a node of the cluster)."""
+        configure_logging(verbose)
+        chosen = {r.strip() for r in roles.split(",") if r.strip()}
+        unknown = chosen - {"worker", "scheduler"}
+        if unknown or not chosen:
+            fail(
+                f"unknown roles {sorted(unknown)}: use worker, scheduler"
+                if unknown
+                else "no role given"
+            )
+        app = load_app(app_spec, database_url)
+        run(
+            _run_roles(
+                app,
+                worker="worker" in chosen,
+                scheduler="scheduler" in chosen,
+                queues=_parse_queues(queues),
+                concurrency=concurrency,
+            )
+        )
+
+    @cli.command()
+    def nodes(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
+        """Nodes of the cluster, their roles, heartbeats and metrics."""
+        from tickbase.cli.common import with_app
+        from tickbase.cli.render import table
+        from tickbase.cluster.nodes import list_nodes
+
+        async def body(app: Any) -> list[dict[str, Any]]:
+            async with app.pool.connection() as conn:
+                return await list_nodes(conn)
+
+        found = run(with_app(database_url, body))
+        if as_json:
+            print_json(found)
+            return
+        table(
+            None,
+            ["node", "roles", "alive", "heartbeat", "running", "cpu %", "rss MiB", "version"],
+            [
+                (
+                    n["node_id"],
+                    ",".join(n["roles"]),
+                    n["alive"],
+                    n["heartbeat_at"],
+                    n["metrics"].get("running_tasks"),
+                    n["metrics"].get("cpu_percent"),
+                    round(n["metrics"].get("rss_bytes", 0) / 2**20, 1),
+                    n["version"],
+                )
+                for n in found
+            ],
+        )
+
+    @cli.command()
     def up(
         app_spec: str | None = AppOption,
         concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),

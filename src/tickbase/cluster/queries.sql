@@ -32,3 +32,68 @@ SELECT pg_notify('tickbase_lease_released', name) FROM released;
 -- lease_get --
 SELECT name, holder, token, acquired_at, expires_at, expires_at > clock_timestamp() AS live
 FROM tickbase.leases WHERE name = %(name)s;
+
+-- node_register --
+-- Register (or re-register after a lost connection) this process.
+INSERT INTO tickbase.nodes (node_id, host, pid, roles, queues, version, heartbeat_interval)
+VALUES (%(node_id)s, %(host)s, %(pid)s, %(roles)s, %(queues)s, %(version)s, %(interval)s)
+ON CONFLICT (node_id) DO UPDATE
+SET roles = excluded.roles, queues = excluded.queues, heartbeat_at = clock_timestamp(),
+    heartbeat_interval = excluded.heartbeat_interval;
+
+-- node_heartbeat --
+-- Say we are alive, with our metrics. No row back: we were declared dead
+-- (and removed) meanwhile; the caller registers again.
+UPDATE tickbase.nodes
+SET heartbeat_at = clock_timestamp(), metrics = %(metrics)s::jsonb
+WHERE node_id = %(node_id)s
+RETURNING node_id;
+
+-- node_deregister --
+DELETE FROM tickbase.nodes WHERE node_id = %(node_id)s;
+
+-- node_list --
+-- Nodes with their liveness (dead = silent for three of their intervals).
+SELECT node_id, host, pid, roles, queues, version, started_at, heartbeat_at,
+       heartbeat_interval, metrics,
+       heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval) AS alive
+FROM tickbase.nodes
+ORDER BY started_at, node_id;
+
+-- node_reap_dead --
+-- Remove dead nodes and rescue what they held: their running tasks go back
+-- to the queue with the attempt counted (or fail when out of attempts, or end
+-- cancelled when a cancel was requested), without waiting for the leases.
+WITH dead AS (
+    DELETE FROM tickbase.nodes
+    WHERE heartbeat_at < clock_timestamp() - make_interval(secs => 3 * heartbeat_interval)
+    RETURNING node_id
+), rescued AS (
+    UPDATE tickbase.tasks t
+    SET status = CASE WHEN t.cancel_requested THEN 'cancelled'
+                      WHEN t.attempts < t.max_attempts THEN 'retrying'
+                      ELSE 'failed' END,
+        finished_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts
+                           THEN now() END,
+        run_at = now(),
+        lease_expires_at = NULL,
+        error = CASE WHEN t.cancel_requested THEN t.error ELSE jsonb_build_object(
+            'type', 'NodeDead',
+            'message', 'node ' || t.node_id || ' stopped heartbeating while running this task'
+                       || ' (attempt ' || t.attempts || ' of ' || t.max_attempts || ')')
+        END
+    FROM dead
+    WHERE t.node_id = dead.node_id AND t.status = 'running'
+    RETURNING t.id, t.status, t.node_id
+), events AS (
+    INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
+    SELECT id, 'rescued', %(node_id)s, jsonb_build_object('from_node', node_id, 'status', status,
+                                                          'reason', 'node dead')
+    FROM rescued
+), notified AS (
+    SELECT pg_notify('tickbase_task_done', string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 500 AS chunk FROM rescued
+          WHERE status IN ('failed', 'cancelled')) final
+    GROUP BY chunk
+)
+SELECT (SELECT count(*) FROM dead) AS nodes, (SELECT count(*) FROM rescued) AS tasks;

@@ -144,6 +144,10 @@ class Worker:
 
     # ---- lifecycle -------------------------------------------------------------
 
+    def running_count(self) -> int:
+        """Handlers running now (reported in the node's heartbeat)."""
+        return len(self._running)
+
     def stop(self) -> None:
         """Ask the worker to stop (idempotent); ``run()`` returns once it has."""
         self._stopping.set()
