@@ -43,9 +43,13 @@ def server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(server_url: str, worker_id: str) -> str:
-    """Name of a migrated template database private to this xdist worker."""
-    name = f"tickbase_template_{worker_id}"
+def template_db(server_url: str, worker_id: str) -> Iterator[str]:
+    """Name of a migrated template database private to this test process.
+
+    The pid in the name keeps concurrent test sessions on one server (a
+    developer's run beside CI's) from migrating each other's template.
+    """
+    name = f"tickbase_template_{worker_id}_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -61,7 +65,11 @@ def template_db(server_url: str, worker_id: str) -> str:
             await migrate(conn)
 
     asyncio.run(apply())
-    return name
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
