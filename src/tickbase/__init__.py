@@ -15,6 +15,7 @@ Example::
         print(await handle.result(timeout=10))
 """
 
+from tickbase._version import __version__
 from tickbase.app import App, SyncClient, TaskFunction, TaskHandle
 from tickbase.errors import (
     ConfigurationError,
@@ -34,8 +35,6 @@ from tickbase.queue.models import EnqueueRequest, Task, TaskEvent
 from tickbase.scheduler.models import Schedule, ScheduleSpec
 from tickbase.settings import Settings
 from tickbase.types import TaskStatus
-
-__version__ = "0.1.0"
 
 __all__ = [
     "App",

@@ -22,6 +22,7 @@ import psutil
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase._version import __version__
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 
@@ -108,8 +109,6 @@ class NodeHeartbeat:
                     await conn.execute(Q["node_deregister"], {"node_id": self.node_id})
 
     async def _register(self, conn: AsyncConn) -> None:
-        from tickbase import __version__
-
         await conn.execute(
             Q["node_register"],
             {
