@@ -222,3 +222,41 @@ def test_node_roles_and_nodes_listing(database_url: str, processes: Processes) -
     node.send_signal(signal.SIGTERM)
     assert node.wait(timeout=20) == 0
     assert json.loads(run_cli("nodes", "--json", database_url=database_url).stdout) == []
+
+
+def test_stats_and_metrics_endpoint(database_url: str, processes: Processes) -> None:
+    import socket
+    import urllib.request
+
+    for payload in ('{"a": 1}', '{"b": 2}'):
+        run_cli(
+            "enqueue",
+            "tickbase.echo",
+            "--payload",
+            payload,
+            "--queue",
+            "md",
+            database_url=database_url,
+        )
+    stats = json.loads(run_cli("stats", "--json", database_url=database_url).stdout)
+    assert stats["tasks"] == [{"queue": "md", "status": "pending", "count": 2}]
+    assert stats["backlog"] == 2 and stats["nodes_alive"] == 0 and stats["leader"] is None
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exporter = processes.start("metrics", "--port", str(port), env=tickbase_env(database_url))
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    text = wait_until_sync(scrape, timeout=20, message="the metrics endpoint")
+    assert 'tickbase_tasks{queue="md",status="pending"} 2.0' in text
+    assert "tickbase_backlog 2.0" in text
+    assert "tickbase_enqueue_to_start_seconds_bucket" in text
+    exporter.send_signal(signal.SIGINT)
+    exporter.wait(timeout=10)

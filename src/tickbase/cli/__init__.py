@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from tickbase.cli import bench, db, schedules, tasks, workflows
+from tickbase.cli.cluster import register_cluster_commands
 from tickbase.cli.run import register_run_commands
 
 cli = typer.Typer(
@@ -21,6 +22,7 @@ cli.add_typer(schedules.cli, name="schedules")
 cli.add_typer(workflows.cli, name="workflows")
 cli.add_typer(bench.cli, name="bench")
 register_run_commands(cli)
+register_cluster_commands(cli)
 
 
 def main() -> None:

@@ -97,3 +97,40 @@ WITH dead AS (
     GROUP BY chunk
 )
 SELECT (SELECT count(*) FROM dead) AS nodes, (SELECT count(*) FROM rescued) AS tasks;
+
+-- stats_tasks --
+-- Tasks by queue and status (the dashboard's and /metrics' first question).
+SELECT queue, status, count(*) AS n FROM tickbase.tasks GROUP BY queue, status ORDER BY queue, status;
+
+-- stats_activity --
+-- Throughput, failures, backlog and lags, on the database clock.
+SELECT
+    (SELECT count(*) FROM tickbase.tasks
+     WHERE finished_at > clock_timestamp() - interval '60 seconds') AS finished_last_minute,
+    (SELECT count(*) FROM tickbase.tasks
+     WHERE status = 'failed' AND finished_at > clock_timestamp() - interval '1 hour')
+        AS failed_last_hour,
+    (SELECT count(*) FROM tickbase.tasks
+     WHERE status IN ('pending', 'retrying') AND run_at <= clock_timestamp()) AS backlog,
+    (SELECT extract(epoch FROM clock_timestamp() - min(run_at)) FROM tickbase.tasks
+     WHERE status IN ('pending', 'retrying') AND run_at <= clock_timestamp())
+        AS oldest_due_seconds,
+    (SELECT extract(epoch FROM clock_timestamp() - min(next_fire_at)) FROM tickbase.schedules
+     WHERE enabled AND NOT paused AND removed_at IS NULL AND kind <> 'manual'
+       AND next_fire_at <= clock_timestamp()) AS schedule_lag_seconds,
+    (SELECT count(*) FROM tickbase.nodes
+     WHERE heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval))
+        AS nodes_alive,
+    (SELECT holder FROM tickbase.leases
+     WHERE name = 'leader' AND expires_at > clock_timestamp()) AS leader;
+
+-- stats_timings --
+-- Enqueue-to-start latency (from when the task was due) and run duration, in
+-- seconds, of recent tasks started in the last five minutes. Bounded: the
+-- newest 10,000 tasks by id (a backwards walk of the primary key), so a scrape
+-- never scans the table.
+SELECT extract(epoch FROM started_at - greatest(run_at, created_at))::float8 AS latency,
+       extract(epoch FROM finished_at - started_at)::float8 AS duration
+FROM (SELECT started_at, run_at, created_at, finished_at FROM tickbase.tasks
+      ORDER BY id DESC LIMIT 10000) recent
+WHERE started_at > clock_timestamp() - interval '5 minutes';

@@ -1,0 +1,90 @@
+"""``tickbase stats`` and ``tickbase metrics``: the cluster's figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from tickbase.cli.common import DatabaseUrlOption, JsonOption
+from tickbase.cli.render import console, print_json, table
+
+
+def _url(database_url: str | None) -> str:
+    from tickbase.db.pool import resolve_database_url
+    from tickbase.settings import load_settings
+
+    url, _ = resolve_database_url(load_settings(database_url=database_url))
+    return url
+
+
+def register_cluster_commands(cli: typer.Typer) -> None:
+    """Add ``stats`` and ``metrics`` to the root CLI."""
+
+    @cli.command()
+    def stats(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
+        """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag."""
+        import psycopg
+
+        from tickbase.cluster.metrics import read_stats
+        from tickbase.db.pool import configure_connection
+
+        with psycopg.connect(_url(database_url), autocommit=True) as conn:
+            configure_connection(conn)
+            figures = read_stats(conn)
+        public = {k: v for k, v in figures.items() if not k.startswith("_")}
+        if as_json:
+            print_json(public)
+            return
+        table(
+            "tasks",
+            ["queue", "status", "count"],
+            [(t["queue"], t["status"], t["count"]) for t in figures["tasks"]],
+        )
+        rows: list[tuple[str, Any]] = [
+            (key, public[key])
+            for key in (
+                "throughput_per_s",
+                "finished_last_minute",
+                "failed_last_hour",
+                "backlog",
+                "oldest_due_seconds",
+                "schedule_lag_seconds",
+                "nodes_alive",
+                "leader",
+            )
+        ]
+        for name in ("latency_seconds", "duration_seconds"):
+            summary = public[name]
+            rows.append(
+                (
+                    f"{name} p50 / p95 / max (n={summary['count']})",
+                    f"{summary['p50']} / {summary['p95']} / {summary['max']}",
+                )
+            )
+        table("cluster", ["figure", "value"], rows)
+
+    @cli.command()
+    def metrics(
+        port: int = typer.Option(
+            9108, "--port", min=1, max=65535, help="Port of the /metrics endpoint."
+        ),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        database_url: str | None = DatabaseUrlOption,
+    ) -> None:
+        """Serve Prometheus /metrics (read from the database at each scrape) until Ctrl-C."""
+        import time
+
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from tickbase.cluster.metrics import ClusterCollector
+
+        registry = CollectorRegistry()
+        registry.register(ClusterCollector(_url(database_url)))
+        start_http_server(port, addr=host, registry=registry)
+        console.print(f"serving http://{host}:{port}/metrics (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,149 @@
+"""Cluster figures from the database: ``tickbase stats`` and Prometheus collectors.
+
+Everything is read from the tables at the moment of asking (a scrape or a
+command), so every node reports the same cluster-wide truth and no process
+keeps counters that a restart would lose.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from tickbase.db.pool import configure_connection
+from tickbase.db.sqlfile import load_queries
+
+Q = load_queries("tickbase.cluster")
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+DURATION_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Tasks by queue and status, activity, and recent timings (sync connection)."""
+    by_status = [
+        {"queue": queue, "status": status, "count": int(n)}
+        for queue, status, n in conn.execute(Q["stats_tasks"]).fetchall()
+    ]
+    cursor = conn.execute(Q["stats_activity"])
+    row = cursor.fetchone()
+    assert row is not None and cursor.description is not None
+    activity = dict(zip([c.name for c in cursor.description], row, strict=True))
+    timings = conn.execute(Q["stats_timings"]).fetchall()
+    latencies = sorted(t[0] for t in timings if t[0] is not None)
+    durations = sorted(t[1] for t in timings if t[1] is not None)
+    return {
+        "tasks": by_status,
+        **activity,
+        "throughput_per_s": activity["finished_last_minute"] / 60.0,
+        "latency_seconds": _summary(latencies),
+        "duration_seconds": _summary(durations),
+        "_latencies": latencies,
+        "_durations": durations,
+    }
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "max": None}
+    cuts = (
+        statistics.quantiles(values, n=20, method="inclusive") if len(values) > 1 else values * 19
+    )
+    return {
+        "count": len(values),
+        "p50": statistics.median(values),
+        "p95": cuts[18],
+        "max": values[-1],
+    }
+
+
+class ClusterCollector(Collector):
+    """Prometheus collector reading the cluster's figures at each scrape.
+
+    Example::
+
+        registry = CollectorRegistry()
+        registry.register(ClusterCollector(url))
+        start_http_server(9108, registry=registry)
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def collect(self) -> Iterator[Any]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            configure_connection(conn)
+            stats = read_stats(conn)
+        tasks = GaugeMetricFamily(
+            "tickbase_tasks", "Tasks by queue and status", labels=["queue", "status"]
+        )
+        for row in stats["tasks"]:
+            tasks.add_metric([row["queue"], row["status"]], row["count"])
+        yield tasks
+        gauges = {
+            "tickbase_throughput_per_second": (
+                "Tasks finished per second, over the last minute",
+                stats["throughput_per_s"],
+            ),
+            "tickbase_failures_last_hour": (
+                "Tasks failed for good in the last hour",
+                stats["failed_last_hour"],
+            ),
+            "tickbase_backlog": ("Tasks due and waiting for a worker", stats["backlog"]),
+            "tickbase_oldest_due_seconds": (
+                "Age of the oldest due task",
+                stats["oldest_due_seconds"] or 0,
+            ),
+            "tickbase_schedule_lag_seconds": (
+                "How late the most overdue schedule is",
+                stats["schedule_lag_seconds"] or 0,
+            ),
+            "tickbase_nodes_alive": ("Nodes with a recent heartbeat", stats["nodes_alive"]),
+            "tickbase_leader_present": (
+                "1 when a node holds the leader lease",
+                1 if stats["leader"] else 0,
+            ),
+        }
+        for name, (help_text, value) in gauges.items():
+            yield GaugeMetricFamily(name, help_text, value=float(value))
+        yield _histogram(
+            "tickbase_enqueue_to_start_seconds",
+            "From due to started, tasks started in the last 5 minutes",
+            stats["_latencies"],
+            LATENCY_BUCKETS,
+        )
+        yield _histogram(
+            "tickbase_run_duration_seconds",
+            "Run time of tasks started in the last 5 minutes",
+            stats["_durations"],
+            DURATION_BUCKETS,
+        )
+
+
+def _histogram(
+    name: str, help_text: str, values: list[float], bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
+    buckets = [(str(bound), sum(1 for v in values if v <= bound)) for bound in bounds]
+    buckets.append(("+Inf", len(values)))
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=float(sum(values)))
