@@ -6,16 +6,24 @@ from typing import Any
 
 import typer
 
-from tickbase.cli.common import DatabaseUrlOption, JsonOption
+from tickbase.cli.common import DatabaseUrlOption, JsonOption, run
 from tickbase.cli.render import console, print_json, table
 
 
 def _url(database_url: str | None) -> str:
-    from tickbase.db.pool import resolve_database_url
-    from tickbase.settings import load_settings
+    """The database URL, with the server started and the schema migrated as needed."""
+    from tickbase.app import App
 
-    url, _ = resolve_database_url(load_settings(database_url=database_url))
-    return url
+    async def prepare() -> str:
+        app = App(database_url)
+        await app.open()
+        try:
+            assert app.url is not None
+            return app.url
+        finally:
+            await app.close()
+
+    return run(prepare())
 
 
 def register_cluster_commands(cli: typer.Typer) -> None:
