@@ -1,14 +1,16 @@
 """The worker: claims tasks in batches, runs their handlers, reports in batches.
 
 Overview
-    Three loops share one process. The *fetch loop* claims up to the number of
-    free slots with one statement (``FOR UPDATE SKIP LOCKED``) and starts each
-    handler. Outcomes go to an in-memory buffer; the *report loop* writes the
-    whole buffer with one statement whenever it is not empty (while one write is
-    in flight, the next batch accumulates: group commit, no timer). The
-    *heartbeat loop* renews the leases of running tasks, stops the ones whose
-    cancel was requested or whose lease was lost, and rescues tasks whose lease
-    expired anywhere in the cluster.
+    The *primary fetch loop* claims up to half the slots with one statement
+    (``FOR UPDATE SKIP LOCKED``) and starts each handler in its own Task; a
+    *helper fetch loop* claims too while claims come back full, so one claim is
+    in flight while the other batch starts. Outcomes go to an in-memory buffer;
+    the *report loop* writes the whole buffer with one statement whenever it is
+    not empty (while one write is in flight, the next batch accumulates: group
+    commit, no timer), advancing the workflow runs of finished steps in the same
+    transaction. The *heartbeat loop* renews the leases of running tasks, stops
+    the ones whose cancel was requested or whose lease was lost, rescues tasks
+    whose lease expired anywhere in the cluster, and reconciles workflow runs.
 
 Waking
     An idle worker sleeps until a NOTIFY on ``tickbase_enqueued`` names one of
@@ -27,8 +29,9 @@ Why claims commit asynchronously
 
 Failure cases
     A lost database connection makes a loop retry with backoff; outcomes stay
-    buffered meanwhile. A killed worker's tasks are rescued by any other worker
-    once their leases expire. A stopping worker (SIGTERM/SIGINT) stops
+    buffered meanwhile. A killed worker's tasks are rescued by any other node
+    once its node row goes three heartbeats without news, or their leases
+    expire, whichever comes first. A stopping worker (SIGTERM/SIGINT) stops
     claiming, lets running tasks finish within the grace period, then cancels
     the rest and re-queues them without counting the attempt.
 """
