@@ -40,6 +40,14 @@ async def record_latency(t: float, **_: Any) -> None:
     _latency_file.write(f"{now - t!r}\n")
 
 
+@bench_app.task(name="tickbase.bench.sleep", retries=3)
+async def sleep(seconds: float) -> None:
+    """Hold a worker slot (the rescue benchmark kills the worker meanwhile)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 class TickbaseAdapter:
     """The :class:`~tickbase.bench.harness.QueueAdapter` of tickbase itself."""
 

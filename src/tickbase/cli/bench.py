@@ -66,3 +66,11 @@ def workflow(
     from tickbase.bench.workflow import run_workflow_command
 
     run(run_workflow_command(database_url=database_url, steps=steps, as_json=as_json))
+
+
+@cli.command()
+def cluster(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
+    """Throughput with 1, 2 and 3 worker processes; rescue time after kill -9 (median of 5)."""
+    from tickbase.bench.cluster import run_cluster_command
+
+    run(run_cluster_command(database_url=database_url, as_json=as_json))

@@ -1,0 +1,161 @@
+"""``tickbase bench cluster``: throughput with 1, 2 and 3 worker processes, and
+the time to rescue a task from a worker killed with SIGKILL (median of 5).
+
+Each measurement runs in a fresh database on the same server. Workers are real
+``tickbase worker`` processes (the database URL travels in their environment).
+Rescue time runs from the SIGKILL to the moment the task is running again on
+the surviving worker: the dead node is noticed after three missed heartbeats
+(``TICKBASE_HEARTBEAT_SECONDS``), then reaped by the next heartbeat of a live
+node, whichever comes before the task's lease expiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+from tickbase.app import App
+from tickbase.bench.harness import _fresh_database
+from tickbase.db.migrate import migrate
+from tickbase.db.pool import connect, resolve_database_url
+from tickbase.queue.models import EnqueueRequest
+from tickbase.queue.repository import Q as QUEUE_QUERIES
+from tickbase.settings import load_settings
+
+TASKS = 20_000
+RESCUE_RUNS = 5
+BENCH_APP = "tickbase.bench.tickbase_adapter:bench_app"
+
+
+async def run_cluster_command(*, database_url: str | None, as_json: bool) -> dict[str, float]:
+    """Measure and print (Rich table, or one JSON line)."""
+    settings = load_settings(database_url=database_url)
+    server, _ = await asyncio.to_thread(resolve_database_url, settings)
+    figures: dict[str, float] = {}
+    for workers in (1, 2, 3):
+        figures[f"drain_per_s_{workers}_workers"] = await _fresh(
+            server, f"drain{workers}", _drain, workers
+        )
+    rescues = [await _fresh(server, f"rescue{n}", _rescue, 0) for n in range(RESCUE_RUNS)]
+    figures["rescue_seconds_median"] = statistics.median(rescues)
+    figures["rescue_seconds_max"] = max(rescues)
+    figures["heartbeat_seconds"] = settings.heartbeat_seconds
+    if as_json:
+        import json
+
+        print(json.dumps({"tickbase": figures}), flush=True)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Cluster benchmark (worker processes on this machine)")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for key, value in figures.items():
+            table.add_row(key, f"{value:,.2f}")
+        Console().print(table)
+    return figures
+
+
+async def _fresh(server: str, label: str, body: Any, argument: int) -> float:
+    async with (
+        await psycopg.AsyncConnection.connect(server, autocommit=True) as admin,
+        _fresh_database(admin, server, "tickbase", f"cl_{label}") as dsn,
+    ):
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        result: float = await body(dsn, argument)
+        return result
+
+
+def _start_worker(dsn: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": dsn}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickbase", "worker", "--app", BENCH_APP, "--concurrency", "100"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _drain(dsn: str, workers: int) -> float:
+    app = App(dsn)
+    await app.open(apply_migrations=False)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for start in range(0, TASKS, 1000):
+            await app.enqueue_many(
+                [EnqueueRequest("tickbase.noop") for _ in range(start, start + 1000)]
+            )
+        started = time.perf_counter()
+        processes = [_start_worker(dsn) for _ in range(workers)]
+        async with app.pool.connection() as conn:
+            while True:
+                row = await (await conn.execute(QUEUE_QUERIES["task_count_unfinished"])).fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                await asyncio.sleep(0.005)
+        return TASKS / (time.perf_counter() - started)
+    finally:
+        _stop(processes)
+        await app.close()
+
+
+async def _rescue(dsn: str, _: int) -> float:
+    app = App(dsn)
+    await app.open(apply_migrations=False)
+    doomed = _start_worker(dsn)
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        handle = await app.defer("tickbase.bench.sleep", {"seconds": 600}, max_attempts=3)
+        task = await _wait_running(app, handle.id, str(doomed.pid))
+        survivor = _start_worker(dsn)
+        await _wait_node(app, survivor.pid)
+        doomed.send_signal(signal.SIGKILL)
+        killed = time.perf_counter()
+        await _wait_running(app, task, str(survivor.pid))
+        return time.perf_counter() - killed
+    finally:
+        _stop([p for p in (doomed, survivor) if p is not None])
+        await app.close()
+
+
+async def _wait_running(app: App, task_id: int, pid: str) -> int:
+    while True:
+        task = await app.queue.get(task_id)
+        if task.status == "running" and task.node_id and f":{pid}:" in task.node_id:
+            return task_id
+        await asyncio.sleep(0.05)
+
+
+async def _wait_node(app: App, pid: int) -> None:
+    from tickbase.cluster.nodes import list_nodes
+
+    while True:
+        async with app.pool.connection() as conn:
+            if any(n["pid"] == pid and n["alive"] for n in await list_nodes(conn)):
+                return
+        await asyncio.sleep(0.05)
