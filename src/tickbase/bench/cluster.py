@@ -20,12 +20,9 @@ import sys
 import time
 from typing import Any
 
-import psycopg
-
 from tickbase.app import App
-from tickbase.bench.harness import _fresh_database
-from tickbase.db.migrate import migrate
-from tickbase.db.pool import connect, resolve_database_url
+from tickbase.bench.harness import migrated_database, print_figures
+from tickbase.db.pool import resolve_database_url
 from tickbase.queue.models import EnqueueRequest
 from tickbase.queue.repository import Q as QUEUE_QUERIES
 from tickbase.settings import load_settings
@@ -53,28 +50,12 @@ async def run_cluster_command(*, database_url: str | None, as_json: bool) -> dic
 
         print(json.dumps({"tickbase": figures}), flush=True)
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="Cluster benchmark (worker processes on this machine)")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            table.add_row(key, f"{value:,.2f}")
-        Console().print(table)
+        print_figures("Cluster benchmark (worker processes on this machine)", figures)
     return figures
 
 
 async def _fresh(server: str, label: str, body: Any, argument: int) -> float:
-    async with (
-        await psycopg.AsyncConnection.connect(server, autocommit=True) as admin,
-        _fresh_database(admin, server, "tickbase", f"cl_{label}") as dsn,
-    ):
-        conn = await connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with migrated_database(server, f"cl_{label}") as dsn:
         result: float = await body(dsn, argument)
         return result
 

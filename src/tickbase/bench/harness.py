@@ -319,6 +319,36 @@ async def _fresh_database(
 
 
 @contextlib.asynccontextmanager
+async def migrated_database(server_dsn: str, label: str) -> AsyncIterator[str]:
+    """A fresh database with tickbase's schema, dropped on exit; yields its DSN."""
+    from tickbase.db.migrate import migrate
+
+    async with (
+        await psycopg.AsyncConnection.connect(server_dsn, autocommit=True) as admin,
+        _fresh_database(admin, server_dsn, "tickbase", label) as dsn,
+    ):
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield dsn
+
+
+def print_figures(title: str, figures: dict[str, float], digits: int = 2) -> None:
+    """One Rich table of ``figure | value`` rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,.{digits}f}")
+    Console().print(table)
+
+
+@contextlib.asynccontextmanager
 async def _worker(argv: list[str], ctx: _Context, label: str) -> AsyncIterator[_Worker]:
     stderr_path = ctx.workdir / f"worker-{label}-{secrets.token_hex(4)}.log"
     # The child gets its own descriptor, so ours can be closed right after spawning.

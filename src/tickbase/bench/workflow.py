@@ -18,12 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psycopg
-
 from tickbase.app import App
-from tickbase.bench.harness import _fresh_database
-from tickbase.db.migrate import migrate
-from tickbase.db.pool import connect, resolve_database_url
+from tickbase.bench.harness import migrated_database, print_figures
+from tickbase.db.pool import resolve_database_url
 from tickbase.queue.models import EnqueueRequest
 from tickbase.settings import load_settings
 from tickbase.workflows.engine import Q as WORKFLOW_QUERIES
@@ -55,29 +52,15 @@ async def run_workflow_command(
 
         print(json.dumps({"tickbase": figures}), flush=True)
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"Workflow benchmark ({steps} no-op steps, one in-process worker)")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            table.add_row(key, f"{value:,.3f}")
-        Console().print(table)
+        print_figures(
+            f"Workflow benchmark ({steps} no-op steps, one in-process worker)", figures, 3
+        )
         print("targets: chain_overhead_ms <= 5, fanout_ratio >= 0.5")
     return figures
 
 
 async def _measured(server: str, label: str, body: Callable[[App], Awaitable[float]]) -> float:
-    async with (
-        await psycopg.AsyncConnection.connect(server, autocommit=True) as admin,
-        _fresh_database(admin, server, "tickbase", f"wf_{label}") as dsn,
-    ):
-        conn = await connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with migrated_database(server, f"wf_{label}") as dsn:
         app = App(dsn)
         await app.open(apply_migrations=False)
         worker = app.worker(concurrency=CONCURRENCY)
