@@ -15,11 +15,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.cluster.alerts import AlertNotifier, AlertStore, evaluate_alerts
+from tickbase.cluster.housekeeping import Housekeeper
+from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
 from tickbase.errors import InvalidSchedule, ResultTimeout, TaskFailed, TickbaseError
+from tickbase.queue.limits import LimitStore, check_queue_concurrency
 from tickbase.queue.models import EnqueueRequest, Task
 from tickbase.queue.repository import TaskQueue
 from tickbase.scheduler.models import ScheduleSpec
@@ -32,6 +36,7 @@ from tickbase.worker.context import TaskContext
 from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
 from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker, make_node_id
 from tickbase.workflows.api import Workflow, WorkflowRuns
+from tickbase.workflows.engine import reconcile
 
 PRUNE_RETENTION_DAYS = 7.0
 WORKFLOW_TASK = "tickbase.workflow"
@@ -45,6 +50,10 @@ T = TypeVar("T")
 
 def _nothing_running() -> int:
     return 0
+
+
+async def _check_leader_missing(conn: AsyncConn) -> None:
+    await evaluate_alerts(conn, kinds={"leader_missing"})
 
 
 class TaskHandle:
@@ -182,6 +191,7 @@ class App:
         self.node_id = make_node_id()
         self._code_schedules: dict[str, ScheduleSpec] = {}
         self._code_workflows: dict[str, Workflow] = {}
+        self._code_queue_limits: dict[str, int] = {}
         self._register_maintenance()
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._claims: AsyncConnectionPool[AsyncConn] | None = None
@@ -206,6 +216,9 @@ class App:
         retries: int = 0,
         retry_delay: float = 1.0,
         timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int = 1,
     ) -> TaskFunction[P, R]: ...
 
     @overload
@@ -220,6 +233,9 @@ class App:
         retries: int = 0,
         retry_delay: float = 1.0,
         timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int = 1,
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
     def task(
@@ -233,6 +249,9 @@ class App:
         retries: int = 0,
         retry_delay: float = 1.0,
         timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int = 1,
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         """Register an async or sync function as a task type.
 
@@ -240,6 +259,13 @@ class App:
         how many times a failure is retried (so attempts = retries + 1), with
         exponential backoff from ``retry_delay`` seconds; ``timeout`` bounds one
         attempt, in seconds.
+
+        Limits, held across the whole cluster (see :mod:`tickbase.queue.limits`):
+        ``rate_limit`` such as ``"10/m"`` (at most 10 starts in any minute; also
+        ``/s``, ``/h``, ``"100/5m"``); ``concurrency_key`` a template such as
+        ``"{symbol}"`` formatted from the payload, with at most
+        ``concurrency_limit`` tasks of one key running at once (1: one at a
+        time, in enqueue order).
         """
 
         def register(function: Callable[P, R]) -> TaskFunction[P, R]:
@@ -251,11 +277,40 @@ class App:
                 retries=retries,
                 retry_delay=retry_delay,
                 timeout=timeout,
+                rate_limit=rate_limit,
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
             )
             self.registry.add(definition)
             return TaskFunction(self, definition)
 
         return register(func) if func is not None else register
+
+    def limit_queue(self, queue: str, *, concurrency: int) -> None:
+        """At most ``concurrency`` tasks of ``queue`` running in the whole cluster.
+
+        Stored when the app opens; change it at run time with
+        ``app.limits.set_queue_concurrency`` or ``tickbase limits queue``.
+        """
+        check_queue_concurrency(queue, concurrency)
+        self._code_queue_limits[queue] = concurrency
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Alert rules, alerts and webhooks (see :mod:`tickbase.cluster.alerts`)."""
+        return AlertStore(self.pool)
+
+    @property
+    def limits(self) -> LimitStore:
+        """The cluster's limits (queue concurrency, task-type limits)."""
+        return LimitStore(self.pool)
+
+    async def sync_limits(self) -> list[str]:
+        """Store the limits defined in code; return the task types whose limits changed."""
+        changed = await self.limits.sync_task_limits(self.registry.names(), self.registry.limits())
+        for queue, concurrency in self._code_queue_limits.items():
+            await self.limits.set_queue_concurrency(queue, concurrency)
+        return changed
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -287,6 +342,8 @@ class App:
         await pool.open(wait=True)
         self._pool = pool
         self._queue = TaskQueue(pool)
+        if apply_migrations:
+            await self.sync_limits()
 
     async def close(self) -> None:
         """Close the listener and the pool. Safe to call twice."""
@@ -429,13 +486,26 @@ class App:
             )
         return self._claims
 
-    def ticker(self) -> Ticker:
+    def ticker(self, lease: Lease | None = None) -> Ticker:
         """A scheduler ticker over this app's pool and listener (not yet running)."""
         return Ticker(
             self.pool,
             self.listener,
             node_id=self.node_id,
             lease_ttl=self.settings.leader_lease_seconds,
+            lease=lease,
+        )
+
+    def housekeeper(self, lease: Lease, notifier: AlertNotifier | None = None) -> Housekeeper:
+        """The leader's housekeeping over this app's pool (runs while ``lease`` is held):
+        rescue, workflow reconcile, alert evaluation, then webhook deliveries."""
+        return Housekeeper(
+            self.pool,
+            lease,
+            node_id=self.node_id,
+            interval=self.settings.heartbeat_seconds,
+            steps=[("workflow reconcile", reconcile), ("alerts", evaluate_alerts)],
+            after=[("alert deliveries", notifier.deliver_due)] if notifier else [],
         )
 
     async def run(
@@ -452,21 +522,31 @@ class App:
         Code-defined and builtin schedules are registered first (idempotently).
         """
         await self.sync_schedules()
-        roles: list[Worker | Ticker] = []
+        roles: list[Worker | Ticker | Housekeeper] = []
+        role_names: list[str] = []
         running_tasks: Callable[[], int] = _nothing_running
         if worker:
             the_worker = self.worker(queues=queues, concurrency=concurrency)
             roles.append(the_worker)
+            role_names.append("worker")
             running_tasks = the_worker.running_count
+        notifier: AlertNotifier | None = None
         if scheduler:
-            roles.append(self.ticker())
+            # The scheduler role makes a node a candidate leader: the ticker
+            # keeps the lease, the housekeeper works while it is held.
+            lease = Lease(self.pool, holder=self.node_id, ttl=self.settings.leader_lease_seconds)
+            notifier = AlertNotifier(self.pool)
+            roles.extend([self.ticker(lease), self.housekeeper(lease, notifier)])
+            role_names.append("scheduler")
         heartbeat = NodeHeartbeat(
             self.pool,
             self.node_id,
-            roles=[("worker" if isinstance(role, Worker) else "scheduler") for role in roles],
+            roles=role_names,
             queues=queues,
             interval=self.settings.heartbeat_seconds,
             running=running_tasks,
+            # A missing leader cannot report its own absence: every node checks.
+            on_beat=[_check_leader_missing],
         )
         beating = asyncio.create_task(heartbeat.run())
         tasks = [asyncio.create_task(role.run()) for role in roles]
@@ -482,6 +562,8 @@ class App:
             # (running tasks drained or re-queued).
             heartbeat.stop()
             results.extend(await asyncio.gather(beating, return_exceptions=True))
+            if notifier is not None:
+                await notifier.aclose()
         for result in results:
             if isinstance(result, BaseException):
                 raise result

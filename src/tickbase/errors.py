@@ -11,6 +11,7 @@ keeps working for callers who do not know tickbase::
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
     ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
     ├── InvalidWorkflow (ValueError)         workflow refused: cycle, unknown step or task type, ...
+    ├── InvalidAlert (ValueError)            alert rule change or webhook refused: URL, threshold, name
     ├── TaskNotFound (LookupError)           no task with that id
     ├── ScheduleNotFound (LookupError)       no schedule with that name
     ├── InvalidTransition                    the task is not in a state that allows the change
@@ -151,3 +152,17 @@ class ResultTimeout(TaskFailed, TimeoutError):
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InvalidAlert(TickbaseError, ValueError):
+    """An alert rule change or webhook was refused; nothing was stored.
+
+    ``field`` names the offending field (``url``, ``threshold``, ``rule``, ...),
+    ``value`` holds what was given.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")

@@ -9,6 +9,8 @@ import psycopg
 
 import tickbase
 from tests.support.waiting import wait_until
+from tickbase.cluster.housekeeping import Housekeeper
+from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat, list_nodes
 
 
@@ -36,7 +38,7 @@ async def test_register_heartbeat_deregister(app: tickbase.App) -> None:
     assert await nodes(app) == []  # a clean shutdown leaves at once
 
 
-async def test_dead_node_is_reaped_and_its_tasks_rescued(
+async def test_leader_reaps_dead_node_and_rescues_its_tasks(
     app: tickbase.App, sql_conn: psycopg.Connection[Any]
 ) -> None:
     handles = await app.enqueue_many(
@@ -49,20 +51,60 @@ async def test_dead_node_is_reaped_and_its_tasks_rescued(
         "INSERT INTO tickbase.nodes (node_id, host, pid, version, heartbeat_interval, heartbeat_at)"
         " VALUES ('ghost', 'h', 1, 'x', 1, now() - interval '1 minute')"
     )
-    beat = NodeHeartbeat(app.pool, "live", roles=["worker"], interval=0.2)
-    task = asyncio.create_task(beat.run())
-    try:
-
-        async def rescued() -> bool:
-            return beat.rescued_tasks == 2
-
-        await wait_until(rescued, timeout=5, message="the dead node's tasks rescued")
-    finally:
-        beat.stop()
-        await asyncio.wait_for(task, 5)
+    lease = Lease(app.pool, holder="live", ttl=10)
+    keeper = Housekeeper(app.pool, lease, node_id="live")
+    assert await keeper.run_once() is None  # not the leader: does nothing
+    assert [n["node_id"] for n in await nodes(app)] == ["ghost"]
+    assert await lease.acquire()
+    report = await keeper.run_once()
+    assert report is not None
+    assert report.dead_nodes == ["ghost"] and len(report.rescued) == 2
     first, second = await app.queue.get(handles[0].id), await app.queue.get(handles[1].id)
     assert (
         first.status is tickbase.TaskStatus.RETRYING and second.status is tickbase.TaskStatus.FAILED
     )
     assert second.error is not None and second.error["type"] == "NodeDead"
     assert [n["node_id"] for n in await nodes(app)] == []
+
+
+async def test_deposed_leader_writes_nothing(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    await app.enqueue_many([tickbase.EnqueueRequest("t", max_attempts=2)])
+    async with app.pool.connection() as conn:
+        await app.queue.claim(conn, node_id="ghost", limit=10, queues=None, lease_seconds=600)
+    sql_conn.execute(
+        "INSERT INTO tickbase.nodes (node_id, host, pid, version, heartbeat_interval, heartbeat_at)"
+        " VALUES ('ghost', 'h', 1, 'x', 1, now() - interval '1 minute')"
+    )
+    old = Lease(app.pool, holder="old", ttl=0.3)
+    assert await old.acquire()
+    stale_token = old.token
+    await asyncio.sleep(0.4)  # the old leader "pauses" past its lease
+    new = Lease(app.pool, holder="new", ttl=10)
+    assert await new.acquire() and new.token == (stale_token or 0) + 1
+    # The old leader wakes believing it still leads (as a paused process would).
+    old.token = stale_token
+    old._valid_until = float("inf")
+    keeper = Housekeeper(app.pool, old, node_id="old")
+    assert await keeper.run_once() is None
+    assert old.token is None  # it stood down
+    assert [n["node_id"] for n in await nodes(app)] == ["ghost"]  # nothing reaped
+    assert sql_conn.execute("SELECT status FROM tickbase.tasks").fetchone() == ("running",)
+    assert (await Housekeeper(app.pool, new, node_id="new").run_once()) is not None
+    assert sql_conn.execute("SELECT status FROM tickbase.tasks").fetchone() == ("retrying",)
+
+
+async def test_workers_rescue_expired_leases_only_without_a_leader(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    await app.enqueue_many([tickbase.EnqueueRequest("t", max_attempts=2)])
+    async with app.pool.connection() as conn:
+        await app.queue.claim(conn, node_id="gone", limit=10, queues=None, lease_seconds=0.01)
+    await asyncio.sleep(0.05)
+    lease = Lease(app.pool, holder="leader", ttl=10)
+    assert await lease.acquire()
+    assert await app.queue.rescue(unless_leader=True) == []  # the leader's job
+    await lease.release()
+    [(_, status)] = await app.queue.rescue(unless_leader=True)
+    assert status == "retrying"

@@ -248,9 +248,9 @@ async def test_expired_leases_are_rescued(app: tickbase.App) -> None:
         [EnqueueRequest("t", max_attempts=2), EnqueueRequest("t", max_attempts=1)]
     )
     await claim(app)
-    assert await app.queue.rescue_expired() == []  # leases still valid
+    assert await app.queue.rescue() == []  # leases still valid
     later = datetime.now(UTC) + timedelta(minutes=5)
-    rescued = dict(await app.queue.rescue_expired(node_id="rescuer", now=later))
+    rescued = dict(await app.queue.rescue(node_id="rescuer", now=later))
     assert rescued == {handles[0].id: "retrying", handles[1].id: "failed"}
     again = await app.queue.get(handles[0].id)
     assert again.error is not None and again.error["type"] == "LeaseExpired"

@@ -29,6 +29,13 @@ PARAMS: dict[str, Any] = {
     "dedupe_keys": ["k"],
     "request_id": None,
     "concurrency_key": None,
+    "concurrency_limit": None,
+    "lock_key": 1,
+    "dead_nodes": ["n"],
+    "unless_leader": True,
+    "concurrency": 2,
+    "limits": "[]",
+    "defined": ["t"],
     "notify_finish": False,
     "node_id": "n",
     "limit": 10,
@@ -74,3 +81,29 @@ def test_dequeue_reads_its_partial_index(
     assert "Index Scan using tasks_dequeue_idx" in plan, plan
     assert "Index Cond: ((queue = " in plan, plan
     assert "Seq Scan on tasks" not in plan, plan
+
+
+def test_limited_claim_reads_indexes(sql_conn: psycopg.Connection[Any]) -> None:
+    # Many finished tasks, a plain backlog, and limited tasks: keyed, rate-limited
+    # and in a limited queue. The limited claim must not scan the table.
+    sql_conn.execute(
+        "INSERT INTO tickbase.task_limits (task_type, rate_max, rate_window_seconds)"
+        " VALUES ('rated', 10, 60)"
+    )
+    sql_conn.execute("INSERT INTO tickbase.queue_limits (queue, concurrency) VALUES ('q1', 2)")
+    sql_conn.execute(
+        "INSERT INTO tickbase.tasks (task_type, queue, status, finished_at)"
+        " SELECT 't', 'q' || (i % 5), 'succeeded', now() FROM generate_series(1, 20000) i"
+    )
+    sql_conn.execute(
+        "INSERT INTO tickbase.tasks (task_type, queue, concurrency_key)"
+        " SELECT CASE WHEN i % 3 = 0 THEN 'rated' ELSE 't' END, 'q' || (i % 5),"
+        "        CASE WHEN i % 7 = 0 THEN 'k' || (i % 50) END"
+        " FROM generate_series(1, 5000) i"
+    )
+    sql_conn.execute("ANALYZE tickbase.tasks")
+    for name in ("task_claim_limited_gate", "task_claim_limited"):
+        plan = "\n".join(
+            row[0] for row in sql_conn.execute(b"EXPLAIN " + QUERIES[name].encode(), PARAMS)
+        )
+        assert "Seq Scan on tasks" not in plan, (name, plan)

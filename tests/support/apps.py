@@ -50,3 +50,17 @@ async def wf_step(n: int, seconds: float = 0.0) -> int:
     await asyncio.sleep(seconds)
     _record("TICKBASE_TEST_RUNS", f"{n} {os.getpid()}")
     return n
+
+
+@app.task(name="test.rated", rate_limit="10/m")
+async def rated(n: int) -> int:
+    """At most 10 starts in any minute, across the cluster."""
+    _record("TICKBASE_TEST_RUNS", f"{n} {os.getpid()}")
+    return n
+
+
+@app.task(name="test.keyed", concurrency_key="{symbol}")
+async def keyed(symbol: str, n: int, seconds: float = 0.2) -> int:
+    """One task per symbol at a time, in enqueue order."""
+    await asyncio.sleep(seconds)
+    return n

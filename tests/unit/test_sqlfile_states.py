@@ -18,7 +18,7 @@ def test_queue_queries_load_and_are_named_noun_verb() -> None:
     assert {"task_enqueue_many", "task_enqueue_one", "task_claim", "task_finish_many"} <= set(
         queries
     )
-    assert all(name.startswith("task") for name in queries)
+    assert all(name.startswith(("task_", "queue_limit", "rate_limit_")) for name in queries)
     assert all(not body.rstrip().endswith(";") for body in queries.values())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from tickbase.cli import bench, db, schedules, tasks, workflows
+from tickbase.cli import alerts, bench, db, schedules, tasks, workflows
 from tickbase.cli.cluster import register_cluster_commands
 from tickbase.cli.run import register_run_commands
 
@@ -21,6 +21,7 @@ cli.add_typer(tasks.cli, name="tasks")
 cli.add_typer(schedules.cli, name="schedules")
 cli.add_typer(workflows.cli, name="workflows")
 cli.add_typer(bench.cli, name="bench")
+cli.add_typer(alerts.cli, name="alerts")
 register_run_commands(cli)
 register_cluster_commands(cli)
 

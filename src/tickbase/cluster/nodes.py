@@ -2,8 +2,8 @@
 
 Every tickbase process that runs a role registers a row in ``tickbase.nodes``
 and heartbeats (default every 5 s) with its metrics: running tasks, CPU and
-memory (psutil). A node silent for three of its intervals is dead: any live
-node's heartbeat removes it and rescues the tasks it was running, without
+memory (psutil). A node silent for three of its intervals is dead: the
+leader's housekeeping removes it and rescues the tasks it was running, without
 waiting for their leases. A clean shutdown deregisters at once.
 """
 
@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -50,6 +50,7 @@ class NodeHeartbeat:
         queues: Sequence[str] | None = None,
         interval: float = HEARTBEAT_INTERVAL_DEFAULT,
         running: Callable[[], int] = lambda: 0,
+        on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
     ) -> None:
         self.pool = pool
         self.node_id = node_id
@@ -57,8 +58,7 @@ class NodeHeartbeat:
         self.queues = list(queues) if queues else None
         self.interval = interval
         self.running = running
-        self.reaped_nodes = 0
-        self.rescued_tasks = 0
+        self.on_beat = list(on_beat)
         self._stopping = asyncio.Event()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # prime: the first reading is always 0
@@ -88,15 +88,8 @@ class NodeHeartbeat:
                                 "node %s was declared dead; registering again", self.node_id
                             )
                             await self._register(conn)
-                        row = await (
-                            await conn.execute(Q["node_reap_dead"], {"node_id": self.node_id})
-                        ).fetchone()
-                        if row and row[0]:
-                            self.reaped_nodes += int(row[0])
-                            self.rescued_tasks += int(row[1])
-                            logger.warning(
-                                "%d dead nodes removed, %d of their tasks rescued", row[0], row[1]
-                            )
+                        for hook in self.on_beat:
+                            await hook(conn)
                 except (psycopg.Error, OSError) as exc:
                     registered = False
                     logger.warning("node heartbeat failed (%s)", exc)

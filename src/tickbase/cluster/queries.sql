@@ -61,42 +61,22 @@ FROM tickbase.nodes
 ORDER BY started_at, node_id;
 
 -- node_reap_dead --
--- Remove dead nodes and rescue what they held: their running tasks go back
--- to the queue with the attempt counted (or fail when out of attempts, or end
--- cancelled when a cancel was requested), without waiting for the leases.
-WITH dead AS (
-    DELETE FROM tickbase.nodes
-    WHERE heartbeat_at < clock_timestamp() - make_interval(secs => 3 * heartbeat_interval)
-    RETURNING node_id
-), rescued AS (
-    UPDATE tickbase.tasks t
-    SET status = CASE WHEN t.cancel_requested THEN 'cancelled'
-                      WHEN t.attempts < t.max_attempts THEN 'retrying'
-                      ELSE 'failed' END,
-        finished_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts
-                           THEN now() END,
-        run_at = now(),
-        lease_expires_at = NULL,
-        error = CASE WHEN t.cancel_requested THEN t.error ELSE jsonb_build_object(
-            'type', 'NodeDead',
-            'message', 'node ' || t.node_id || ' stopped heartbeating while running this task'
-                       || ' (attempt ' || t.attempts || ' of ' || t.max_attempts || ')')
-        END
-    FROM dead
-    WHERE t.node_id = dead.node_id AND t.status = 'running'
-    RETURNING t.id, t.status, t.node_id
-), events AS (
-    INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
-    SELECT id, 'rescued', %(node_id)s, jsonb_build_object('from_node', node_id, 'status', status,
-                                                          'reason', 'node dead')
-    FROM rescued
-), notified AS (
-    SELECT pg_notify('tickbase_task_done', string_agg(id::text, ','))
-    FROM (SELECT id, (row_number() OVER ()) / 500 AS chunk FROM rescued
-          WHERE status IN ('failed', 'cancelled')) final
-    GROUP BY chunk
-)
-SELECT (SELECT count(*) FROM dead) AS nodes, (SELECT count(*) FROM rescued) AS tasks;
+-- Remove the nodes silent for three of their intervals. The leader rescues
+-- their running tasks in the same transaction (task_rescue), without waiting
+-- for the tasks' leases.
+DELETE FROM tickbase.nodes
+WHERE heartbeat_at < clock_timestamp() - make_interval(secs => 3 * heartbeat_interval)
+RETURNING node_id;
+
+-- lease_hold --
+-- First statement of a leader's fenced transaction: still the holder, with
+-- this token, unexpired? The row stays share-locked until commit, so no one
+-- can take the lease over while the fenced work runs; no row back means
+-- deposed: the caller writes nothing and stands down.
+SELECT token FROM tickbase.leases
+WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
+  AND expires_at > clock_timestamp()
+FOR SHARE;
 
 -- stats_tasks --
 -- Tasks by queue and status (the dashboard's and /metrics' first question).

@@ -71,6 +71,7 @@ class EnqueueRequest:
     dedupe_key: str | None = None
     request_id: str | None = None
     concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     payload_json: str = field(init=False, repr=False, default="")
 
     def __post_init__(self) -> None:
@@ -107,6 +108,14 @@ class EnqueueRequest:
                     not isinstance(value, str) or not 0 < len(value) <= KEY_MAX
                 ):
                     raise InvalidTask(name, value, f"must be a string of 1 to {KEY_MAX} characters")
+        if self.concurrency_limit is not None and (
+            type(self.concurrency_limit) is not int or self.concurrency_limit < 1
+        ):
+            raise InvalidTask(
+                "concurrency_limit",
+                self.concurrency_limit,
+                "must be an integer >= 1 (tasks of one key running at once)",
+            )
 
     def _check_names(self) -> None:
         if not isinstance(self.task_type, str) or not 0 < len(self.task_type) <= TASK_TYPE_MAX:
@@ -189,6 +198,8 @@ class Task:
     progress: Any
     cancel_requested: bool
     inputs: dict[str, Any] | None = None
+    concurrency_limit: int | None = None
+    rate_limited: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:

@@ -16,19 +16,19 @@ WITH input AS (
     FROM ROWS FROM (jsonb_to_recordset(%(batch)s::jsonb) AS (
         task_type text, queue text, priority smallint, payload jsonb, max_attempts integer,
         retry_delay float8, timeout float8, run_at timestamptz, delay float8, dedupe_key text,
-        request_id text, concurrency_key text
+        request_id text, concurrency_key text, concurrency_limit integer
     )) WITH ORDINALITY AS i(task_type, queue, priority, payload, max_attempts, retry_delay,
                             timeout, run_at, delay, dedupe_key, request_id, concurrency_key,
-                            ord)
+                            concurrency_limit, ord)
 ), inserted AS (
     INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
                                 retry_delay, timeout, run_at, dedupe_key, request_id,
-                                concurrency_key)
+                                concurrency_key, concurrency_limit)
     SELECT id, task_type, coalesce(queue, 'default'), coalesce(priority, 0),
            coalesce(payload, '{}'::jsonb), coalesce(max_attempts, 1),
            coalesce(retry_delay, 1.0), timeout,
            coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
-           dedupe_key, request_id, concurrency_key
+           dedupe_key, request_id, concurrency_key, concurrency_limit
     FROM input
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
@@ -44,12 +44,13 @@ ORDER BY input.ord;
 -- times faster than thirteen one-element arrays. No row back = dedupe conflict.
 WITH inserted AS (
     INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, run_at, dedupe_key, request_id, concurrency_key)
+                                timeout, run_at, dedupe_key, request_id, concurrency_key,
+                                concurrency_limit)
     VALUES (%(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
             %(retry_delay)s, %(timeout)s,
             coalesce(%(run_at)s::timestamptz,
                      now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
-            %(dedupe_key)s, %(request_id)s, %(concurrency_key)s)
+            %(dedupe_key)s, %(request_id)s, %(concurrency_key)s, %(concurrency_limit)s)
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
         DO NOTHING
@@ -71,7 +72,9 @@ WHERE dedupe_key = ANY(%(dedupe_keys)s::text[])
 -- tasks_dequeue_idx, so a backlog in another queue is never walked; the best
 -- rows of all queues are then merged. SKIP LOCKED lets concurrent workers claim
 -- disjoint sets without waiting; rows locked but not kept (at most limit per
--- queue) are released when the statement commits.
+-- queue) are released when the statement commits. Limited tasks (rate limit,
+-- concurrency key) and queues with a concurrency limit are left to
+-- task_claim_limited: this statement reads only the (queue, false) ranges.
 WITH RECURSIVE waiting_queues AS (
     (SELECT queue FROM tickbase.tasks
      WHERE status IN ('pending', 'retrying') AND %(queues)s::text[] IS NULL
@@ -83,15 +86,19 @@ WITH RECURSIVE waiting_queues AS (
     FROM waiting_queues w
     WHERE w.queue IS NOT NULL
 ), served AS (
-    SELECT queue FROM waiting_queues WHERE queue IS NOT NULL
-    UNION ALL
-    SELECT unnest(%(queues)s::text[])
+    SELECT queue FROM (
+        SELECT queue FROM waiting_queues WHERE queue IS NOT NULL
+        UNION ALL
+        SELECT unnest(%(queues)s::text[])
+    ) s
+    WHERE NOT EXISTS (SELECT 1 FROM tickbase.queue_limits l WHERE l.queue = s.queue)
 ), picked AS (
     SELECT c.id
     FROM served
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM tickbase.tasks
-        WHERE queue = served.queue AND status IN ('pending', 'retrying') AND run_at <= now()
+        WHERE queue = served.queue AND NOT limited AND status IN ('pending', 'retrying')
+          AND run_at <= now()
         ORDER BY priority, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -113,6 +120,208 @@ WITH RECURSIVE waiting_queues AS (
 )
 SELECT id, task_type, payload, attempts, max_attempts, timeout, workflow_run_id, step, inputs
 FROM claimed;
+
+-- task_claim_limited_gate --
+-- First statement of a limited claim: when some task under a limit is due in
+-- the served queues, take the cluster-wide limits lock (held until commit).
+-- Limited claims are serialised so that each one counts, in its own fresh
+-- snapshot, every start the previous ones made: that is what makes a limit
+-- hold across nodes (SKIP LOCKED alone cannot: two claimers would both see
+-- one free slot). No row back: nothing to claim, no lock taken.
+SELECT pg_advisory_xact_lock(%(lock_key)s)
+WHERE EXISTS (
+        SELECT 1 FROM tickbase.tasks
+        WHERE status IN ('pending', 'retrying') AND limited AND run_at <= now()
+          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])))
+   OR EXISTS (
+        SELECT 1 FROM tickbase.queue_limits l
+        WHERE (%(queues)s::text[] IS NULL OR l.queue = ANY(%(queues)s::text[]))
+          AND EXISTS (SELECT 1 FROM tickbase.tasks t
+                      WHERE t.queue = l.queue AND NOT t.limited
+                        AND t.status IN ('pending', 'retrying') AND t.run_at <= now()));
+
+-- task_claim_limited --
+-- Second statement of a limited claim (under the lock of the gate): claim up to
+-- %(limit)s due tasks that some limit governs, never exceeding any:
+--   queue concurrency  free = limit - running tasks of the queue (cluster-wide)
+--   rate limit         free = max - starts in the last window (rate_limit_starts);
+--                      starts are stamped with the clock read under the lock, so
+--                      no window of that length ever holds more than max
+--   concurrency key    a task may start only while it is among the K oldest
+--                      unfinished tasks of its key (so K = 1 runs a key's tasks
+--                      one at a time, in enqueue order, a retry keeping its place)
+-- Candidates come from three disjoint sources, each fair in its own way: plain
+-- tasks of limited queues by priority; rate-limited tasks by type, as many as
+-- the type may start; keyed tasks from the head of every key (a loose scan over
+-- the keys, so one deep key never starves the others). A candidate is taken
+-- only if within every budget that applies to it (ranking by priority within
+-- a queue and within a type; conservative: it may leave a slot for the next
+-- claim, it never oversteps).
+WITH RECURSIVE clock AS (
+    SELECT clock_timestamp() AS now
+), queue_budget AS (
+    SELECT l.queue, l.concurrency - (SELECT count(*) FROM tickbase.tasks r
+                                     WHERE r.status = 'running' AND r.queue = l.queue) AS free
+    FROM tickbase.queue_limits l
+    WHERE %(queues)s::text[] IS NULL OR l.queue = ANY(%(queues)s::text[])
+), type_budget AS (
+    SELECT l.task_type,
+           l.rate_max - (SELECT count(*) FROM tickbase.rate_limit_starts s
+                         WHERE s.task_type = l.task_type
+                           AND s.started_at > clock.now
+                               - make_interval(secs => l.rate_window_seconds)) AS free
+    FROM tickbase.task_limits l, clock
+    WHERE l.rate_max IS NOT NULL
+), keys AS (
+    (SELECT concurrency_key AS key FROM tickbase.tasks
+     WHERE concurrency_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
+     ORDER BY concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.concurrency_key FROM tickbase.tasks t
+            WHERE t.concurrency_key > k.key
+              AND t.status IN ('pending', 'running', 'retrying')
+            ORDER BY t.concurrency_key LIMIT 1)
+    FROM keys k
+    WHERE k.key IS NOT NULL
+), candidates AS (
+    SELECT c.id, c.queue, c.task_type, c.rate_limited, c.priority, c.run_at
+    FROM queue_budget q CROSS JOIN clock
+    CROSS JOIN LATERAL (
+        SELECT id, queue, task_type, rate_limited, priority, run_at FROM tickbase.tasks
+        WHERE queue = q.queue AND NOT limited AND status IN ('pending', 'retrying')
+          AND run_at <= clock.now
+        ORDER BY priority, run_at, id
+        LIMIT least(greatest(q.free, 0), %(limit)s)
+    ) c
+    UNION ALL
+    SELECT c.id, c.queue, c.task_type, c.rate_limited, c.priority, c.run_at
+    FROM type_budget b CROSS JOIN clock
+    CROSS JOIN LATERAL (
+        SELECT id, queue, task_type, rate_limited, priority, run_at FROM tickbase.tasks
+        WHERE task_type = b.task_type AND status IN ('pending', 'retrying') AND rate_limited
+          AND concurrency_key IS NULL AND run_at <= clock.now
+          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+        ORDER BY priority, run_at, id
+        LIMIT least(greatest(b.free, 0), %(limit)s)
+    ) c
+    UNION ALL
+    SELECT h.id, h.queue, h.task_type, h.rate_limited, h.priority, h.run_at
+    FROM keys CROSS JOIN clock
+    CROSS JOIN LATERAL (
+        SELECT coalesce(concurrency_limit, 1) AS k FROM tickbase.tasks
+        WHERE concurrency_key = keys.key AND status IN ('pending', 'running', 'retrying')
+        ORDER BY id LIMIT 1
+    ) head
+    CROSS JOIN LATERAL (
+        SELECT id, queue, task_type, rate_limited, priority, run_at, status FROM tickbase.tasks
+        WHERE concurrency_key = keys.key AND status IN ('pending', 'running', 'retrying')
+        ORDER BY id LIMIT head.k
+    ) h
+    WHERE keys.key IS NOT NULL AND h.status IN ('pending', 'retrying') AND h.run_at <= clock.now
+      AND (%(queues)s::text[] IS NULL OR h.queue = ANY(%(queues)s::text[]))
+), ranked AS (
+    SELECT c.*,
+           row_number() OVER (PARTITION BY c.queue
+                              ORDER BY c.priority, c.run_at, c.id) AS queue_rank,
+           row_number() OVER (PARTITION BY c.task_type, c.rate_limited
+                              ORDER BY c.priority, c.run_at, c.id) AS type_rank
+    FROM candidates c
+), chosen AS (
+    SELECT r.id
+    FROM ranked r
+    LEFT JOIN queue_budget q ON q.queue = r.queue
+    LEFT JOIN type_budget b ON b.task_type = r.task_type AND r.rate_limited
+    WHERE (q.queue IS NULL OR r.queue_rank <= q.free)
+      AND (b.task_type IS NULL OR r.type_rank <= b.free)
+    ORDER BY r.priority, r.run_at, r.id
+    LIMIT %(limit)s
+), picked AS (
+    SELECT t.id FROM tickbase.tasks t JOIN chosen ON chosen.id = t.id
+    WHERE t.status IN ('pending', 'retrying')
+    FOR UPDATE OF t SKIP LOCKED
+), claimed AS (
+    UPDATE tickbase.tasks t
+    SET status = 'running', attempts = t.attempts + 1, started_at = clock.now,
+        node_id = %(node_id)s,
+        lease_expires_at = clock.now + make_interval(secs => %(lease_seconds)s)
+    FROM picked, clock
+    WHERE t.id = picked.id
+    RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout,
+              t.workflow_run_id, t.step, t.inputs, t.rate_limited
+), counted AS (
+    INSERT INTO tickbase.rate_limit_starts (task_type, started_at)
+    SELECT task_type, clock.now FROM claimed, clock WHERE rate_limited
+), events AS (
+    INSERT INTO tickbase.task_events (task_id, event, node_id)
+    SELECT id, 'started', %(node_id)s FROM claimed
+)
+SELECT id, task_type, payload, attempts, max_attempts, timeout, workflow_run_id, step, inputs
+FROM claimed;
+
+-- task_limits_sync --
+-- Store the limits an app defines for its task types (rows of types it
+-- defines without limits are removed), and put the tasks already waiting under
+-- the limits as they now are. Returns the task types whose limits changed.
+WITH wanted AS (
+    SELECT * FROM jsonb_to_recordset(%(limits)s::jsonb) AS w(
+        task_type text, rate_max integer, rate_window_seconds float8,
+        concurrency_key text, concurrency_limit integer)
+), removed AS (
+    DELETE FROM tickbase.task_limits l
+    WHERE l.task_type = ANY(%(defined)s::text[])
+      AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.task_type = l.task_type)
+    RETURNING l.task_type
+), upserted AS (
+    INSERT INTO tickbase.task_limits AS l (task_type, rate_max, rate_window_seconds,
+                                           concurrency_key, concurrency_limit)
+    SELECT task_type, rate_max, rate_window_seconds, concurrency_key,
+           coalesce(concurrency_limit, 1)
+    FROM wanted
+    ON CONFLICT (task_type) DO UPDATE
+    SET rate_max = excluded.rate_max, rate_window_seconds = excluded.rate_window_seconds,
+        concurrency_key = excluded.concurrency_key,
+        concurrency_limit = excluded.concurrency_limit, updated_at = now()
+    WHERE (l.rate_max, l.rate_window_seconds, l.concurrency_key, l.concurrency_limit)
+          IS DISTINCT FROM (excluded.rate_max, excluded.rate_window_seconds,
+                            excluded.concurrency_key, excluded.concurrency_limit)
+    RETURNING l.task_type, l.rate_max IS NOT NULL AS rate_limited
+), changed AS (
+    SELECT task_type, rate_limited FROM upserted
+    UNION ALL
+    SELECT task_type, false FROM removed
+), flagged AS (
+    UPDATE tickbase.tasks t SET rate_limited = c.rate_limited
+    FROM changed c
+    WHERE t.task_type = c.task_type AND t.status IN ('pending', 'retrying')
+      AND t.rate_limited IS DISTINCT FROM c.rate_limited
+)
+SELECT task_type FROM changed ORDER BY task_type;
+
+-- task_limits_list --
+SELECT task_type, rate_max, rate_window_seconds, concurrency_key, concurrency_limit, updated_at
+FROM tickbase.task_limits ORDER BY task_type;
+
+-- queue_limit_set --
+INSERT INTO tickbase.queue_limits (queue, concurrency) VALUES (%(queue)s, %(concurrency)s)
+ON CONFLICT (queue) DO UPDATE SET concurrency = excluded.concurrency, updated_at = now();
+
+-- queue_limit_clear --
+DELETE FROM tickbase.queue_limits WHERE queue = %(queue)s RETURNING queue;
+
+-- queue_limits_list --
+-- Each limited queue with its running tasks now (cluster-wide).
+SELECT l.queue, l.concurrency,
+       (SELECT count(*) FROM tickbase.tasks t
+        WHERE t.status = 'running' AND t.queue = l.queue) AS running,
+       l.updated_at
+FROM tickbase.queue_limits l ORDER BY l.queue;
+
+-- rate_limit_starts_prune --
+-- Starts older than every window that could still count them.
+DELETE FROM tickbase.rate_limit_starts s
+WHERE s.started_at < clock_timestamp() - make_interval(secs => coalesce(
+    (SELECT l.rate_window_seconds FROM tickbase.task_limits l WHERE l.task_type = s.task_type),
+    0));
 
 -- task_next_run_at --
 -- When the next not-yet-due task becomes due (the worker sleeps until then).
@@ -186,14 +395,23 @@ FROM unnest(%(ids)s::bigint[]) AS ids(id)
 LEFT JOIN renewed ON renewed.id = ids.id
 WHERE renewed.id IS NULL OR renewed.cancel_requested;
 
--- task_rescue_expired --
--- Any node may run this: running tasks whose lease expired (their node died or
--- hung) go back to the queue with the attempt counted, or fail when out of
--- attempts, or end cancelled when a cancel was requested.
-WITH expired AS (
-    SELECT id FROM tickbase.tasks
-    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
-    ORDER BY lease_expires_at
+-- task_rescue --
+-- Run by the cluster leader's housekeeping: running tasks whose node is dead
+-- (%(dead_nodes)s, just removed from tickbase.nodes) or whose lease expired
+-- (their node hung or lost its connection) go back to the queue with the
+-- attempt counted, or fail when out of attempts, or end cancelled when a
+-- cancel was requested. A dead node's tasks go first and need not wait for
+-- their leases. With %(unless_leader)s, a worker runs it as a fallback: it
+-- does nothing while a leader is alive (the leader does this work).
+WITH lost AS (
+    SELECT id, node_id = ANY(%(dead_nodes)s::text[]) AS node_dead FROM tickbase.tasks
+    WHERE status = 'running'
+      AND (node_id = ANY(%(dead_nodes)s::text[])
+           OR lease_expires_at < coalesce(%(now)s::timestamptz, now()))
+      AND NOT (%(unless_leader)s AND EXISTS (
+          SELECT 1 FROM tickbase.leases
+          WHERE name = 'leader' AND expires_at > clock_timestamp()))
+    ORDER BY node_id = ANY(%(dead_nodes)s::text[]) DESC, lease_expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), rescued AS (
@@ -206,12 +424,16 @@ WITH expired AS (
         run_at = now(),
         lease_expires_at = NULL,
         error = CASE WHEN t.cancel_requested THEN t.error ELSE jsonb_build_object(
-            'type', 'LeaseExpired',
-            'message', 'lease expired while running on node ' || coalesce(t.node_id, '?')
+            'type', CASE WHEN lost.node_dead THEN 'NodeDead' ELSE 'LeaseExpired' END,
+            'message', CASE WHEN lost.node_dead
+                            THEN 'node ' || t.node_id
+                                 || ' stopped heartbeating while running this task'
+                            ELSE 'lease expired while running on node '
+                                 || coalesce(t.node_id, '?') END
                        || ' (attempt ' || t.attempts || ' of ' || t.max_attempts || ')')
         END
-    FROM expired
-    WHERE t.id = expired.id
+    FROM lost
+    WHERE t.id = lost.id
     RETURNING t.id, t.status, t.node_id, t.error
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
@@ -260,9 +482,10 @@ WITH source AS (
     SELECT * FROM tickbase.tasks WHERE id = %(id)s AND status IN ('failed', 'cancelled')
 ), copy AS (
     INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, request_id, concurrency_key, dedupe_key)
+                                timeout, request_id, concurrency_key, concurrency_limit,
+                                dedupe_key)
     SELECT task_type, queue, priority, payload, max_attempts, retry_delay, timeout,
-           request_id, concurrency_key, dedupe_key
+           request_id, concurrency_key, concurrency_limit, dedupe_key
     FROM source
     RETURNING id
 ), events AS (

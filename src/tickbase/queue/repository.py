@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidTask, InvalidTransition, TaskNotFound
+from tickbase.queue.limits import LIMITS_LOCK_KEY
 from tickbase.queue.models import DEFAULT_QUEUE, ClaimedTask, EnqueueRequest, Task, TaskEvent
 from tickbase.types import TaskStatus
 
@@ -84,6 +85,34 @@ class TaskQueue:
         cursor = await conn.execute(Q["task_claim"], params, prepare=True)
         return [ClaimedTask(*row) for row in await cursor.fetchall()]
 
+    async def claim_limited(
+        self,
+        conn: AsyncConn,
+        *,
+        node_id: str,
+        limit: int,
+        queues: Sequence[str] | None,
+        lease_seconds: float,
+    ) -> list[ClaimedTask] | None:
+        """Claim up to ``limit`` due tasks governed by a limit, within every limit.
+
+        ``None`` when no such task was due (nothing to retry soon); an empty
+        list when some were due but every one is held back by its limits.
+        """
+        params = {
+            "node_id": node_id,
+            "limit": limit,
+            "queues": list(queues) if queues else None,
+            "lease_seconds": lease_seconds,
+            "lock_key": LIMITS_LOCK_KEY,
+        }
+        async with conn.transaction():
+            gate = await conn.execute(Q["task_claim_limited_gate"], params, prepare=True)
+            if await gate.fetchone() is None:
+                return None
+            cursor = await conn.execute(Q["task_claim_limited"], params, prepare=True)
+            return [ClaimedTask(*row) for row in await cursor.fetchall()]
+
     async def next_run_at(self, conn: AsyncConn, queues: Sequence[str] | None) -> datetime | None:
         """When the next waiting (not yet due) task becomes due."""
         cursor = await conn.execute(
@@ -121,15 +150,34 @@ class TaskQueue:
         )
         return [(row[0], row[2]) for row in await cursor.fetchall()]
 
-    async def rescue_expired(
-        self, *, node_id: str | None = None, now: datetime | None = None, limit: int = 1000
+    async def rescue(
+        self,
+        conn: AsyncConn | None = None,
+        *,
+        dead_nodes: Sequence[str] = (),
+        node_id: str | None = None,
+        now: datetime | None = None,
+        limit: int = 1000,
+        unless_leader: bool = False,
     ) -> list[tuple[int, str]]:
-        """Re-queue or fail running tasks whose lease expired; return ``(id, new status)``."""
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["task_rescue_expired"], {"node_id": node_id, "now": now, "limit": limit}
-            )
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        """Re-queue or fail running tasks of ``dead_nodes`` or with an expired
+        lease (as of ``now``); return ``(id, new status)`` of each.
+
+        ``unless_leader``: do nothing while the cluster has a live leader (a
+        worker's fallback for clusters without a scheduler-role node)."""
+        params = {
+            "dead_nodes": list(dead_nodes),
+            "node_id": node_id,
+            "now": now,
+            "limit": limit,
+            "unless_leader": unless_leader,
+        }
+        if conn is None:
+            async with self.pool.connection() as pooled:
+                cursor = await pooled.execute(Q["task_rescue"], params)
+                return [(row[0], row[1]) for row in await cursor.fetchall()]
+        cursor = await conn.execute(Q["task_rescue"], params)
+        return [(row[0], row[1]) for row in await cursor.fetchall()]
 
     async def cancel(self, task_id: int, *, reason: str | None = None) -> TaskStatus:
         """Cancel a task; return its status after the call.
@@ -257,6 +305,7 @@ def _enqueue_one_params(r: EnqueueRequest) -> dict[str, Any]:
         "dedupe_key": r.dedupe_key,
         "request_id": r.request_id,
         "concurrency_key": r.concurrency_key,
+        "concurrency_limit": r.concurrency_limit,
     }
 
 
@@ -281,7 +330,15 @@ def _enqueue_params(requests: Sequence[EnqueueRequest]) -> dict[str, Any]:
     return {"batch": orjson.dumps(rows).decode()}
 
 
-_OPTIONAL_FIELDS = ("timeout", "run_at", "delay", "dedupe_key", "request_id", "concurrency_key")
+_OPTIONAL_FIELDS = (
+    "timeout",
+    "run_at",
+    "delay",
+    "dedupe_key",
+    "request_id",
+    "concurrency_key",
+    "concurrency_limit",
+)
 
 
 async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[tuple[int, bool]]:

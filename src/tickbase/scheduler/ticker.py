@@ -65,11 +65,13 @@ class Ticker:
         *,
         node_id: str,
         lease_ttl: float = 15.0,
+        lease: Lease | None = None,
     ) -> None:
         self.pool = pool
         self.listener = listener
         self.node_id = node_id
-        self.lease = Lease(pool, holder=node_id, name=LEADER_LEASE, ttl=lease_ttl)
+        # The ticker keeps the leader lease; the node's housekeeper shares it.
+        self.lease = lease or Lease(pool, holder=node_id, name=LEADER_LEASE, ttl=lease_ttl)
         self.fired = 0
         self.ticks = 0
         self._wake = asyncio.Event()
@@ -123,6 +125,13 @@ class Ticker:
                         )
                     else:
                         sleep_for = next_renewal - time.monotonic()
+                except _Deposed:
+                    logger.warning(
+                        "%s is no longer the leader: its fenced write was refused; standing by",
+                        self.node_id,
+                    )
+                    next_renewal = time.monotonic()
+                    sleep_for = 0.0
                 except (psycopg.Error, OSError) as exc:
                     logger.warning("scheduler tick failed (%s); retrying", exc)
                     sleep_for = 0.5

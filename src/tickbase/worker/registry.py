@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tickbase.errors import ConfigurationError, UnknownTaskType
+from tickbase.queue.limits import RateLimit, TaskLimits
 from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME
 
 # Enqueue options a caller may pass to ``defer`` beside the payload, when the
@@ -21,6 +22,7 @@ ENQUEUE_OPTIONS = frozenset(
         "dedupe_key",
         "request_id",
         "concurrency_key",
+        "concurrency_limit",
         "max_attempts",
         "retry_delay",
         "timeout",
@@ -39,6 +41,10 @@ class TaskDefinition:
     retries: int = 0
     retry_delay: float = 1.0
     timeout: float | None = None
+    rate_limit: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    limits: TaskLimits = field(init=False)
     is_async: bool = field(init=False)
     parameters: frozenset[str] = field(init=False)
     accepts_any: bool = field(init=False)
@@ -55,6 +61,12 @@ class TaskDefinition:
             raise ConfigurationError(
                 f"task {self.name!r}: timeout must be > 0, got {self.timeout!r}"
             )
+        try:
+            rate = RateLimit.parse(self.rate_limit) if self.rate_limit is not None else None
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"task {self.name!r}: {exc}") from None
+        limits = TaskLimits(self.name, rate, self.concurrency_key, self.concurrency_limit)
+        object.__setattr__(self, "limits", limits)
         signature = inspect.signature(self.func)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
         object.__setattr__(self, "parameters", frozenset(signature.parameters))
@@ -96,6 +108,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._definitions)
+
+    def limits(self) -> list[TaskLimits]:
+        """The limits of every task type defined here that has any."""
+        return [d.limits for d in self._definitions.values() if d.limits.limited]
 
     def __contains__(self, task_type: object) -> bool:
         return task_type in self._definitions

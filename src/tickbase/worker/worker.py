@@ -8,9 +8,17 @@ Overview
     the *report loop* writes the whole buffer with one statement whenever it is
     not empty (while one write is in flight, the next batch accumulates: group
     commit, no timer), advancing the workflow runs of finished steps in the same
-    transaction. The *heartbeat loop* renews the leases of running tasks, stops
-    the ones whose cancel was requested or whose lease was lost, rescues tasks
-    whose lease expired anywhere in the cluster, and reconciles workflow runs.
+    transaction. The *heartbeat loop* renews the leases of running tasks and
+    stops the ones whose cancel was requested or whose lease was lost. (Rescue
+    and reconcile are the cluster leader's housekeeping; while no leader is
+    alive, the heartbeat rescues tasks whose lease expired itself.)
+
+Limits
+    Tasks under a rate limit or a concurrency key, and queues with a
+    concurrency limit, are claimed by a second, serialised statement (see
+    ``tickbase.queue.limits``), tried when the plain claim leaves slots free:
+    at once after new tasks or after one of our limited tasks ended, every
+    LIMITED_RETRY_SECONDS while all due limited tasks are held back.
 
 Waking
     An idle worker sleeps until a NOTIFY on ``tickbase_enqueued`` names one of
@@ -29,9 +37,9 @@ Why claims commit asynchronously
 
 Failure cases
     A lost database connection makes a loop retry with backoff; outcomes stay
-    buffered meanwhile. A killed worker's tasks are rescued by any other node
-    once its node row goes three heartbeats without news, or their leases
-    expire, whichever comes first. A stopping worker (SIGTERM/SIGINT) stops
+    buffered meanwhile. A killed worker's tasks are rescued by the leader once
+    its node row goes three heartbeats without news, or their leases expire,
+    whichever comes first. A stopping worker (SIGTERM/SIGINT) stops
     claiming, lets running tasks finish within the grace period, then cancels
     the rest and re-queues them without counting the attempt.
 """
@@ -74,6 +82,9 @@ logger = logging.getLogger("tickbase.worker")
 CONCURRENCY_DEFAULT = 10
 FETCHERS = 2
 RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
+# Seconds between limited claims while every due limited task is held back
+# (a rate window to slide, a key or a queue slot to free on another node).
+LIMITED_RETRY_SECONDS = 0.25
 
 
 def _context(task: ClaimedTask) -> TaskContext:
@@ -136,6 +147,12 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._reserved = 0  # slots promised to claims in flight
         self._workflow_runs: dict[int, int] = {}  # running step task -> its workflow run
+        self._limited: set[int] = set()  # running tasks claimed under a limit
+        # When to try the limited claim again (monotonic): at once after new
+        # tasks or a finished limited task, a moment later while every due
+        # limited task is held back by its limits, at the poll otherwise.
+        self._limited_retry_at = 0.0
+        self._limited_wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -273,6 +290,8 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             claimed = await self._claim_batch(conn, free)
+            if claimed < free and time.monotonic() >= self._limited_retry_at:
+                claimed += await self._claim_limited(conn, free - claimed)
             if claimed == free:
                 continue
             if claimed:
@@ -281,22 +300,49 @@ class Worker:
                 await asyncio.sleep(0)
             await self._wait_for_work(conn, await self._idle_timeout(conn))
 
+    async def _claim_limited(self, conn: AsyncConn, free: int) -> int:
+        """Claim up to ``free`` tasks under limits (see queue.limits); return how many."""
+        self._reserved += free
+        try:
+            claimed = await self.queue.claim_limited(
+                conn,
+                node_id=self.node_id,
+                limit=free,
+                queues=self.queues,
+                lease_seconds=self.settings.lease_seconds,
+            )
+        finally:
+            self._reserved -= free
+        now = time.monotonic()
+        if claimed is None:
+            self._limited_retry_at = now + self.settings.poll_interval
+            return 0
+        self._limited_retry_at = now if claimed else now + LIMITED_RETRY_SECONDS
+        for task in claimed:
+            self._limited.add(task.id)
+            self._start(task)
+        return len(claimed)
+
     async def _wait_for_work(self, conn: AsyncConn, timeout: float) -> None:
-        """Until a NOTIFY names one of our queues, the timeout passes, or stop()."""
+        """Until a NOTIFY names one of our queues, a limited slot frees, the
+        timeout passes, or stop()."""
+        self._limited_wake.clear()
         notified = asyncio.ensure_future(self._notified(conn, timeout))
         stopping = asyncio.ensure_future(self._stopping.wait())
+        limited = asyncio.ensure_future(self._limited_wake.wait())
         try:
-            await asyncio.wait({notified, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({notified, stopping, limited}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (notified, stopping):
+            for waiter in (notified, stopping, limited):
                 waiter.cancel()
-            await asyncio.gather(notified, stopping, return_exceptions=True)
+            await asyncio.gather(notified, stopping, limited, return_exceptions=True)
         if not notified.cancelled() and notified.exception() is not None:
             raise notified.exception()  # type: ignore[misc]
 
     async def _notified(self, conn: AsyncConn, timeout: float) -> None:
         async for notify in conn.notifies(timeout=timeout):
             if self.queues is None or any(q in self.queues for q in notify.payload.split(",")):
+                self._limited_retry_at = 0.0
                 return
 
     async def _helper_loop(self) -> None:
@@ -322,7 +368,9 @@ class Worker:
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
 
     async def _idle_timeout(self, conn: AsyncConn) -> float:
-        timeout = self.settings.poll_interval
+        timeout = min(
+            self.settings.poll_interval, max(self._limited_retry_at - time.monotonic(), 0.0)
+        )
         next_due = await self.queue.next_run_at(conn, self.queues)
         if next_due is not None:
             until = (next_due - datetime.now(UTC)).total_seconds()
@@ -422,6 +470,8 @@ class Worker:
         elif reason == "shutdown":
             self._report(task, "requeued", None, None)
         # "lost": another node owns the task now; any report would be refused.
+        if reason == "lost":
+            self._limited.discard(task.id)
 
     async def _report_loop(self) -> None:
         backoff = 0.1
@@ -447,6 +497,12 @@ class Worker:
                         await self.queue.finish_many(conn, self.node_id, batch)
                 for outcome in batch:
                     self._workflow_runs.pop(outcome[0], None)
+                if self._limited and any(outcome[0] in self._limited for outcome in batch):
+                    # A limited task's end is committed: its slot (queue, key)
+                    # is free for the next limited claim, here or on any node.
+                    self._limited.difference_update(outcome[0] for outcome in batch)
+                    self._limited_retry_at = 0.0
+                    self._limited_wake.set()
                 backoff, failing_since = 0.1, None
             except (psycopg.Error, OSError) as exc:
                 self._outcomes[:0] = batch
@@ -515,11 +571,13 @@ class Worker:
                         if lost:
                             logger.warning("task %d: lease lost, stopping its handler", task_id)
                         self._stop_task(task_id, "lost" if lost else "cancel")
-                rescued = await self.queue.rescue_expired(node_id=self.node_id)
+                # The leader rescues and reconciles; without one (no node with
+                # the scheduler role) workers rescue expired leases themselves.
+                rescued = await self.queue.rescue(node_id=self.node_id, unless_leader=True)
                 if rescued:
                     logger.warning("rescued %d tasks whose lease expired", len(rescued))
-                async with self.pool.connection() as conn:
-                    await reconcile(conn)
+                    async with self.pool.connection() as conn:
+                        await reconcile(conn)
             except (psycopg.Error, OSError) as exc:
                 logger.warning("heartbeat failed (%s)", exc)
             logger.debug("heartbeat took %.1f ms", (time.monotonic() - started) * 1000)
