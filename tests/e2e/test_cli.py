@@ -219,7 +219,19 @@ def test_node_roles_and_nodes_listing(database_url: str, processes: Processes) -
 
     [row] = wait_until_sync(listed, timeout=20, message="the node registered")
     assert row["roles"] == ["worker"] and row["queues"] == ["md"]
-    node.send_signal(signal.SIGTERM)
+    assert row["leader"] is False  # only nodes with the scheduler role lead
+    leader = processes.start("node", "--roles", "worker,scheduler", env=env)
+
+    def leading() -> list[dict[str, Any]]:
+        found = json.loads(run_cli("nodes", "--json", database_url=database_url).stdout)
+        return [n for n in found if n["pid"] == leader.pid and n["leader"]]
+
+    wait_until_sync(leading, timeout=20, message="the scheduler node leads")
+    table = run_cli("nodes", database_url=database_url)
+    assert table.returncode == 0 and "leader" in table.stdout
+    for process in (node, leader):
+        process.send_signal(signal.SIGTERM)
+    assert leader.wait(timeout=20) == 0
     assert node.wait(timeout=20) == 0
     assert json.loads(run_cli("nodes", "--json", database_url=database_url).stdout) == []
 
@@ -260,3 +272,25 @@ def test_stats_and_metrics_endpoint(database_url: str, processes: Processes) -> 
     assert "tickbase_enqueue_to_start_seconds_bucket" in text
     exporter.send_signal(signal.SIGINT)
     exporter.wait(timeout=10)
+
+
+def test_limits_cli(database_url: str) -> None:
+    done = run_cli("limits", "queue", "marketdata", "--concurrency", "2", database_url=database_url)
+    assert done.returncode == 0, done.stderr
+    assert "at most 2 running" in done.stdout
+    bad = run_cli("limits", "queue", "marketdata", "--concurrency", "0", database_url=database_url)
+    assert bad.returncode != 0 and "concurrency must be an integer >= 1, got 0" in bad.stderr
+    both = run_cli(
+        "limits", "queue", "marketdata", "--clear", "--concurrency", "3", database_url=database_url
+    )
+    assert both.returncode != 0 and "exactly one of" in both.stderr
+    listing = run_cli("limits", "list", "--json", database_url=database_url)
+    assert listing.returncode == 0, listing.stderr
+    data = json.loads(listing.stdout)
+    assert [(q["queue"], q["concurrency"], q["running"]) for q in data["queues"]] == [
+        ("marketdata", 2, 0)
+    ]
+    cleared = run_cli("limits", "queue", "marketdata", "--clear", database_url=database_url)
+    assert cleared.returncode == 0 and "limit lifted" in cleared.stdout
+    listing = run_cli("limits", "list", "--json", database_url=database_url)
+    assert json.loads(listing.stdout)["queues"] == []

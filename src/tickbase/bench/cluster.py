@@ -3,10 +3,11 @@ the time to rescue a task from a worker killed with SIGKILL (median of 5).
 
 Each measurement runs in a fresh database on the same server. Workers are real
 ``tickbase worker`` processes (the database URL travels in their environment).
-Rescue time runs from the SIGKILL to the moment the task is running again on
-the surviving worker: the dead node is noticed after three missed heartbeats
-(``TICKBASE_HEARTBEAT_SECONDS``), then reaped by the next heartbeat of a live
-node, whichever comes before the task's lease expiring.
+Rescue time runs from the SIGKILL of a worker to the moment its task is running
+again on the surviving node (``tickbase node --roles worker,scheduler``, the
+leader): the dead node is noticed after three missed heartbeats
+(``TICKBASE_HEARTBEAT_SECONDS``) and reaped by the leader's next housekeeping
+pass (every heartbeat interval), long before the task's lease expires.
 """
 
 from __future__ import annotations
@@ -60,10 +61,13 @@ async def _fresh(server: str, label: str, body: Any, argument: int) -> float:
         return result
 
 
-def _start_worker(dsn: str) -> subprocess.Popen[bytes]:
+def _start_worker(dsn: str, roles: str = "worker") -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": dsn}
     return subprocess.Popen(
-        [sys.executable, "-m", "tickbase", "worker", "--app", BENCH_APP, "--concurrency", "100"],
+        [
+            *(sys.executable, "-m", "tickbase", "node", "--roles", roles),
+            *("--app", BENCH_APP, "--concurrency", "100"),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,8 +117,9 @@ async def _rescue(dsn: str, _: int) -> float:
     try:
         handle = await app.defer("tickbase.bench.sleep", {"seconds": 600}, max_attempts=3)
         task = await _wait_running(app, handle.id, str(doomed.pid))
-        survivor = _start_worker(dsn)
+        survivor = _start_worker(dsn, "worker,scheduler")
         await _wait_node(app, survivor.pid)
+        await _wait_leader(app, survivor.pid)
         doomed.send_signal(signal.SIGKILL)
         killed = time.perf_counter()
         await _wait_running(app, task, str(survivor.pid))
@@ -129,6 +134,17 @@ async def _wait_running(app: App, task_id: int, pid: str) -> int:
         task = await app.queue.get(task_id)
         if task.status == "running" and task.node_id and f":{pid}:" in task.node_id:
             return task_id
+        await asyncio.sleep(0.05)
+
+
+async def _wait_leader(app: App, pid: int) -> None:
+    from tickbase.cluster.lease import lease_holder
+
+    while True:
+        async with app.pool.connection() as conn:
+            holder = await lease_holder(conn)
+        if holder and holder["live"] and f":{pid}:" in holder["holder"]:
+            return
         await asyncio.sleep(0.05)
 
 

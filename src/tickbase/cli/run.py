@@ -147,17 +147,17 @@ def register_run_commands(cli: typer.Typer) -> None:
             return
         table(
             None,
-            ["node", "roles", "alive", "heartbeat", "running", "cpu %", "rss MiB", "version"],
+            ["node", "roles", "leader", "alive", "heartbeat", "running", "cpu %", "rss MiB"],
             [
                 (
                     n["node_id"],
                     ",".join(n["roles"]),
+                    "leader" if n["leader"] else "",
                     n["alive"],
                     n["heartbeat_at"],
                     n["metrics"].get("running_tasks"),
                     n["metrics"].get("cpu_percent"),
                     round(n["metrics"].get("rss_bytes", 0) / 2**20, 1),
-                    n["version"],
                 )
                 for n in found
             ],

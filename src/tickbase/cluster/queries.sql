@@ -56,8 +56,11 @@ DELETE FROM tickbase.nodes WHERE node_id = %(node_id)s;
 -- Nodes with their liveness (dead = silent for three of their intervals).
 SELECT node_id, host, pid, roles, queues, version, started_at, heartbeat_at,
        heartbeat_interval, metrics,
-       heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval) AS alive
-FROM tickbase.nodes
+       heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval) AS alive,
+       EXISTS (SELECT 1 FROM tickbase.leases l
+               WHERE l.name = 'leader' AND l.holder = n.node_id
+                 AND l.expires_at > clock_timestamp()) AS leader
+FROM tickbase.nodes n
 ORDER BY started_at, node_id;
 
 -- node_reap_dead --

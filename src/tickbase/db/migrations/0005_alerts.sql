@@ -82,9 +82,9 @@ CREATE TABLE tickbase.alert_pending (
         ON DELETE CASCADE
 );
 
--- Nodes removed by the reaper (silent for three intervals). Any live node's
--- heartbeat reaps a dead node within seconds, usually before the leader's next
--- alert evaluation, so without this record a killed node would vanish from
+-- Nodes removed by the reaper (silent for three intervals). The leader's
+-- housekeeping reaps a dead node in the same pass, before that pass's alert
+-- evaluation, so without this record a killed node would vanish from
 -- tickbase.nodes and never be alerted on. Rows go when the node heartbeats
 -- again or after a day (node ids are per process: most never come back).
 CREATE TABLE tickbase.lost_nodes (
