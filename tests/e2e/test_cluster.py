@@ -1,14 +1,18 @@
 """Three node processes share one database: a node killed with SIGKILL while it
 runs 100 long tasks (it is also the leader), a leader paused with SIGSTOP and
-woken again, and the cluster-wide limits (rate limit, concurrency key)."""
+woken again, the cluster-wide limits (rate limit, concurrency key), and an
+alert told to a webhook by the leader's housekeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import http.server
 import itertools
+import json
 import signal
 import subprocess
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +23,7 @@ import pytest
 
 import tickbase
 from tests.conftest import fast_settings
-from tests.e2e.conftest import Processes, tickbase_env
+from tests.e2e.conftest import Processes, run_cli, tickbase_env
 from tests.support.waiting import wait_until_sync
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -268,3 +272,76 @@ def test_concurrency_key_serial_across_three_nodes(
         "keys ran one at a time overall"
     )
     stop_all(nodes)
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 recording every POSTed JSON body."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alert_fires_once_posts_and_resolves_once_through_the_leader(
+    database_url: str, sql_conn: psycopg.Connection[Any], processes: Processes, tmp_path: Path
+) -> None:
+    receiver = WebhookReceiver()
+    try:
+        for args in (
+            ("alerts", "rule", "backlog", "--threshold", "5", "--for-seconds", "0"),
+            ("alerts", "webhook-add", receiver.url),
+        ):
+            done = run_cli(*args, database_url=database_url)
+            assert done.returncode == 0, done.stderr
+        env = cluster_env(database_url, tmp_path)
+        node = processes.start(
+            "node", "--roles", "worker,scheduler", "--app", APP, "--queues", "served", env=env
+        )
+        wait_until_sync(lambda: leader(sql_conn) is not None, timeout=30, message="a leader")
+        # ten tasks in a queue nobody serves: a backlog of 10 > 5
+        sql_conn.execute(
+            "INSERT INTO tickbase.tasks (task_type, queue)"
+            " SELECT 'test.record', 'parked' FROM generate_series(1, 10)"
+        )
+        wait_until_sync(lambda: len(receiver.received) >= 1, timeout=20, message="fired POST")
+        time.sleep(5 * HEARTBEAT)  # several more housekeeping passes: no storm
+        assert [(r["event"], r["rule"], r["value"]) for r in receiver.received] == [
+            ("fired", "backlog", 10.0)
+        ]
+        sql_conn.execute(
+            "UPDATE tickbase.tasks SET status = 'cancelled', finished_at = now()"
+            " WHERE queue = 'parked'"
+        )
+        wait_until_sync(lambda: len(receiver.received) >= 2, timeout=20, message="resolved POST")
+        time.sleep(5 * HEARTBEAT)
+        assert [r["event"] for r in receiver.received] == ["fired", "resolved"]
+        assert receiver.received[0]["id"] == receiver.received[1]["id"]
+        rows = sql_conn.execute(
+            "SELECT rule, state FROM tickbase.alerts WHERE rule = 'backlog'"
+        ).fetchall()
+        assert rows == [("backlog", "resolved")]
+        stop_all([node])
+    finally:
+        receiver.close()

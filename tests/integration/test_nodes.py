@@ -38,19 +38,24 @@ async def test_register_heartbeat_deregister(app: tickbase.App) -> None:
     assert await nodes(app) == []  # a clean shutdown leaves at once
 
 
+async def claimed_by_dead_node(app: tickbase.App, sql_conn: psycopg.Connection[Any]) -> None:
+    """Every waiting task claimed by 'ghost': a node that heartbeated once, long
+    ago (the tasks' leases would only expire in 10 minutes)."""
+    async with app.pool.connection() as conn:
+        await app.queue.claim(conn, node_id="ghost", limit=10, queues=None, lease_seconds=600)
+    sql_conn.execute(
+        "INSERT INTO tickbase.nodes (node_id, host, pid, version, heartbeat_interval, heartbeat_at)"
+        " VALUES ('ghost', 'h', 1, 'x', 1, now() - interval '1 minute')"
+    )
+
+
 async def test_leader_reaps_dead_node_and_rescues_its_tasks(
     app: tickbase.App, sql_conn: psycopg.Connection[Any]
 ) -> None:
     handles = await app.enqueue_many(
         [tickbase.EnqueueRequest("t", max_attempts=2), tickbase.EnqueueRequest("t", max_attempts=1)]
     )
-    async with app.pool.connection() as conn:
-        await app.queue.claim(conn, node_id="ghost", limit=10, queues=None, lease_seconds=600)
-    # a node that heartbeated once, long ago (its lease would only expire in 10 minutes)
-    sql_conn.execute(
-        "INSERT INTO tickbase.nodes (node_id, host, pid, version, heartbeat_interval, heartbeat_at)"
-        " VALUES ('ghost', 'h', 1, 'x', 1, now() - interval '1 minute')"
-    )
+    await claimed_by_dead_node(app, sql_conn)
     lease = Lease(app.pool, holder="live", ttl=10)
     keeper = Housekeeper(app.pool, lease, node_id="live")
     assert await keeper.run_once() is None  # not the leader: does nothing
@@ -71,12 +76,7 @@ async def test_deposed_leader_writes_nothing(
     app: tickbase.App, sql_conn: psycopg.Connection[Any]
 ) -> None:
     await app.enqueue_many([tickbase.EnqueueRequest("t", max_attempts=2)])
-    async with app.pool.connection() as conn:
-        await app.queue.claim(conn, node_id="ghost", limit=10, queues=None, lease_seconds=600)
-    sql_conn.execute(
-        "INSERT INTO tickbase.nodes (node_id, host, pid, version, heartbeat_interval, heartbeat_at)"
-        " VALUES ('ghost', 'h', 1, 'x', 1, now() - interval '1 minute')"
-    )
+    await claimed_by_dead_node(app, sql_conn)
     old = Lease(app.pool, holder="old", ttl=0.3)
     assert await old.acquire()
     stale_token = old.token

@@ -76,12 +76,7 @@ class TaskQueue:
         lease_seconds: float,
     ) -> list[ClaimedTask]:
         """Claim up to ``limit`` due tasks for ``node_id``."""
-        params = {
-            "node_id": node_id,
-            "limit": limit,
-            "queues": list(queues) if queues else None,
-            "lease_seconds": lease_seconds,
-        }
+        params = _claim_params(node_id, limit, queues, lease_seconds)
         cursor = await conn.execute(Q["task_claim"], params, prepare=True)
         return [ClaimedTask(*row) for row in await cursor.fetchall()]
 
@@ -100,10 +95,7 @@ class TaskQueue:
         list when some were due but every one is held back by its limits.
         """
         params = {
-            "node_id": node_id,
-            "limit": limit,
-            "queues": list(queues) if queues else None,
-            "lease_seconds": lease_seconds,
+            **_claim_params(node_id, limit, queues, lease_seconds),
             "lock_key": LIMITS_LOCK_KEY,
         }
         async with conn.transaction():
@@ -289,6 +281,17 @@ class TaskQueue:
         if row is None:
             raise TaskNotFound(task_id)
         return Task.from_row(row)
+
+
+def _claim_params(
+    node_id: str, limit: int, queues: Sequence[str] | None, lease_seconds: float
+) -> dict[str, Any]:
+    return {
+        "node_id": node_id,
+        "limit": limit,
+        "queues": list(queues) if queues else None,
+        "lease_seconds": lease_seconds,
+    }
 
 
 def _enqueue_one_params(r: EnqueueRequest) -> dict[str, Any]:

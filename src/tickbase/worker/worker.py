@@ -234,11 +234,14 @@ class Worker:
             -(-self.concurrency // FETCHERS),
         )
 
-    async def _claim_batch(self, conn: AsyncConn, free: int) -> int:
-        """Claim up to ``free`` tasks on ``conn`` and start them; return how many."""
+    async def _claim(
+        self, conn: AsyncConn, free: int, *, limited: bool = False
+    ) -> list[ClaimedTask] | None:
+        """One claim statement (plain or limited) with ``free`` slots reserved meanwhile."""
         self._reserved += free
         try:
-            claimed = await self.queue.claim(
+            claim = self.queue.claim_limited if limited else self.queue.claim
+            return await claim(
                 conn,
                 node_id=self.node_id,
                 limit=free,
@@ -247,6 +250,10 @@ class Worker:
             )
         finally:
             self._reserved -= free
+
+    async def _claim_batch(self, conn: AsyncConn, free: int) -> int:
+        """Claim up to ``free`` tasks on ``conn`` and start them; return how many."""
+        claimed = await self._claim(conn, free) or []
         for task in claimed:
             self._start(task)
         if len(claimed) == free:
@@ -302,17 +309,7 @@ class Worker:
 
     async def _claim_limited(self, conn: AsyncConn, free: int) -> int:
         """Claim up to ``free`` tasks under limits (see queue.limits); return how many."""
-        self._reserved += free
-        try:
-            claimed = await self.queue.claim_limited(
-                conn,
-                node_id=self.node_id,
-                limit=free,
-                queues=self.queues,
-                lease_seconds=self.settings.lease_seconds,
-            )
-        finally:
-            self._reserved -= free
+        claimed = await self._claim(conn, free, limited=True)
         now = time.monotonic()
         if claimed is None:
             self._limited_retry_at = now + self.settings.poll_interval
