@@ -1,5 +1,6 @@
-"""``tickbase bench cluster``: throughput with 1, 2 and 3 worker processes, and
-the time to rescue a task from a worker killed with SIGKILL (median of 5).
+"""``tickbase bench cluster``: throughput with 1, 2 and 3 worker processes, the
+same drain with every task under a concurrency key (the limited claim path),
+and the time to rescue a task from a worker killed with SIGKILL (median of 5).
 
 Each measurement runs in a fresh database on the same server. Workers are real
 ``tickbase worker`` processes (the database URL travels in their environment).
@@ -29,6 +30,7 @@ from tickbase.queue.repository import Q as QUEUE_QUERIES
 from tickbase.settings import load_settings
 
 TASKS = 20_000
+KEYS = 1_000
 RESCUE_RUNS = 5
 BENCH_APP = "tickbase.bench.tickbase_adapter:bench_app"
 
@@ -42,6 +44,9 @@ async def run_cluster_command(*, database_url: str | None, as_json: bool) -> dic
         figures[f"drain_per_s_{workers}_workers"] = await _fresh(
             server, f"drain{workers}", _drain, workers
         )
+    # The limited claim path (serialised under the limits lock): the same
+    # drain with every task under a concurrency key (KEYS keys, one at a time).
+    figures["drain_keyed_per_s_1_worker"] = await _fresh(server, "keyed", _drain, -1)
     rescues = [await _fresh(server, f"rescue{n}", _rescue, 0) for n in range(RESCUE_RUNS)]
     figures["rescue_seconds_median"] = statistics.median(rescues)
     figures["rescue_seconds_max"] = max(rescues)
@@ -87,13 +92,21 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _drain(dsn: str, workers: int) -> float:
+    """Drain TASKS no-op tasks with ``workers`` processes (-1: one process, keyed tasks)."""
+    keyed = workers < 0
+    workers = abs(workers)
     app = App(dsn)
     await app.open(apply_migrations=False)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for start in range(0, TASKS, 1000):
             await app.enqueue_many(
-                [EnqueueRequest("tickbase.noop") for _ in range(start, start + 1000)]
+                [
+                    EnqueueRequest(
+                        "tickbase.noop", concurrency_key=f"k{n % KEYS}" if keyed else None
+                    )
+                    for n in range(start, start + 1000)
+                ]
             )
         started = time.perf_counter()
         processes = [_start_worker(dsn) for _ in range(workers)]
