@@ -321,6 +321,11 @@ class App:
         return self._pool
 
     @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` has run (and :meth:`close` not yet)."""
+        return self._pool is not None
+
+    @property
     def queue(self) -> TaskQueue:
         if self._queue is None:
             raise TickbaseError("the app is not open: use `async with app:` first")
@@ -516,14 +521,18 @@ class App:
         queues: Sequence[str] | None = None,
         concurrency: int = CONCURRENCY_DEFAULT,
         stop: asyncio.Event | None = None,
+        other_roles: Sequence[str] = (),
     ) -> None:
         """Run this node's roles until ``stop`` is set (or one of them fails).
+
+        ``other_roles`` names roles run beside these by the caller (``api``), so
+        that the node's registration lists them.
 
         Code-defined and builtin schedules are registered first (idempotently).
         """
         await self.sync_schedules()
         roles: list[Worker | Ticker | Housekeeper] = []
-        role_names: list[str] = []
+        role_names: list[str] = list(other_roles)
         running_tasks: Callable[[], int] = _nothing_running
         if worker:
             the_worker = self.worker(queues=queues, concurrency=concurrency)

@@ -12,6 +12,7 @@ keeps working for callers who do not know tickbase::
     ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
     ├── InvalidWorkflow (ValueError)         workflow refused: cycle, unknown step or task type, ...
     ├── InvalidAlert (ValueError)            alert rule change or webhook refused: URL, threshold, name
+    ├── InvalidCredentials                   missing, unknown, revoked, expired or forged token/session
     ├── TaskNotFound (LookupError)           no task with that id
     ├── ScheduleNotFound (LookupError)       no schedule with that name
     ├── InvalidTransition                    the task is not in a state that allows the change
@@ -166,3 +167,15 @@ class InvalidAlert(TickbaseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class InvalidCredentials(TickbaseError):
+    """A request's credentials were refused (the gateway answers 401).
+
+    ``reason`` says what was wrong ("session expired", "session signature
+    invalid", ...). It never quotes the token or session: they are secrets.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

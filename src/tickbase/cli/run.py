@@ -29,6 +29,18 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+async def _print_bootstrap_token(app: Any) -> None:
+    """On the embedded database's first start: create an admin token and show it once."""
+    from tickbase.gateway.auth import TokenStore
+
+    created = await TokenStore(app.pool).ensure_bootstrap_admin()
+    if created is not None:
+        console.print(
+            f"admin token (shown once, store it now): [bold]{created.token}[/]\n"
+            "  use it as 'Authorization: Bearer <token>'; more with `tickbase tokens create`"
+        )
+
+
 def _parse_queues(queues: str | None) -> list[str] | None:
     if not queues:
         return None
@@ -41,12 +53,40 @@ def _parse_queues(queues: str | None) -> list[str] | None:
     return names
 
 
-async def _run_roles(app: Any, **roles: Any) -> None:
-    """Open the app and run the given roles until SIGTERM/SIGINT."""
+async def _run_roles(app: Any, *, api: tuple[str, int] | None = None, **roles: Any) -> None:
+    """Open the app and run the given roles (and the gateway on ``api``) until SIGTERM/SIGINT."""
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with app:
-        await app.run(stop=stop, **roles)
+        await _serve_roles(app, stop, api=api, **roles)
+
+
+async def _serve_roles(
+    app: Any, stop: asyncio.Event, *, api: tuple[str, int] | None = None, **roles: Any
+) -> None:
+    """Run the node's roles and, with ``api``, the gateway; one failing stops all."""
+    jobs = [asyncio.create_task(app.run(stop=stop, other_roles=["api"] if api else [], **roles))]
+    if api is not None:
+        from tickbase.gateway.app import create_gateway, serve
+
+        host, port = api
+        jobs.append(
+            asyncio.create_task(serve(create_gateway(app), host=host, port=port, stop=stop))
+        )
+    try:
+        await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+HostOption = typer.Option("127.0.0.1", "--host", envvar="TICKBASE_API_HOST", help="API address.")
+PortOption = typer.Option(
+    8000, "--port", min=0, max=65535, envvar="TICKBASE_API_PORT", help="API port."
+)
 
 
 def register_run_commands(cli: typer.Typer) -> None:
@@ -99,23 +139,25 @@ def register_run_commands(cli: typer.Typer) -> None:
             "worker,scheduler",
             "--roles",
             envvar="TICKBASE_ROLES",
-            help="Comma-separated: worker, scheduler.",
+            help="Comma-separated: worker, scheduler, api.",
         ),
         app_spec: str | None = AppOption,
         queues: str | None = typer.Option(
             None, "--queues", "-q", help="Queues the worker serves (default: all)."
         ),
         concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
+        host: str = HostOption,
+        port: int = PortOption,
         database_url: str | None = DatabaseUrlOption,
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
         """Run several roles in one process (a node of the cluster)."""
         configure_logging(verbose)
         chosen = {r.strip() for r in roles.split(",") if r.strip()}
-        unknown = chosen - {"worker", "scheduler"}
+        unknown = chosen - {"worker", "scheduler", "api"}
         if unknown or not chosen:
             fail(
-                f"unknown roles {sorted(unknown)}: use worker, scheduler"
+                f"unknown roles {sorted(unknown)}: use worker, scheduler, api"
                 if unknown
                 else "no role given"
             )
@@ -123,12 +165,27 @@ def register_run_commands(cli: typer.Typer) -> None:
         run(
             _run_roles(
                 app,
+                api=(host, port) if "api" in chosen else None,
                 worker="worker" in chosen,
                 scheduler="scheduler" in chosen,
                 queues=_parse_queues(queues),
                 concurrency=concurrency,
             )
         )
+
+    @cli.command()
+    def api(
+        app_spec: str | None = AppOption,
+        host: str = HostOption,
+        port: int = PortOption,
+        database_url: str | None = DatabaseUrlOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Serve the gateway (HTTP /api/v1, WebSocket /ws, /metrics) until SIGTERM/SIGINT."""
+        configure_logging(verbose)
+        app = load_app(app_spec, database_url)
+        console.print(f"gateway: http://{host}:{port} (API /api/v1, WebSocket /ws)")
+        run(_run_roles(app, api=(host, port), worker=False, scheduler=False))
 
     @cli.command()
     def nodes(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
@@ -167,10 +224,12 @@ def register_run_commands(cli: typer.Typer) -> None:
     def up(
         app_spec: str | None = AppOption,
         concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
+        host: str = HostOption,
+        port: int = PortOption,
         database_url: str | None = DatabaseUrlOption,
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
-        """Run everything in one process: database, migrations, worker, scheduler."""
+        """Run everything in one process: database, migrations, API, worker, scheduler."""
         configure_logging(verbose)
         app = load_app(app_spec, database_url)
 
@@ -186,8 +245,11 @@ def register_run_commands(cli: typer.Typer) -> None:
                         f"task types: {', '.join(app.registry.names())}"
                     )
                     console.print("scheduler: on (leader-elected; maintenance schedules included)")
+                    console.print(f"API: http://{host}:{port}/api/v1 (WebSocket /ws)")
+                    if app.started_server or not app.settings.database_url:
+                        await _print_bootstrap_token(app)
                     console.print("press Ctrl-C to stop")
-                    await app.run(concurrency=concurrency, stop=stop)
+                    await _serve_roles(app, stop, api=(host, port), concurrency=concurrency)
             finally:
                 if app.started_server:
                     from tickbase.db.embedded import EmbeddedServer

@@ -113,13 +113,20 @@ WITH RECURSIVE waiting_queues AS (
     FROM picked
     WHERE t.id = picked.id
     RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout,
-              t.workflow_run_id, t.step, t.inputs
+              t.workflow_run_id, t.step, t.inputs, t.request_id
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id)
     SELECT id, 'started', %(node_id)s FROM claimed
+), announced AS (
+    -- The gateway pushes "running" to whoever requested a task: one NOTIFY
+    -- per claim that started requested tasks (none for other claims).
+    SELECT pg_notify('tickbase_task_started', string_agg(id::text, ','))
+    FROM claimed WHERE request_id IS NOT NULL
+    HAVING count(*) > 0
 )
 SELECT id, task_type, payload, attempts, max_attempts, timeout, workflow_run_id, step, inputs
-FROM claimed;
+FROM claimed
+WHERE (SELECT count(*) FROM announced) >= 0;  -- evaluates the NOTIFY (once)
 
 -- task_claim_limited_gate --
 -- First statement of a limited claim: when some task under a limit is due in
@@ -247,16 +254,21 @@ WITH RECURSIVE clock AS (
     FROM picked, clock
     WHERE t.id = picked.id
     RETURNING t.id, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout,
-              t.workflow_run_id, t.step, t.inputs, t.rate_limited
+              t.workflow_run_id, t.step, t.inputs, t.rate_limited, t.request_id
 ), counted AS (
     INSERT INTO tickbase.rate_limit_starts (task_type, started_at)
     SELECT task_type, clock.now FROM claimed, clock WHERE rate_limited
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, node_id)
     SELECT id, 'started', %(node_id)s FROM claimed
+), announced AS (
+    SELECT pg_notify('tickbase_task_started', string_agg(id::text, ','))
+    FROM claimed WHERE request_id IS NOT NULL
+    HAVING count(*) > 0
 )
 SELECT id, task_type, payload, attempts, max_attempts, timeout, workflow_run_id, step, inputs
-FROM claimed;
+FROM claimed
+WHERE (SELECT count(*) FROM announced) >= 0;  -- evaluates the NOTIFY (once)
 
 -- task_limits_sync --
 -- Store the limits an app defines for its task types (rows of types it

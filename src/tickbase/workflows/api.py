@@ -138,6 +138,7 @@ class WorkflowRun:
         self.steps: dict[str, StepState] = {}
         self.created_at: datetime | None = None
         self.finished_at: datetime | None = None
+        self.workflow: str | None = None
 
     async def refresh(self) -> WorkflowRun:
         """Read the run and its steps again."""
@@ -150,6 +151,7 @@ class WorkflowRun:
             await cursor.execute(Q["workflow_run_steps"], {"id": self.id})
             rows = await cursor.fetchall()
         self.status = run["status"]
+        self.workflow = run["workflow_name"]
         self.created_at, self.finished_at = run["created_at"], run["finished_at"]
         self.steps = {
             row["step"]: StepState(
@@ -216,6 +218,19 @@ class WorkflowRuns:
 
     async def get(self, run_id: int) -> WorkflowRun:
         return await WorkflowRun(self.pool, run_id).refresh()
+
+    async def get_workflow(self, name: str) -> dict[str, Any] | None:
+        """A stored definition, or ``None``."""
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(Q["workflow_get"], {"name": name})
+            return await cursor.fetchone()
+
+    async def delete_workflow(self, name: str) -> bool:
+        """Remove a stored definition (its runs stay); ``False`` when there was none."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["workflow_delete"], {"name": name})
+            return await cursor.fetchone() is not None
 
     async def list_workflows(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:

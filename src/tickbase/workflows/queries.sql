@@ -17,6 +17,10 @@ FROM tickbase.workflows WHERE name = %(name)s;
 SELECT id, name, mode, on_failure, max_parallel, steps, created_at, updated_at
 FROM tickbase.workflows ORDER BY name;
 
+-- workflow_delete --
+-- Remove a definition; its runs keep their history (and their workflow name).
+DELETE FROM tickbase.workflows WHERE name = %(name)s RETURNING id;
+
 -- workflow_run_create --
 -- A run and its steps, all waiting; advance() then enqueues the first ones.
 WITH run AS (

@@ -1,0 +1,162 @@
+"""The gateway's one ear on the database: LISTEN once, fan out in memory.
+
+Overview
+    A gateway process holds one listening connection (the App's listener).
+    ``tickbase_task_done`` (ids of tasks that reached a final state) and
+    ``tickbase_task_started`` (ids of requested tasks a worker claimed) wake
+    the requests waiting on those tasks; ``tickbase_alerts`` goes to every
+    subscriber of the ``alert`` channel. Nothing that matters is held here: a
+    request's truth is its ledger row and its task row.
+
+Failure cases
+    After the listening connection is lost and re-established, every watched
+    task is read again (a NOTIFY sent meanwhile is gone), so no result is
+    missed; a slow poll of watched tasks covers the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.listener import Listener
+from tickbase.db.pool import AsyncConn
+from tickbase.db.sqlfile import load_queries
+
+Q = load_queries("tickbase.gateway")
+logger = logging.getLogger("tickbase.gateway")
+
+FINAL = frozenset({"succeeded", "failed", "cancelled"})
+SAFETY_POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """What a waiting request learns about its task."""
+
+    task_id: int
+    status: str
+    result: Any = None
+    error: Any = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+TaskWatcher = Callable[[TaskState], None]
+AlertWatcher = Callable[[dict[str, Any]], None]
+
+
+class Hub:
+    """Fan-out of task and alert notifications to this process's connections."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConn], listener: Listener) -> None:
+        self.pool = pool
+        self.listener = listener
+        self._watchers: dict[int, set[TaskWatcher]] = defaultdict(set)
+        self._alert_watchers: set[AlertWatcher] = set()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._checks: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._unsubscribe = [
+            self.listener.subscribe("tickbase_task_done", self._on_ids, self._on_reconnect),
+            self.listener.subscribe("tickbase_task_started", self._on_ids),
+            self.listener.subscribe("tickbase_alerts", self._on_alert),
+        ]
+        await self.listener.start()
+        self._poller = asyncio.create_task(self._safety_poll(), name="tickbase-hub-poll")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        tasks = [*self._checks, *([self._poller] if self._poller else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- tasks -------------------------------------------------------------------
+
+    def watch(self, task_id: int, watcher: TaskWatcher) -> Callable[[], None]:
+        """Call ``watcher`` on each state change of the task until it is final."""
+        self._watchers[task_id].add(watcher)
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(task_id)
+            if watchers is not None:
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._watchers[task_id]
+
+        return unwatch
+
+    async def check(self, task_ids: list[int]) -> None:
+        """Read these tasks and tell their watchers (final states end the watch)."""
+        ids = [task_id for task_id in task_ids if task_id in self._watchers]
+        if not ids:
+            return
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["request_states"], {"ids": ids})
+            rows = await cursor.fetchall()
+        for task_id, status, result, error in rows:
+            state = TaskState(task_id, status, result, error)
+            for watcher in list(self._watchers.get(task_id, ())):
+                try:
+                    watcher(state)
+                except Exception:
+                    logger.exception("a task watcher failed")
+            if state.final:
+                self._watchers.pop(task_id, None)
+
+    def _on_ids(self, payload: str) -> None:
+        ids = []
+        for part in payload.split(","):
+            with contextlib.suppress(ValueError):
+                task_id = int(part)
+                if task_id in self._watchers:
+                    ids.append(task_id)
+        if ids:
+            self._spawn(ids)
+
+    def _on_reconnect(self) -> None:
+        self._spawn(list(self._watchers))
+
+    def _spawn(self, ids: list[int]) -> None:
+        task = asyncio.get_running_loop().create_task(self.check(ids))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _safety_poll(self) -> None:
+        while True:
+            await asyncio.sleep(SAFETY_POLL_SECONDS)
+            try:
+                await self.check(list(self._watchers))
+            except Exception as exc:  # a database hiccup must not end the poll
+                logger.warning("gateway poll of watched tasks failed (%s)", exc)
+
+    # ---- alerts ------------------------------------------------------------------
+
+    def watch_alerts(self, watcher: AlertWatcher) -> Callable[[], None]:
+        self._alert_watchers.add(watcher)
+        return lambda: self._alert_watchers.discard(watcher)
+
+    def _on_alert(self, payload: str) -> None:
+        try:
+            alert = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        for watcher in list(self._alert_watchers):
+            try:
+                watcher(alert)
+            except Exception:
+                logger.exception("an alert watcher failed")

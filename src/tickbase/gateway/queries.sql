@@ -1,0 +1,45 @@
+-- Named statements of the gateway block.
+
+-- request_submit --
+-- A user's request that becomes a task, in one statement: the ledger row and
+-- the task are written together, or (requestId already used by this user)
+-- neither, and the existing task is returned instead: a re-sent request never
+-- runs twice.
+WITH new_id AS (
+    SELECT nextval('tickbase.tasks_id_seq'::regclass) AS id
+), ledger AS (
+    INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id)
+    SELECT %(user_id)s, %(request_id)s, %(action)s, id FROM new_id
+    ON CONFLICT (user_id, request_id) DO NOTHING
+    RETURNING task_id
+), task AS (
+    INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
+                                retry_delay, timeout, run_at, request_id)
+    SELECT ledger.task_id, %(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb,
+           %(max_attempts)s, %(retry_delay)s, %(timeout)s,
+           now() + make_interval(secs => coalesce(%(delay)s::float8, 0)), %(request_id)s
+    FROM ledger
+    RETURNING id
+)
+SELECT coalesce((SELECT id FROM task),
+                (SELECT task_id FROM tickbase.gateway_requests
+                 WHERE user_id = %(user_id)s AND request_id = %(request_id)s)) AS task_id,
+       (SELECT id FROM task) IS NOT NULL AS created;
+
+-- request_record --
+-- Record a request whose task was made elsewhere (a schedule's manual fire).
+INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id)
+VALUES (%(user_id)s, %(request_id)s, %(action)s, %(task_id)s)
+ON CONFLICT (user_id, request_id) DO NOTHING
+RETURNING task_id;
+
+-- request_get --
+-- A user's request with the state of its task.
+SELECT r.request_id, r.action, r.task_id, t.status, t.result, t.error
+FROM tickbase.gateway_requests r
+JOIN tickbase.tasks t ON t.id = r.task_id
+WHERE r.user_id = %(user_id)s AND r.request_id = %(request_id)s;
+
+-- request_states --
+-- The state of several tasks (fan-out of a NOTIFY to waiting requests).
+SELECT id, status, result, error FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]);

@@ -1,0 +1,256 @@
+"""The gateway's JSON shapes: camelCase outside, snake_case inside.
+
+Every model derives from :class:`CamelModel`, whose alias generator turns
+``task_type`` into ``taskType`` at the edge only: Python code (and the
+database) keep snake_case names, and the conversion happens once, here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+
+
+class CamelModel(BaseModel):
+    """Base model: camelCase JSON, snake_case attributes."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class InModel(CamelModel):
+    """A request body: unknown fields are refused (a typo is an error, not ignored)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---- errors --------------------------------------------------------------------
+
+
+class ErrorBody(CamelModel):
+    code: str = Field(examples=["NOT_FOUND"])
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(CamelModel):
+    """The one error shape of the HTTP API (and of WebSocket ``error`` frames)."""
+
+    error: ErrorBody
+
+
+# ---- tasks ---------------------------------------------------------------------
+
+
+class TaskSubmit(InModel):
+    """A task to enqueue (also the params of the WebSocket ``tasks.submit``)."""
+
+    task_type: str = Field(min_length=1, max_length=200, examples=["tickbase.echo"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    delay_seconds: float | None = Field(default=None, ge=0, le=366 * 86400)
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+
+
+class TaskOut(CamelModel):
+    id: int
+    task_type: str
+    queue: str
+    priority: int
+    status: str
+    payload: Any
+    result: Any = None
+    error: Any = None
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    node_id: str | None = None
+    request_id: str | None = None
+    concurrency_key: str | None = None
+    schedule_id: int | None = None
+    workflow_run_id: int | None = None
+    step: str | None = None
+
+
+class TaskPage(CamelModel):
+    items: list[TaskOut]
+    next_cursor: str | None = None
+
+
+class RequestState(CamelModel):
+    """What the WebSocket would have sent for a request: its status, then its outcome."""
+
+    request_id: str
+    action: str
+    status: Literal["pending", "running", "succeeded", "failed", "cancelled"]
+    data: Any = None
+    error: ErrorBody | None = None
+
+
+# ---- schedules -----------------------------------------------------------------
+
+
+class ScheduleCreate(InModel):
+    name: str = Field(min_length=1, max_length=200)
+    task_type: str = Field(min_length=1, max_length=200)
+    cron: str | None = None
+    every_seconds: float | None = Field(default=None, gt=0)
+    manual: bool = False
+    timezone: str = "UTC"
+    payload: dict[str, Any] = Field(default_factory=dict)
+    queue: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    priority: int = Field(default=0, ge=0, le=1000)
+    max_retries: int = Field(default=0, ge=0, le=1000)
+    retry_interval: float = Field(default=1.0, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    misfire_grace_seconds: float = Field(default=60.0, ge=0)
+    coalesce: bool = False
+    max_instances: int = Field(default=1, ge=1)
+    enabled: bool = True
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ScheduleUpdate(InModel):
+    cron: str | None = None
+    every_seconds: float | None = Field(default=None, gt=0)
+    timezone: str | None = None
+    payload: dict[str, Any] | None = None
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    retry_interval: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    misfire_grace_seconds: float | None = Field(default=None, ge=0)
+    coalesce: bool | None = None
+    max_instances: int | None = Field(default=None, ge=1)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ScheduleOut(CamelModel):
+    id: int
+    name: str
+    task_type: str
+    kind: str
+    cron: str | None = None
+    interval_seconds: float | None = None
+    timezone: str
+    payload: Any
+    queue: str
+    priority: int
+    max_retries: int
+    retry_interval: float
+    timeout: float | None = None
+    misfire_grace_seconds: float
+    coalesce: bool
+    max_instances: int
+    enabled: bool
+    paused: bool
+    description: str | None = None
+    origin: str
+    status: str
+    next_fire_at: datetime | None = None
+    last_fire_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerOut(CamelModel):
+    task_id: int
+    fire_at: datetime
+
+
+# ---- workflows -----------------------------------------------------------------
+
+
+class StepIn(InModel):
+    name: str = Field(min_length=1, max_length=200)
+    task_type: str = Field(min_length=1, max_length=200)
+    after: list[str] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowIn(InModel):
+    name: str = Field(min_length=1, max_length=200)
+    mode: Literal["serial", "parallel"] = "serial"
+    on_failure: Literal["stop", "continue"] = "stop"
+    max_parallel: int | None = Field(default=None, ge=1)
+    steps: list[StepIn] = Field(min_length=1, max_length=10_000)
+
+
+class WorkflowOut(CamelModel):
+    name: str
+    mode: str
+    on_failure: str
+    max_parallel: int | None = None
+    steps: list[dict[str, Any]]
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ValidationOut(CamelModel):
+    valid: bool
+    order: list[str]
+
+
+class StepOut(CamelModel):
+    name: str
+    status: str
+    task_id: int | None = None
+    task_status: str | None = None
+    result: Any = None
+    attempts: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+
+
+class RunOut(CamelModel):
+    id: int
+    workflow: str
+    status: str
+    steps: list[StepOut] = Field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+# ---- cluster -------------------------------------------------------------------
+
+
+class NodeOut(CamelModel):
+    node_id: str
+    host: str
+    pid: int
+    roles: list[str]
+    queues: list[str] | None = None
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_interval: float
+    metrics: dict[str, Any]
+    alive: bool
+    leader: bool
+
+
+class AlertOut(CamelModel):
+    id: int
+    rule: str
+    subject: str
+    state: str
+    value: float | None = None
+    message: str
+    detail: Any = None
+    fired_at: datetime
+    resolved_at: datetime | None = None
+
+
+class HealthOut(CamelModel):
+    status: str
+    details: dict[str, Any] = Field(default_factory=dict)

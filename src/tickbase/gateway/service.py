@@ -1,0 +1,147 @@
+"""What the gateway does, whichever door a request came through (HTTP or WebSocket).
+
+Requests are written as tasks together with a ledger row keyed by the user
+and the client's ``requestId`` (``tickbase.gateway_requests``); their state is
+always read back from the database, so a gateway restart loses nothing and
+HTTP polling sees exactly what the WebSocket would have sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tickbase.app import App
+from tickbase.db.sqlfile import load_queries
+from tickbase.errors import UnknownTaskType
+from tickbase.gateway.auth import Principal
+from tickbase.gateway.errors import ApiError
+from tickbase.gateway.hub import TaskState
+from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
+from tickbase.queue.models import EnqueueRequest
+
+Q = load_queries("tickbase.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    task_id: int
+    created: bool
+    """False when this user's requestId was already used: the existing task stands."""
+
+
+class GatewayService:
+    """Operations shared by the HTTP routes and the WebSocket protocol."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def enqueue_request(self, params: TaskSubmit) -> EnqueueRequest:
+        """Validate a submission into an enqueue request (defaults from the task's definition)."""
+        definition = self.app.registry.get(params.task_type)
+        if definition is None:
+            raise UnknownTaskType(params.task_type, {n: n for n in self.app.registry.names()})
+        return EnqueueRequest(
+            params.task_type,
+            params.payload,
+            queue=params.queue or definition.queue,
+            priority=definition.priority if params.priority is None else params.priority,
+            delay=params.delay_seconds,
+            max_attempts=definition.max_attempts,
+            retry_delay=definition.retry_delay,
+            timeout=definition.timeout,
+            request_id=params.request_id,
+        )
+
+    async def submit(
+        self, principal: Principal, params: TaskSubmit, request_id: str, action: str
+    ) -> Submitted:
+        """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id)."""
+        request = self.enqueue_request(params)
+        async with self.app.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["request_submit"],
+                {
+                    "user_id": principal.user,
+                    "request_id": request_id,
+                    "action": action,
+                    "task_type": request.task_type,
+                    "queue": request.queue,
+                    "priority": request.priority,
+                    "payload": request.payload_json,
+                    "max_attempts": request.max_attempts,
+                    "retry_delay": float(request.retry_delay),
+                    "timeout": request.timeout,
+                    "delay": request.delay,
+                },
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return Submitted(int(row[0]), bool(row[1]))
+
+    async def record(
+        self, principal: Principal, request_id: str, action: str, task_id: int
+    ) -> None:
+        """Record a request whose task was made by another operation (a manual fire)."""
+        async with self.app.pool.connection() as conn:
+            await conn.execute(
+                Q["request_record"],
+                {
+                    "user_id": principal.user,
+                    "request_id": request_id,
+                    "action": action,
+                    "task_id": task_id,
+                },
+            )
+
+    async def request_state(self, principal: Principal, request_id: str) -> RequestState:
+        """The state of one of ``principal``'s requests (404 when unknown to that user)."""
+        _, action, task_id, status, result, error = await self._ledger(principal, request_id)
+        return request_state(request_id, action, TaskState(task_id, status, result, error))
+
+    async def request_task(self, principal: Principal, request_id: str) -> int:
+        """The task behind one of ``principal``'s requests (never shown to clients)."""
+        return int((await self._ledger(principal, request_id))[2])
+
+    async def _ledger(self, principal: Principal, request_id: str) -> tuple[Any, ...]:
+        async with self.app.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["request_get"], {"user_id": principal.user, "request_id": request_id}
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", f"no request {request_id!r} of this user")
+        return tuple(row)
+
+
+def request_state(request_id: str, action: str, state: TaskState) -> RequestState:
+    """A task's state as the client sees its request: status, and data or error when final."""
+    status = state.status if state.status != "retrying" else "pending"
+    if state.status == "succeeded":
+        return RequestState(
+            request_id=request_id, action=action, status="succeeded", data=state.result
+        )
+    if state.status in ("failed", "cancelled"):
+        return RequestState(
+            request_id=request_id,
+            action=action,
+            status=state.status,
+            error=task_error(state),
+        )
+    return RequestState(request_id=request_id, action=action, status=status)
+
+
+def task_error(state: TaskState) -> ErrorBody:
+    """The client-facing error of a failed or cancelled task (no task id in it)."""
+    error: dict[str, Any] = state.error if isinstance(state.error, dict) else {}
+    if state.status == "cancelled":
+        return ErrorBody(
+            code="TASK_CANCELLED",
+            message=error.get("message") or "cancelled",
+            details={"type": error.get("type")} if error else None,
+        )
+    return ErrorBody(
+        code="TASK_FAILED",
+        message=str(error.get("message") or "the task failed"),
+        details={"type": error.get("type")},
+    )

@@ -1,0 +1,387 @@
+"""WebSocket ``/ws``: request → ack → success | error, and pushes.
+
+Protocol
+    client  ``{"type":"request","requestId":"r1","action":"tasks.submit","params":{...}}``
+    server  ``{"type":"ack","requestId":"r1"}`` at once, before any work
+    server  ``{"type":"success","requestId":"r1","data":...}`` or
+            ``{"type":"error","requestId":"r1","error":{"code","message","details"}}``,
+            exactly one per request
+    server  ``{"type":"update","channel":"task","content":{...}}`` pushes (no requestId)
+
+    ``requestId`` is the client's; the server's task id never appears in a
+    frame. A malformed frame, an unknown type or action, a missing or
+    duplicate in-flight ``requestId`` or bad params get an ``error`` and the
+    connection stays open. Failed authentication closes with 4401, a user's
+    fourth connection with 4429, a connection silent for ``idle_seconds``
+    with 4408; frames over the size limit are closed by the server (1009).
+
+Why requests survive a restart
+    ``tasks.submit`` writes the task and the user's ledger row in one
+    statement before anything is awaited; the result is read from the
+    database when the task's NOTIFY arrives. A client that lost its
+    connection asks ``tasks.status`` (or polls ``GET /api/v1/requests/{id}``)
+    and gets the final state; re-sending the same ``tasks.submit`` never runs
+    the task twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from tickbase.errors import TickbaseError
+from tickbase.gateway.auth import Principal
+from tickbase.gateway.errors import ApiError, api_error, validation_details
+from tickbase.gateway.hub import Hub, TaskState
+from tickbase.gateway.schemas import REQUEST_ID_PATTERN, InModel, TaskSubmit
+from tickbase.gateway.service import GatewayService, request_state, task_error
+
+logger = logging.getLogger("tickbase.gateway.ws")
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429
+CLOSE_IDLE = 4408
+CHANNELS = frozenset({"task", "alert"})
+WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
+
+_REQUEST_ID = __import__("re").compile(REQUEST_ID_PATTERN)
+
+
+class SubmitParams(TaskSubmit):
+    """``tasks.submit`` params: the envelope's requestId names the request."""
+
+    request_id: None = None
+
+
+class RequestRef(InModel):
+    request_id: str
+
+
+class ScheduleRef(InModel):
+    name: str
+
+
+class ChannelRef(InModel):
+    channel: str
+
+
+class WsLimits:
+    """Per-process limits of the WebSocket door."""
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_user: int = 3,
+        max_in_flight_per_user: int = 100,
+        idle_seconds: float = 300.0,
+    ) -> None:
+        self.max_connections_per_user = max_connections_per_user
+        self.max_in_flight_per_user = max_in_flight_per_user
+        self.idle_seconds = idle_seconds
+        self.connections: dict[str, int] = defaultdict(int)
+        self.in_flight: dict[str, int] = defaultdict(int)
+
+
+class Connection:
+    """One client connection: its in-flight requests, subscriptions and pushes."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        service: GatewayService,
+        hub: Hub,
+        limits: WsLimits,
+    ) -> None:
+        self.websocket = websocket
+        self.principal = principal
+        self.service = service
+        self.hub = hub
+        self.limits = limits
+        self.in_flight: set[str] = set()
+        self.channels: set[str] = set()
+        self._unwatch: dict[str, Callable[[], None]] = {}
+        self._send_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._unwatch_alerts = hub.watch_alerts(self._on_alert)
+
+    # ---- sending -------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        text = orjson.dumps(frame, default=_json_default).decode()
+        async with self._send_lock:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await self.websocket.send_text(text)
+
+    async def error(
+        self, request_id: str | None, code: str, message: str, details: Any = None
+    ) -> None:
+        frame: dict[str, Any] = {
+            "type": "error",
+            "error": {"code": code, "message": message, "details": details},
+        }
+        if request_id is not None:
+            frame["requestId"] = request_id
+        await self.send(frame)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- receiving ---------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read frames until the client leaves or goes silent."""
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.limits.idle_seconds):
+                        text = await self.websocket.receive_text()
+                except TimeoutError:
+                    await self.websocket.close(
+                        CLOSE_IDLE, f"idle for {self.limits.idle_seconds:g} s"
+                    )
+                    return
+                await self.handle(text)
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            self._closed = True
+            self._unwatch_alerts()
+            for unwatch in self._unwatch.values():
+                unwatch()
+            self.limits.in_flight[self.principal.user] -= len(self.in_flight)
+            for task in self._tasks:
+                task.cancel()
+
+    async def handle(self, text: str) -> None:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            await self.error(None, "INVALID_FRAME", f"not JSON: {exc}")
+            return
+        if not isinstance(frame, dict):
+            await self.error(None, "INVALID_FRAME", "a frame must be a JSON object")
+            return
+        request_id = frame.get("requestId")
+        if request_id is not None and (
+            not isinstance(request_id, str) or not _REQUEST_ID.match(request_id)
+        ):
+            await self.error(
+                None,
+                "INVALID_REQUEST_ID",
+                "requestId must be 1 to 128 letters, digits or _ . : -",
+            )
+            return
+        if frame.get("type") != "request":
+            await self.error(
+                request_id,
+                "UNKNOWN_TYPE",
+                f"unknown frame type {frame.get('type')!r}: clients send type 'request'",
+            )
+            return
+        if request_id is None:
+            await self.error(None, "MISSING_REQUEST_ID", "a request needs a requestId")
+            return
+        action = frame.get("action")
+        handler = _ACTIONS.get(action) if isinstance(action, str) else None
+        if handler is None:
+            await self.error(
+                request_id,
+                "UNKNOWN_ACTION",
+                f"unknown action {action!r}",
+                {"actions": sorted(_ACTIONS)},
+            )
+            return
+        if request_id in self.in_flight:
+            await self.error(
+                request_id, "DUPLICATE_REQUEST", f"request {request_id!r} is already in flight"
+            )
+            return
+        user = self.principal.user
+        if self.limits.in_flight[user] >= self.limits.max_in_flight_per_user:
+            await self.error(
+                request_id,
+                "RATE_LIMITED",
+                f"at most {self.limits.max_in_flight_per_user} requests in flight per user",
+            )
+            return
+        params = frame.get("params", {})
+        self.in_flight.add(request_id)
+        self.limits.in_flight[user] += 1
+        await self.send({"type": "ack", "requestId": request_id})
+        self._spawn(self._run(handler, request_id, str(action), params))
+
+    async def _run(self, handler: Handler, request_id: str, action: str, params: Any) -> None:
+        done = True
+        try:
+            if action in WRITE_ACTIONS and not self.principal.can_write:
+                raise ApiError(403, "FORBIDDEN", f"{action} needs an admin token")
+            if not isinstance(params, dict):
+                raise ApiError(422, "VALIDATION_ERROR", "params must be a JSON object")
+            done = await handler(self, request_id, params)
+        except ValidationError as exc:
+            await self.error(
+                request_id,
+                "VALIDATION_ERROR",
+                "invalid params",
+                validation_details(exc.errors()),
+            )
+        except (ApiError, TickbaseError) as exc:
+            error = api_error(exc)
+            await self.error(request_id, error.code, error.message, error.details)
+        except Exception:
+            logger.exception("request %s (%s) failed", request_id, action)
+            await self.error(request_id, "INTERNAL", "internal error (logged on the server)")
+        finally:
+            if done:
+                self._finish(request_id)
+
+    def _finish(self, request_id: str) -> None:
+        if request_id in self.in_flight:
+            self.in_flight.discard(request_id)
+            self.limits.in_flight[self.principal.user] -= 1
+
+    # ---- pushes --------------------------------------------------------------------
+
+    def _on_alert(self, alert: dict[str, Any]) -> None:
+        if "alert" in self.channels:
+            self._spawn(self.send({"type": "update", "channel": "alert", "content": alert}))
+
+    def watch_request(self, request_id: str, action: str, task_id: int) -> None:
+        """Until the task is final: push its state changes, then send the final frame."""
+
+        def on_state(state: TaskState) -> None:
+            self._spawn(self._on_state(request_id, action, state))
+
+        self._unwatch[request_id] = self.hub.watch(task_id, on_state)
+        # It may have finished before the watch began: look once now.
+        self._spawn(self.hub.check([task_id]))
+
+    async def _on_state(self, request_id: str, action: str, state: TaskState) -> None:
+        if request_id not in self.in_flight:
+            return  # already answered
+        status = request_state(request_id, action, state).status
+        if "task" in self.channels:
+            await self.send(
+                {
+                    "type": "update",
+                    "channel": "task",
+                    "content": {"requestId": request_id, "status": status},
+                }
+            )
+        if not state.final:
+            return
+        self._unwatch.pop(request_id, lambda: None)()
+        self._finish(request_id)
+        if state.status == "succeeded":
+            await self.send({"type": "success", "requestId": request_id, "data": state.result})
+        else:
+            body = task_error(state)
+            await self.error(request_id, body.code, body.message, body.details)
+
+
+Handler = Callable[[Connection, str, dict[str, Any]], Awaitable[bool]]
+"""An action: returns False when its final frame comes later (a task's end)."""
+
+
+async def _submit(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    body = SubmitParams.model_validate(params)
+    submitted = await conn.service.submit(conn.principal, body, request_id, "tasks.submit")
+    conn.watch_request(request_id, "tasks.submit", submitted.task_id)
+    return False
+
+
+async def _status(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = RequestRef.model_validate(params)
+    state = await conn.service.request_state(conn.principal, ref.request_id)
+    await conn.send(
+        {"type": "success", "requestId": request_id, "data": state.model_dump(by_alias=True)}
+    )
+    return True
+
+
+async def _cancel(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = RequestRef.model_validate(params)
+    task_id = await conn.service.request_task(conn.principal, ref.request_id)
+    status = await conn.service.app.queue.cancel(task_id, reason="cancelled by its requester")
+    await conn.send(
+        {
+            "type": "success",
+            "requestId": request_id,
+            "data": {"requestId": ref.request_id, "status": str(status)},
+        }
+    )
+    return True
+
+
+async def _trigger(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = ScheduleRef.model_validate(params)
+    task_id, fire_at = await conn.service.app.schedules.trigger(ref.name)
+    await conn.service.record(conn.principal, request_id, "schedules.trigger", task_id)
+    await conn.send(
+        {"type": "success", "requestId": request_id, "data": {"name": ref.name, "fireAt": fire_at}}
+    )
+    return True
+
+
+async def _subscribe(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = ChannelRef.model_validate(params)
+    if ref.channel not in CHANNELS:
+        raise ApiError(
+            422,
+            "UNKNOWN_CHANNEL",
+            f"unknown channel {ref.channel!r}",
+            {"channels": sorted(CHANNELS)},
+        )
+    conn.channels.add(ref.channel)
+    await conn.send(
+        {"type": "success", "requestId": request_id, "data": {"channels": sorted(conn.channels)}}
+    )
+    return True
+
+
+async def _unsubscribe(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = ChannelRef.model_validate(params)
+    conn.channels.discard(ref.channel)
+    await conn.send(
+        {"type": "success", "requestId": request_id, "data": {"channels": sorted(conn.channels)}}
+    )
+    return True
+
+
+async def _ping(conn: Connection, request_id: str, _: dict[str, Any]) -> bool:
+    await conn.send(
+        {"type": "success", "requestId": request_id, "data": {"pong": True, "time": time.time()}}
+    )
+    return True
+
+
+_ACTIONS: dict[str, Handler] = {
+    "tasks.submit": _submit,
+    "tasks.status": _status,
+    "tasks.cancel": _cancel,
+    "schedules.trigger": _trigger,
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+    "ping": _ping,
+}
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON-encodable: {type(value).__name__}")
