@@ -77,6 +77,17 @@ class Client:
         self.received.append(frame)
         return frame
 
+    async def finals(self, request_ids: set[str], timeout: float = 10) -> dict[str, dict[str, Any]]:
+        """The final frames of all ``request_ids`` (they may come in any order)."""
+        found: dict[str, dict[str, Any]] = {}
+        async with asyncio.timeout(timeout):
+            while set(found) != request_ids:
+                frame = await self.next(timeout)
+                if frame.get("requestId") in request_ids and frame["type"] in ("success", "error"):
+                    assert frame["requestId"] not in found, f"two finals for {frame}"
+                    found[frame["requestId"]] = frame
+        return found
+
     async def until_final(self, request_id: str, timeout: float = 10) -> dict[str, Any]:
         """Frames until the success/error of ``request_id``; that frame."""
         async with asyncio.timeout(timeout):

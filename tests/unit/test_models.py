@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tickbase.errors import InvalidTask
+from tickbase.errors import InvalidSchedule, InvalidTask
+from tickbase.scheduler.models import ScheduleSpec
 from tickbase.queue.models import EnqueueRequest, encode_json
 
 
@@ -71,3 +72,15 @@ def test_encode_json_keeps_unicode_and_refuses_nan_inside_lists() -> None:
     assert encode_json({"name": "沪深300"}, "payload") == '{"name":"沪深300"}'
     with pytest.raises(InvalidTask):
         encode_json({"xs": [1.0, None, math.nan]}, "payload")
+
+
+@pytest.mark.parametrize("seconds", [1e-300, 0.0009, 1e300, float("inf")])
+def test_interval_out_of_range_is_refused(seconds: float) -> None:
+    # a sub-microsecond interval could never advance; a huge one overflows dates
+    with pytest.raises(InvalidSchedule, match="must be a number of seconds from 0.001"):
+        ScheduleSpec.build("s", "t", every=seconds)
+
+
+def test_huge_durations_are_refused() -> None:
+    with pytest.raises(InvalidSchedule, match="at most"):
+        ScheduleSpec.build("s", "t", every=60, misfire_grace_seconds=1e300)

@@ -74,3 +74,31 @@ def cluster(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOp
     from tickbase.bench.cluster import run_cluster_command
 
     run(run_cluster_command(database_url=database_url, as_json=as_json))
+
+
+@cli.command()
+def gateway(
+    connections: int = typer.Option(
+        5000, "--connections", min=1, help="Idle WebSocket connections to open and hold."
+    ),
+    requests: int = typer.Option(
+        2000, "--requests", min=1, help="tasks.submit requests per timed run."
+    ),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """One gateway process: WebSocket ack and no-op round-trip latency, idle connections held."""
+    from tickbase.bench.gateway import run_gateway_command
+    from tickbase.bench.harness import BenchError
+
+    try:
+        run(
+            run_gateway_command(
+                database_url=database_url,
+                as_json=as_json,
+                connections=connections,
+                requests=requests,
+            )
+        )
+    except BenchError as exc:
+        fail(f"bench gateway: {exc}")

@@ -53,8 +53,11 @@ async def _check_alive(conn: AsyncConn) -> None:
     """
     if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
         raise psycopg.OperationalError("connection closed while idle in the pool")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    # poll(), not select(): select() refuses file descriptors above 1023, which
+    # a gateway holding thousands of WebSockets reaches.
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0):
         # Closed here so that the pool, which takes back a connection that fails
         # its check, sees it as broken and discards it.
         await conn.close()

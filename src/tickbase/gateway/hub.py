@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ Q = load_queries("tickbase.gateway")
 logger = logging.getLogger("tickbase.gateway")
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
+RECENT_SECONDS = 60.0
+RECENT_MAX = 10_000
 SAFETY_POLL_SECONDS = 5.0
 
 
@@ -63,6 +66,12 @@ class Hub:
         self.pool = pool
         self.listener = listener
         self._watchers: dict[int, set[TaskWatcher]] = defaultdict(set)
+        # Watches that also want "running" (most want only the end): a started
+        # task is read only for them.
+        self._progress: dict[int, int] = defaultdict(int)
+        # Tasks reported final lately: a watch begun just after its task's
+        # NOTIFY arrived reads the task once; other new watches need no read.
+        self._recently_final: dict[int, float] = {}
         self._alert_watchers: set[AlertWatcher] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._checks: set[asyncio.Task[None]] = set()
@@ -70,8 +79,8 @@ class Hub:
 
     async def start(self) -> None:
         self._unsubscribe = [
-            self.listener.subscribe("tickbase_task_done", self._on_ids, self._on_reconnect),
-            self.listener.subscribe("tickbase_task_started", self._on_ids),
+            self.listener.subscribe("tickbase_task_done", self._on_done, self._on_reconnect),
+            self.listener.subscribe("tickbase_task_started", self._on_started),
             self.listener.subscribe("tickbase_alerts", self._on_alert),
         ]
         await self.listener.start()
@@ -87,16 +96,26 @@ class Hub:
 
     # ---- tasks -------------------------------------------------------------------
 
-    def watch(self, task_id: int, watcher: TaskWatcher) -> Callable[[], None]:
-        """Call ``watcher`` on each state change of the task until it is final."""
+    def watch(
+        self, task_id: int, watcher: TaskWatcher, *, progress: bool = False
+    ) -> Callable[[], None]:
+        """Call ``watcher`` when the task ends (and, with ``progress``, when it starts)."""
         self._watchers[task_id].add(watcher)
+        if progress:
+            self._progress[task_id] += 1
+        if progress or task_id in self._recently_final:
+            # It may have started (or ended) before the watch began.
+            self._spawn([task_id])
 
         def unwatch() -> None:
             watchers = self._watchers.get(task_id)
-            if watchers is not None:
+            if watchers is not None and watcher in watchers:
                 watchers.discard(watcher)
+                if progress:
+                    self._progress[task_id] -= 1
                 if not watchers:
                     del self._watchers[task_id]
+                    self._progress.pop(task_id, None)
 
         return unwatch
 
@@ -117,14 +136,23 @@ class Hub:
                     logger.exception("a task watcher failed")
             if state.final:
                 self._watchers.pop(task_id, None)
+                self._progress.pop(task_id, None)
 
-    def _on_ids(self, payload: str) -> None:
+    def _on_done(self, payload: str) -> None:
+        now = time.monotonic()
         ids = []
-        for part in payload.split(","):
-            with contextlib.suppress(ValueError):
-                task_id = int(part)
-                if task_id in self._watchers:
-                    ids.append(task_id)
+        for task_id in _ids(payload):
+            self._recently_final[task_id] = now
+            if task_id in self._watchers:
+                ids.append(task_id)
+        if len(self._recently_final) > RECENT_MAX:
+            cutoff = now - RECENT_SECONDS
+            self._recently_final = {k: v for k, v in self._recently_final.items() if v > cutoff}
+        if ids:
+            self._spawn(ids)
+
+    def _on_started(self, payload: str) -> None:
+        ids = [task_id for task_id in _ids(payload) if self._progress.get(task_id)]
         if ids:
             self._spawn(ids)
 
@@ -160,3 +188,11 @@ class Hub:
                 watcher(alert)
             except Exception:
                 logger.exception("an alert watcher failed")
+
+
+def _ids(payload: str) -> list[int]:
+    ids = []
+    for part in payload.split(","):
+        with contextlib.suppress(ValueError):
+            ids.append(int(part))
+    return ids

@@ -50,6 +50,7 @@ logger = logging.getLogger("tickbase.gateway.ws")
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 CLOSE_IDLE = 4408
+HANDLER_GRACE_SECONDS = 10.0
 CHANNELS = frozenset({"task", "alert"})
 WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
 
@@ -108,6 +109,9 @@ class Connection:
         self.hub = hub
         self.limits = limits
         self.in_flight: set[str] = set()
+        # Submissions not yet written: a status or cancel sent right after the
+        # submit's ack (before its row exists) waits for the row.
+        self.writing: dict[str, asyncio.Event] = {}
         self.channels: set[str] = set()
         self._unwatch: dict[str, Callable[[], None]] = {}
         self._send_lock = asyncio.Lock()
@@ -136,8 +140,9 @@ class Connection:
             frame["requestId"] = request_id
         await self.send(frame)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None], name: str = "push") -> None:
         task = asyncio.ensure_future(work)
+        task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -164,6 +169,11 @@ class Connection:
             for unwatch in self._unwatch.values():
                 unwatch()
             self.limits.in_flight[self.principal.user] -= len(self.in_flight)
+            # An acked request is honoured even if its client left: let the
+            # handlers finish writing (they are short), then drop the rest.
+            handlers = [task for task in self._tasks if task.get_name() == "handler"]
+            if handlers:
+                await asyncio.wait(handlers, timeout=HANDLER_GRACE_SECONDS)
             for task in self._tasks:
                 task.cancel()
 
@@ -222,8 +232,10 @@ class Connection:
         params = frame.get("params", {})
         self.in_flight.add(request_id)
         self.limits.in_flight[user] += 1
+        if action == "tasks.submit":
+            self.writing[request_id] = asyncio.Event()
         await self.send({"type": "ack", "requestId": request_id})
-        self._spawn(self._run(handler, request_id, str(action), params))
+        self._spawn(self._run(handler, request_id, str(action), params), name="handler")
 
     async def _run(self, handler: Handler, request_id: str, action: str, params: Any) -> None:
         done = True
@@ -247,8 +259,17 @@ class Connection:
             logger.exception("request %s (%s) failed", request_id, action)
             await self.error(request_id, "INTERNAL", "internal error (logged on the server)")
         finally:
+            written = self.writing.pop(request_id, None) if action == "tasks.submit" else None
+            if written is not None:
+                written.set()
             if done:
                 self._finish(request_id)
+
+    async def written(self, request_id: str) -> None:
+        """Wait until this connection's submission ``request_id`` (if any) is stored."""
+        event = self.writing.get(request_id)
+        if event is not None:
+            await event.wait()
 
     def _finish(self, request_id: str) -> None:
         if request_id in self.in_flight:
@@ -261,15 +282,20 @@ class Connection:
         if "alert" in self.channels:
             self._spawn(self.send({"type": "update", "channel": "alert", "content": alert}))
 
-    def watch_request(self, request_id: str, action: str, task_id: int) -> None:
-        """Until the task is final: push its state changes, then send the final frame."""
+    def watch_request(self, request_id: str, action: str, task_id: int, *, fresh: bool) -> None:
+        """Until the task is final: push its state changes, then send the final frame.
+
+        ``fresh``: the task was just created (an old one, found by a re-sent
+        requestId, may have ended long ago: it is read at once)."""
 
         def on_state(state: TaskState) -> None:
             self._spawn(self._on_state(request_id, action, state))
 
-        self._unwatch[request_id] = self.hub.watch(task_id, on_state)
-        # It may have finished before the watch began: look once now.
-        self._spawn(self.hub.check([task_id]))
+        self._unwatch[request_id] = self.hub.watch(
+            task_id, on_state, progress="task" in self.channels
+        )
+        if not fresh:
+            self._spawn(self.hub.check([task_id]))
 
     async def _on_state(self, request_id: str, action: str, state: TaskState) -> None:
         if request_id not in self.in_flight:
@@ -301,12 +327,13 @@ Handler = Callable[[Connection, str, dict[str, Any]], Awaitable[bool]]
 async def _submit(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
     body = SubmitParams.model_validate(params)
     submitted = await conn.service.submit(conn.principal, body, request_id, "tasks.submit")
-    conn.watch_request(request_id, "tasks.submit", submitted.task_id)
+    conn.watch_request(request_id, "tasks.submit", submitted.task_id, fresh=submitted.created)
     return False
 
 
 async def _status(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
     ref = RequestRef.model_validate(params)
+    await conn.written(ref.request_id)
     state = await conn.service.request_state(conn.principal, ref.request_id)
     await conn.send(
         {"type": "success", "requestId": request_id, "data": state.model_dump(by_alias=True)}
@@ -316,6 +343,7 @@ async def _status(conn: Connection, request_id: str, params: dict[str, Any]) -> 
 
 async def _cancel(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
     ref = RequestRef.model_validate(params)
+    await conn.written(ref.request_id)
     task_id = await conn.service.request_task(conn.principal, ref.request_id)
     status = await conn.service.app.queue.cancel(task_id, reason="cancelled by its requester")
     await conn.send(

@@ -21,6 +21,10 @@ from tickbase.scheduler.triggers import Trigger, check_cron, load_zone, make_tri
 NAME_MAX = 200
 MISFIRE_GRACE_DEFAULT = 60.0  # seconds
 KINDS = ("cron", "interval", "manual")
+# Time has microsecond resolution: a shorter interval could never advance a
+# schedule; a longer one than ten years is a typo (and overflows dates).
+INTERVAL_MIN_SECONDS = 0.001
+INTERVAL_MAX_SECONDS = 10 * 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,14 @@ class ScheduleSpec:
                 not isinstance(seconds, int | float)
                 or isinstance(seconds, bool)
                 or not math.isfinite(seconds)
-                or seconds <= 0
+                or not INTERVAL_MIN_SECONDS <= seconds <= INTERVAL_MAX_SECONDS
             ):
-                raise InvalidSchedule("interval", seconds, "must be a number of seconds > 0")
+                raise InvalidSchedule(
+                    "interval",
+                    seconds,
+                    f"must be a number of seconds from {INTERVAL_MIN_SECONDS:g}"
+                    f" to {INTERVAL_MAX_SECONDS:g} (ten years)",
+                )
         elif self.cron is not None or self.interval_seconds is not None:
             raise InvalidSchedule(
                 "cron",
@@ -170,9 +179,14 @@ def _check_seconds(name: str, value: Any, *, allow_zero: bool) -> None:
         or not math.isfinite(value)
         or value < 0
         or (value == 0 and not allow_zero)
+        or value > INTERVAL_MAX_SECONDS
     ):
         relation = ">= 0" if allow_zero else "> 0"
-        raise InvalidSchedule(name, value, f"must be a number of seconds {relation}")
+        raise InvalidSchedule(
+            name,
+            value,
+            f"must be a number of seconds {relation}, at most {INTERVAL_MAX_SECONDS:g} (ten years)",
+        )
 
 
 SPEC_FIELDS = tuple(ScheduleSpec.__dataclass_fields__)
