@@ -237,12 +237,12 @@ async def test_task_pushes_and_status_after_reconnect(gw: RunningGateway) -> Non
 
 async def test_idle_connection_is_closed(database_url: str) -> None:
     app = make_app(database_url)
-    async with app, running_gateway(app, limits=WsLimits(idle_seconds=0.5)) as running:
-        async with running.ws() as ws:
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                async with asyncio.timeout(5):
-                    await ws.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+    limits = WsLimits(idle_seconds=0.5)
+    async with app, running_gateway(app, limits=limits) as running, running.ws() as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
 
 
 async def test_gateway_restart_mid_request_loses_nothing(
@@ -261,20 +261,19 @@ async def test_gateway_restart_mid_request_loses_nothing(
         worker = app.worker()
         running = asyncio.create_task(worker.run())
         try:
-            async with running_gateway(app, worker=False) as second:
-                async with second.ws(admin) as ws:
-                    client = Client(ws, frames)
+            async with running_gateway(app, worker=False) as second, second.ws(admin) as ws:
+                client = Client(ws, frames)
 
-                    async def final_state() -> dict[str, Any]:
-                        await client.request("ask", "tasks.status", requestId="survivor")
-                        return await client.until_final("ask")
+                async def final_state() -> dict[str, Any]:
+                    await client.request("ask", "tasks.status", requestId="survivor")
+                    return await client.until_final("ask")
 
-                    for _ in range(50):
-                        state = await final_state()
-                        if state["data"]["status"] == "succeeded":
-                            break
-                        await asyncio.sleep(0.1)
-                    assert state["data"]["data"] == 42
+                for _ in range(50):
+                    state = await final_state()
+                    if state["data"]["status"] == "succeeded":
+                        break
+                    await asyncio.sleep(0.1)
+                assert state["data"]["data"] == 42
         finally:
             worker.stop()
             await running

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tickbase.errors import InvalidSchedule, InvalidTask
-from tickbase.scheduler.models import ScheduleSpec
 from tickbase.queue.models import EnqueueRequest, encode_json
+from tickbase.scheduler.models import ScheduleSpec
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_encode_json_keeps_unicode_and_refuses_nan_inside_lists() -> None:
 @pytest.mark.parametrize("seconds", [1e-300, 0.0009, 1e300, float("inf")])
 def test_interval_out_of_range_is_refused(seconds: float) -> None:
     # a sub-microsecond interval could never advance; a huge one overflows dates
-    with pytest.raises(InvalidSchedule, match="must be a number of seconds from 0.001"):
+    with pytest.raises(InvalidSchedule, match=r"must be a number of seconds from 0\.001"):
         ScheduleSpec.build("s", "t", every=seconds)
 
 
