@@ -7,10 +7,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from tests.e2e.conftest import Processes, run_cli, tickbase_env
+from tests.support.gateway import free_port
 from tests.support.waiting import wait_until_sync
 from tickbase.db.embedded import EmbeddedServer
 
@@ -100,7 +102,8 @@ def test_db_status_hides_passwords(database_url: str) -> None:
 
 
 def test_up_runs_a_worker_and_stops_on_sigint(database_url: str, processes: Processes) -> None:
-    env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2")
+    port = free_port()
+    env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2", TICKBASE_API_PORT=str(port))
     up = processes.start("up", env=env)
     assert up.stdout is not None
     lines: list[str] = []
@@ -108,6 +111,16 @@ def test_up_runs_a_worker_and_stops_on_sigint(database_url: str, processes: Proc
         lines.append(line)
         if "press Ctrl-C" in line:
             break
+    assert any(f"http://127.0.0.1:{port}/api/v1" in line for line in lines), lines
+    assert not any("admin token" in line for line in lines)  # not on the user's own database
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until_sync(healthy, timeout=20, message="tickbase up serves the API")
     done = run_cli(
         "enqueue", "tickbase.echo", "--payload", '{"x": 1}', "--json", database_url=database_url
     )
@@ -126,7 +139,7 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
     tmp_path: Path, processes: Processes
 ) -> None:
     home = tmp_path / "home"
-    env = tickbase_env(None, TICKBASE_HOME=str(home))
+    env = tickbase_env(None, TICKBASE_HOME=str(home), TICKBASE_API_PORT=str(free_port()))
     server = EmbeddedServer(home)
     try:
         started = run_cli("db", "start", env=env, timeout=120)
@@ -138,12 +151,16 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         status = json.loads(run_cli("db", "status", "--json", env=env).stdout)
         assert status["server"]["pid"] == first_pid.pid and status["server"]["started_now"] is False
 
-        # `up` reuses the running server and leaves it running on exit
+        # `up` reuses the running server and leaves it running on exit; on the
+        # embedded database's first start it prints an admin token, once
         up = processes.start("up", env=env)
         assert up.stdout is not None
+        first_lines = []
         for line in up.stdout:
+            first_lines.append(line)
             if "press Ctrl-C" in line:
                 break
+        assert sum("admin token" in line for line in first_lines) == 1, first_lines
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
         again = server.running()
@@ -156,6 +173,7 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         up = processes.start("up", env=env)
         assert up.stdout is not None
         for line in up.stdout:
+            assert "admin token" not in line  # printed on the first start only
             if "press Ctrl-C" in line:
                 break
         assert server.running() is not None
