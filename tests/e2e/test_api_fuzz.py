@@ -66,6 +66,13 @@ CHECKS = [
     # An input the schema forbids is refused (with a 4xx), not silently coerced.
     negative_data_rejection,
 ]
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @dataclass
@@ -89,6 +96,16 @@ class Gateway:
         with self.log.open("rb") as output:
             output.seek(offset)
             return output.read().decode(errors="replace")
+
+    def show_log_on_failure(self, offset: int, label: str) -> None:
+        """Print what the gateway logged since ``offset`` (a 500's traceback).
+
+        Printed for the minimal failing input only, the replay Hypothesis runs
+        once shrinking is done, so it shows as the failure's captured output.
+        """
+        logged = self.log_since(offset).strip()
+        if logged and current_build_context().is_final:
+            print(f"gateway output while answering {label}:\n{logged}")
 
 
 def free_port() -> int:
@@ -182,24 +199,14 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ_SETTINGS
 def test_fuzz_every_operation(case: schemathesis.Case, gateway: Gateway) -> None:
     """No input makes a 500, and every response is the one the schema documents."""
     offset = gateway.log_size()
     try:
         case.call_and_validate(session=gateway.session, checks=CHECKS)
     except BaseException:  # schemathesis' FailureGroup is a BaseExceptionGroup
-        # Shown with the failure (as its captured output) for the minimal
-        # failing input only: the replay Hypothesis runs once shrinking is done.
-        logged = gateway.log_since(offset).strip()
-        if logged and current_build_context().is_final:
-            print(f"gateway output while answering {case.operation.label}:\n{logged}")
+        gateway.show_log_on_failure(offset, case.operation.label)
         raise
 
 
@@ -243,8 +250,8 @@ def test_openapi_bodies_are_camel_case(openapi: dict[str, Any]) -> None:
     assert not query_names
 
 
-def test_openapi_documents_error_responses(openapi: dict[str, Any]) -> None:
-    """Every /api/v1 operation documents its errors, all in the one ErrorResponse shape."""
+def test_openapi_documents_every_response(openapi: dict[str, Any]) -> None:
+    """Every /api/v1 operation documents its result and its errors (in the one error shape)."""
     error_ref = "#/components/schemas/ErrorResponse"
     error = openapi["components"]["schemas"]["ErrorResponse"]
     assert error["required"] == ["error"]
@@ -275,8 +282,16 @@ def test_openapi_documents_error_responses(openapi: dict[str, Any]) -> None:
                 ref = response.get("content", {}).get("application/json", {}).get("schema", {})
                 if ref.get("$ref") != error_ref:
                     problems.append(f"{label}: {status} is not an ErrorResponse")
-        if not any(status.startswith("2") for status in responses):
+        successes = {status: r for status, r in responses.items() if status.startswith("2")}
+        if not successes:
             problems.append(f"{label}: no success response")
+        for status, response in successes.items():
+            if status == "204":
+                continue
+            documented = response.get("content", {}).get("application/json", {}).get("schema", {})
+            # A route without a response_model gets a schema with a title and nothing else.
+            if not set(documented) - {"title", "description"}:
+                problems.append(f"{label}: {status} has no response schema")
         if operation.get("security") != [{"HTTPBearer": []}]:
             problems.append(f"{label}: no bearer security requirement")
     assert not problems

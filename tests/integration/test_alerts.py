@@ -608,6 +608,7 @@ def test_every_alert_query_explains(name: str, sql_conn: psycopg.Connection[Any]
         "enabled": True,
         "state": None,
         "limit": 10,
+        "before_id": None,
         "url": "http://x",
         "id": 1,
         "lease_seconds": 5.0,

@@ -122,6 +122,13 @@ async def test_roles_and_credentials(gw: RunningGateway, sql_conn: psycopg.Conne
         assert late.status_code == 401 and "expired" in late.json()["error"]["message"]
         forged = session[:-2] + ("AA" if not session.endswith("AA") else "BB")
         assert (await browser.get("/api/v1/tasks", params={"session": forged})).status_code == 401
+    # the dashboard's way to a session: exchange its token
+    async with gw.http(gw.viewer) as viewer:
+        made = await viewer.post("/api/v1/auth/session")
+        assert made.status_code == 200 and made.json()["role"] == "viewer"
+    async with httpx.AsyncClient(base_url=gw.base) as browser:
+        own = await browser.get("/api/v1/tasks", params={"session": made.json()["session"]})
+        assert own.status_code == 200
         denied = await browser.post(
             "/api/v1/tasks", params={"session": session}, json={"taskType": "t.add"}
         )
@@ -237,7 +244,7 @@ async def test_schedules_over_http(gw: RunningGateway, sql_conn: psycopg.Connect
         assert fired.status_code == 200 and fired.json()["fireAt"]
 
         async def executed() -> bool:
-            rows = (await http.get("/api/v1/schedules/add-hourly/executions")).json()
+            rows = (await http.get("/api/v1/schedules/add-hourly/executions")).json()["items"]
             return bool(rows and rows[0]["status"] == "succeeded")
 
         await wait_until(executed, timeout=10, message="the manual fire ran")
@@ -285,7 +292,14 @@ async def test_workflows_over_http(gw: RunningGateway) -> None:
         assert [s["name"] for s in got["steps"]] == ["first", "second"]
         assert got["steps"][1]["result"] == 4 and got["workflow"] == "wf"
         runs = (await http.get("/api/v1/runs", params={"workflow": "wf"})).json()
-        assert [r["id"] for r in runs] == [run_id]
+        assert [r["id"] for r in runs["items"]] == [run_id] and runs["nextCursor"] is None
+        second = (await http.post("/api/v1/workflows/wf/runs")).json()["id"]
+        page = (await http.get("/api/v1/runs", params={"limit": 1})).json()
+        assert [r["id"] for r in page["items"]] == [second] and page["nextCursor"]
+        rest = (
+            await http.get("/api/v1/runs", params={"limit": 1, "cursor": page["nextCursor"]})
+        ).json()
+        assert [r["id"] for r in rest["items"]] == [run_id]
         assert (await http.delete("/api/v1/workflows/wf")).status_code == 204
         assert (await http.get("/api/v1/workflows/wf")).status_code == 404
         assert (await http.get(f"/api/v1/runs/{run_id}")).status_code == 200  # history kept
@@ -306,7 +320,7 @@ async def test_health_ready_metrics_openapi_cluster(gw: RunningGateway) -> None:
         assert isinstance((await http.get("/api/v1/nodes")).json(), list)
         stats = (await http.get("/api/v1/stats")).json()
         assert "backlog" in stats and "nodesAlive" in stats
-        assert (await http.get("/api/v1/alerts")).json() == []
+        assert (await http.get("/api/v1/alerts")).json() == {"items": [], "nextCursor": None}
         assert (await http.get("/api/v1/alerts", params={"state": "bad"})).status_code == 422
 
 

@@ -281,3 +281,24 @@ async def test_gateway_restart_mid_request_loses_nothing(
         "SELECT count(*) FROM tickbase.tasks WHERE request_id = 'survivor'"
     ).fetchone() == (1,)
     assert not any(re.search(r'"(task)?[iI]d"', text) for text in frames)
+
+
+async def test_two_gateway_processes_share_requests(database_url: str) -> None:
+    app = make_app(database_url)
+    frames: list[str] = []
+    async with (
+        app,
+        running_gateway(app) as first,
+        running_gateway(app, worker=False) as second,
+        first.ws() as ws_a,
+        second.ws(first.admin) as ws_b,
+    ):
+        a, b = Client(ws_a, frames), Client(ws_b, frames)
+        await a.request("lb-1", "tasks.submit", **submit(1, 1))
+        assert (await a.until_final("lb-1"))["data"] == 2
+        # the same user behind another gateway sees the request (the ledger is shared)
+        await b.request("lb-q", "tasks.status", requestId="lb-1")
+        assert (await b.until_final("lb-q"))["data"]["status"] == "succeeded"
+        # and a request submitted through the second is answered by the second
+        await b.request("lb-2", "tasks.submit", **submit(5, 5))
+        assert (await b.until_final("lb-2"))["data"] == 10

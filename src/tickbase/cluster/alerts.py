@@ -446,15 +446,20 @@ class AlertStore:
             raise InvalidAlert("rule", name, "no such rule")
         return AlertRule(**row)
 
-    async def alerts(self, state: str | None = None, limit: int = 100) -> list[Alert]:
-        """The newest alerts first, of one ``state`` (firing, resolved) or both."""
+    async def alerts(
+        self, state: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[Alert]:
+        """The newest alerts first, of one ``state`` (firing, resolved) or both;
+        page with ``before_id`` = the last id seen."""
         if state is not None and state not in ALERT_STATES:
             raise InvalidAlert("state", state, "must be 'firing' or 'resolved'")
         if not 1 <= limit <= 10_000:
             raise InvalidAlert("limit", limit, "must be between 1 and 10000")
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q["alert_list"], {"state": state, "limit": limit})
+            await cursor.execute(
+                Q["alert_list"], {"state": state, "limit": limit, "before_id": before_id}
+            )
             return [Alert(**row) for row in await cursor.fetchall()]
 
     async def add_webhook(self, url: str) -> int:

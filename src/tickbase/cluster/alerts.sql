@@ -204,8 +204,9 @@ SELECT a.id, a.rule, r.kind, a.subject, a.state, a.value, a.message, a.detail, a
        a.resolved_at
 FROM tickbase.alerts a
 JOIN tickbase.alert_rules r ON r.name = a.rule
-WHERE %(state)s::text IS NULL OR a.state = %(state)s::text
-ORDER BY a.fired_at DESC, a.id DESC
+WHERE (%(state)s::text IS NULL OR a.state = %(state)s::text)
+  AND (%(before_id)s::bigint IS NULL OR a.id < %(before_id)s::bigint)
+ORDER BY a.id DESC
 LIMIT %(limit)s;
 
 -- alert_webhook_add --

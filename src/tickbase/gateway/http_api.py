@@ -9,6 +9,7 @@ the one shape of ``errors``. Listings page with an opaque ``cursor`` (the
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -18,6 +19,7 @@ from tickbase.app import App
 from tickbase.cluster.alerts import AlertStore
 from tickbase.cluster.nodes import list_nodes
 from tickbase.gateway.auth import (
+    SESSION_TTL_DEFAULT,
     Principal,
     SessionSigner,
     TokenStore,
@@ -27,14 +29,16 @@ from tickbase.gateway.auth import (
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.schemas import (
     REQUEST_ID_PATTERN,
-    AlertOut,
+    AlertPage,
     ErrorResponse,
     NodeOut,
+    Page,
     RequestState,
     RunOut,
     ScheduleCreate,
     ScheduleOut,
     ScheduleUpdate,
+    SessionOut,
     StepOut,
     TaskOut,
     TaskPage,
@@ -99,19 +103,24 @@ ScheduleName = Annotated[str, Path(pattern=NAME)]
 WorkflowName = Annotated[str, Path(pattern=NAME)]
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+CursorParam = Annotated[str | None, Query(max_length=64)]
 
 
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or not 0 < int(value) < 2**63:
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"invalid cursor {value!r}",
-            [{"path": "query.cursor", "message": "use the nextCursor of the previous page"}],
-        )
+        raise _bad_cursor(value)
     return int(value)
+
+
+def _bad_cursor(value: str) -> ApiError:
+    return ApiError(
+        422,
+        "VALIDATION_ERROR",
+        f"invalid cursor {value!r}",
+        [{"path": "query.cursor", "message": "use the nextCursor of the previous page"}],
+    )
 
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -242,11 +251,22 @@ async def trigger_schedule(name: ScheduleName, gw: Gw, _: Admin) -> Any:
     return {"task_id": task_id, "fire_at": fire_at}
 
 
-@router.get("/schedules/{name}/executions", tags=["schedules"])
-async def schedule_executions(name: ScheduleName, gw: Gw, _: Reader, limit: Limit = 50) -> Any:
+@router.get("/schedules/{name}/executions", response_model=Page, tags=["schedules"])
+async def schedule_executions(
+    name: ScheduleName, gw: Gw, _: Reader, cursor: CursorParam = None, limit: Limit = 50
+) -> Any:
     """The schedule's executions (its tasks), newest fire first."""
-    rows = await gw.app.schedules.executions(name, limit=limit)
-    return [_camel(row) for row in rows]
+    before = None
+    if cursor is not None:
+        try:
+            before = datetime.fromisoformat(cursor)
+        except ValueError:
+            raise _bad_cursor(cursor) from None
+        if before.tzinfo is None:
+            raise _bad_cursor(cursor)
+    rows = await gw.app.schedules.executions(name, limit=limit, before=before)
+    next_cursor = rows[-1]["fire_at"].isoformat() if len(rows) == limit else None
+    return {"items": [_camel(row) for row in rows], "next_cursor": next_cursor}
 
 
 @router.get("/schedules/{name}/stats", tags=["schedules"])
@@ -308,14 +328,18 @@ async def run_workflow(name: WorkflowName, gw: Gw, _: Admin) -> Any:
     return _run_out(await gw.app.workflows.start(name))
 
 
-@router.get("/runs", tags=["workflows"])
+@router.get("/runs", response_model=Page, tags=["workflows"])
 async def list_runs(
     gw: Gw,
     _: Reader,
     workflow: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: CursorParam = None,
     limit: Limit = 50,
 ) -> Any:
-    return [_camel(row) for row in await gw.app.workflows.list_runs(workflow, limit=limit)]
+    """Workflow runs newest first (of one ``workflow``)."""
+    rows = await gw.app.workflows.list_runs(workflow, limit=limit, before_id=_cursor(cursor))
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {"items": [_camel(row) for row in rows], "next_cursor": next_cursor}
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["workflows"])
@@ -379,14 +403,30 @@ async def stats(gw: Gw, _: Reader) -> Any:
     return _camel({k: v for k, v in figures.items() if not k.startswith("_")})
 
 
-@router.get("/alerts", response_model=list[AlertOut], tags=["cluster"])
+@router.get("/alerts", response_model=AlertPage, tags=["cluster"])
 async def alerts(
     gw: Gw,
     _: Reader,
     state: Annotated[str | None, Query(pattern=r"^(firing|resolved)$")] = None,
+    cursor: CursorParam = None,
     limit: Limit = 100,
 ) -> Any:
-    return [a.to_dict() for a in await AlertStore(gw.app.pool).alerts(state=state, limit=limit)]
+    """Alerts newest first (firing, resolved or both)."""
+    found = await AlertStore(gw.app.pool).alerts(
+        state=state, limit=limit, before_id=_cursor(cursor)
+    )
+    next_cursor = str(found[-1].id) if len(found) == limit else None
+    return {"items": [a.to_dict() for a in found], "next_cursor": next_cursor}
+
+
+@router.post("/auth/session", response_model=SessionOut, tags=["auth"])
+async def create_session(gw: Gw, principal: Reader) -> Any:
+    """Exchange a token for a short-lived signed session (for browsers' WebSockets)."""
+    if principal.token_id is None:
+        raise ApiError(403, "FORBIDDEN", "a session is made from an API token, not a session")
+    session = gw.signer.issue(principal, ttl=SESSION_TTL_DEFAULT)
+    expires = datetime.now(UTC) + timedelta(seconds=SESSION_TTL_DEFAULT)
+    return {"session": session, "expires_at": expires, "role": principal.role}
 
 
 def _camel(value: Any) -> Any:

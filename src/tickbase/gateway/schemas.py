@@ -85,6 +85,21 @@ class TaskPage(CamelModel):
     next_cursor: str | None = None
 
 
+class Page(CamelModel):
+    """A page of a listing; pass ``nextCursor`` as ``cursor`` for the next one."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class SessionOut(CamelModel):
+    """A short-lived signed session for a browser (``?session=`` on /ws and HTTP)."""
+
+    session: str
+    expires_at: datetime
+    role: str
+
+
 class RequestState(CamelModel):
     """What the WebSocket would have sent for a request: its status, then its outcome."""
 
@@ -249,6 +264,11 @@ class AlertOut(CamelModel):
     detail: Any = None
     fired_at: datetime
     resolved_at: datetime | None = None
+
+
+class AlertPage(CamelModel):
+    items: list[AlertOut]
+    next_cursor: str | None = None
 
 
 class HealthOut(CamelModel):

@@ -238,8 +238,13 @@ class WorkflowRuns:
             await cursor.execute(Q["workflow_list"])
             return list(await cursor.fetchall())
 
-    async def list_runs(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_runs(
+        self, name: str | None = None, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs newest first (of workflow ``name``); page with ``before_id``."""
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q["workflow_runs_list"], {"name": name, "limit": limit})
+            await cursor.execute(
+                Q["workflow_runs_list"], {"name": name, "limit": limit, "before_id": before_id}
+            )
             return list(await cursor.fetchall())
