@@ -10,25 +10,14 @@ import httpx
 import psycopg
 import pytest
 
-import tickbase
-from tests.conftest import fast_settings
-from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.gateway import RunningGateway, gateway_test_app, running_gateway
 from tests.support.waiting import wait_until
 from tickbase.gateway.auth import Principal, SessionSigner
 
 
 @pytest.fixture
 async def gw(database_url: str) -> AsyncIterator[RunningGateway]:
-    app = tickbase.App(settings=fast_settings(database_url))
-
-    @app.task(name="t.add")
-    async def add(a: int, b: int) -> int:
-        return a + b
-
-    @app.task(name="t.boom")
-    async def boom() -> None:
-        raise RuntimeError("exploded on purpose")
-
+    app = gateway_test_app(database_url)
     async with app, running_gateway(app) as running:
         yield running
 

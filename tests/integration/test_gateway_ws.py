@@ -14,28 +14,10 @@ import pytest
 import websockets
 
 import tickbase
-from tests.conftest import fast_settings
-from tests.support.gateway import Client, RunningGateway, running_gateway
+from tests.support.gateway import Client, RunningGateway, gateway_test_app, running_gateway
 from tickbase.gateway.ws import WsLimits
 
-
-def make_app(database_url: str) -> tickbase.App:
-    app = tickbase.App(settings=fast_settings(database_url))
-
-    @app.task(name="t.add")
-    async def add(a: int, b: int) -> int:
-        return a + b
-
-    @app.task(name="t.boom")
-    async def boom() -> None:
-        raise RuntimeError("exploded on purpose")
-
-    @app.task(name="t.sleep")
-    async def sleep(seconds: float) -> str:
-        await asyncio.sleep(seconds)
-        return "slept"
-
-    return app
+make_app = gateway_test_app
 
 
 @pytest.fixture

@@ -19,6 +19,28 @@ from tickbase.gateway.auth import TokenStore
 from tickbase.gateway.ws import WsLimits
 
 
+def gateway_test_app(database_url: str) -> tickbase.App:
+    """An app with the task types the gateway tests submit."""
+    from tests.conftest import fast_settings
+
+    app = tickbase.App(settings=fast_settings(database_url))
+
+    @app.task(name="t.add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task(name="t.boom")
+    async def boom() -> None:
+        raise RuntimeError("exploded on purpose")
+
+    @app.task(name="t.sleep")
+    async def sleep(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    return app
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
