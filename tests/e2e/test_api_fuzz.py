@@ -11,7 +11,11 @@ server logged while answering it (the traceback of a 500).
 
 The generation is derandomized (the same inputs on every run) and bounded
 (``MAX_EXAMPLES`` generated inputs per operation, on top of the coverage
-cases), so that the run takes seconds and fails the same way twice.
+cases), so that the run takes seconds and fails the same way twice. A bounded
+run rarely draws the few values that break a server (a NUL character, which
+PostgreSQL text and jsonb refuse; a digit that is not ASCII; an integer past
+a column's range), so ``HOSTILE`` sends those on purpose: each one was a 500
+(or a wrong-typed value silently coerced) found by longer fuzzing runs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -43,6 +48,7 @@ from schemathesis.checks import (
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from tests.conftest import with_database
@@ -54,6 +60,10 @@ MAX_EXAMPLES = 25  # generated inputs per operation (the coverage cases come on 
 STARTUP_SECONDS = 30.0
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 API = "/api/v1"
+NUL = "a\x00b"  # PostgreSQL text and jsonb cannot hold U+0000
+INT4_PAST = 2**31  # one past an int4 column
+TARGET = "fuzz-target"  # a schedule the hostile requests change
+STEP = {"name": "a", "taskType": "tickbase.echo"}
 
 CHECKS = [
     # No input produces a 500.
@@ -65,6 +75,8 @@ CHECKS = [
     response_schema_conformance,
     # An input the schema forbids is refused (with a 4xx), not silently coerced.
     negative_data_rejection,
+    # A method the path does not serve is a 405 that names the allowed ones.
+    unsupported_method,
 ]
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
@@ -178,6 +190,17 @@ def gateway(fuzz_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             process.wait(timeout=10)
 
 
+def call(gateway: Gateway, method: str, path: str, **kwargs: Any) -> requests.Response:
+    """One request on a fresh connection (the server drops a connection after a 500)."""
+    return requests.request(
+        method, f"{gateway.url}{API}{path}", headers=gateway.headers, timeout=10, **kwargs
+    )
+
+
+def schedule(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "taskType": "tickbase.echo", "manual": True, **fields}
+
+
 @pytest.fixture(scope="module")
 def openapi(gateway: Gateway) -> dict[str, Any]:
     response = httpx.get(f"{gateway.url}/openapi.json", timeout=10.0)
@@ -236,7 +259,7 @@ def test_openapi_bodies_are_camel_case(openapi: dict[str, Any]) -> None:
         for where, name in property_names(schemas, "components.schemas")
         if not CAMEL.match(name)
     ]
-    assert not not_camel
+    assert not not_camel, "\n".join(not_camel)
     # FastAPI's own validation error shape (loc/msg/type) is never answered.
     assert not {"HTTPValidationError", "ValidationError"} & set(schemas)
 
@@ -247,7 +270,32 @@ def test_openapi_bodies_are_camel_case(openapi: dict[str, Any]) -> None:
         for parameter in operation.get("parameters", [])
         if parameter["in"] == "query" and not CAMEL.match(parameter["name"])
     ]
-    assert not query_names
+    assert not query_names, "\n".join(query_names)
+
+
+def snake_case_keys(value: Any, where: str) -> Iterator[str]:
+    """Keys of a JSON value that are not camelCase, but for user data (payloads, results)."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not CAMEL.match(str(key)):
+                yield f"{where}.{key}"
+            if key not in ("payload", "result"):
+                yield from snake_case_keys(child, f"{where}.{key}")
+    elif isinstance(value, list):
+        for child in value:
+            yield from snake_case_keys(child, f"{where}[]")
+
+
+def test_responses_are_camel_case(gateway: Gateway) -> None:
+    """What the API answers is camelCase too, nested objects included (user data aside)."""
+    made = call(gateway, "POST", "/workflows", json=workflow("fuzz-camel"))
+    assert made.status_code == 201, made.text
+    not_camel = [
+        key
+        for path in ("/workflows/fuzz-camel", "/workflows", "/nodes", "/alerts", "/stats", "/tasks")
+        for key in snake_case_keys(call(gateway, "GET", path).json(), path)
+    ]
+    assert not not_camel, "\n".join(not_camel)
 
 
 def test_openapi_documents_every_response(openapi: dict[str, Any]) -> None:
@@ -292,9 +340,9 @@ def test_openapi_documents_every_response(openapi: dict[str, Any]) -> None:
             # A route without a response_model gets a schema with a title and nothing else.
             if not set(documented) - {"title", "description"}:
                 problems.append(f"{label}: {status} has no response schema")
-        if operation.get("security") != [{"HTTPBearer": []}]:
+        if {"HTTPBearer": []} not in operation.get("security", []):
             problems.append(f"{label}: no bearer security requirement")
-    assert not problems
+    assert not problems, "\n".join(problems)
 
 
 def test_validation_errors_name_field_paths(gateway: Gateway) -> None:
@@ -310,3 +358,152 @@ def test_validation_errors_name_field_paths(gateway: Gateway) -> None:
     assert error["code"] == "VALIDATION_ERROR"
     paths = {detail["path"] for detail in error["details"]}
     assert {"body.taskType", "body.delaySeconds", "body.priority", "body.extra"} <= paths
+
+
+def hostile(
+    case_id: str, method: str, path: str, error_path: str | None = None, **kwargs: Any
+) -> Any:
+    """A request the gateway mishandled; ``error_path`` is the field its 422 must name, if any."""
+    return pytest.param(method, path, kwargs, error_path, id=case_id)
+
+
+def task(**fields: Any) -> dict[str, Any]:
+    return {"taskType": "tickbase.echo", **fields}
+
+
+def workflow(name: str = "fuzz-w", step: dict[str, Any] | None = None, **fields: Any) -> Any:
+    return {"name": name, "steps": [{**STEP, **(step or {})}], **fields}
+
+
+HOSTILE = [
+    hostile("tasks-cursor-not-ascii-digit", "GET", "/tasks", params={"cursor": "³"}),
+    hostile("runs-cursor-not-ascii-digit", "GET", "/runs", params={"cursor": "³"}),
+    hostile("tasks-filter-nul", "GET", "/tasks", params={"taskType": NUL}),
+    hostile("runs-filter-nul", "GET", "/runs", params={"workflow": NUL}),
+    hostile("task-payload-value-nul", "POST", "/tasks", json=task(payload={"k": NUL})),
+    hostile("task-payload-key-nul", "POST", "/tasks", json=task(payload={NUL: 1})),
+    # Coerced rather than refused (a boolean is not a number, a string not an integer).
+    hostile(
+        "task-delay-boolean", "POST", "/tasks", "body.delaySeconds", json=task(delaySeconds=False)
+    ),
+    hostile("task-priority-boolean", "POST", "/tasks", "body.priority", json=task(priority=True)),
+    hostile("task-priority-string", "POST", "/tasks", "body.priority", json=task(priority="5")),
+    hostile("schedule-name-nul", "POST", "/schedules", json=schedule(NUL)),
+    hostile(
+        "schedule-description-nul", "POST", "/schedules", json=schedule("fuzz-d", description=NUL)
+    ),
+    hostile(
+        "schedule-payload-nul", "POST", "/schedules", json=schedule("fuzz-p", payload={"k": NUL})
+    ),
+    hostile(
+        "schedule-max-instances-past-int4",
+        "POST",
+        "/schedules",
+        json=schedule("fuzz-i", maxInstances=INT4_PAST),
+    ),
+    # null for a field the schedule cannot be without (the column is NOT NULL).
+    hostile(
+        "schedule-patch-null",
+        "PATCH",
+        f"/schedules/{TARGET}",
+        "body.coalesce",
+        json={"coalesce": None},
+    ),
+    hostile(
+        "schedule-patch-max-instances-past-int4",
+        "PATCH",
+        f"/schedules/{TARGET}",
+        json={"maxInstances": INT4_PAST},
+    ),
+    hostile(
+        "schedule-patch-description-nul", "PATCH", f"/schedules/{TARGET}", json={"description": NUL}
+    ),
+    hostile(
+        "schedule-patch-payload-nul", "PATCH", f"/schedules/{TARGET}", json={"payload": {"k": NUL}}
+    ),
+    hostile(
+        "workflow-max-parallel-past-int4",
+        "POST",
+        "/workflows",
+        json=workflow(maxParallel=INT4_PAST),
+    ),
+    hostile("workflow-name-nul", "POST", "/workflows", json=workflow(NUL)),
+    hostile("workflow-step-name-nul", "POST", "/workflows", json=workflow(step={"name": NUL})),
+    hostile(
+        "workflow-step-payload-nul",
+        "POST",
+        "/workflows",
+        json=workflow(step={"payload": {"k": NUL}}),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def target_schedule(gateway: Gateway) -> str:
+    made = call(gateway, "POST", "/schedules", json=schedule(TARGET))
+    assert made.status_code == 201, made.text
+    return TARGET
+
+
+@pytest.mark.parametrize(("method", "path", "request_kwargs", "error_path"), HOSTILE)
+def test_hostile_input_is_refused_not_a_500(
+    gateway: Gateway,
+    target_schedule: str,
+    method: str,
+    path: str,
+    request_kwargs: dict[str, Any],
+    error_path: str | None,
+) -> None:
+    """Input the database cannot hold is a 4xx in the one error shape (a 200 for a filter)."""
+    offset = gateway.log_size()
+    response = call(gateway, method, path, **request_kwargs)
+    explained = f"{response.status_code} {response.text}\n{gateway.log_since(offset)}"
+    assert response.status_code < 500, explained
+    if method == "GET" and response.status_code == 200:
+        return  # a filter nothing matches
+    assert 400 <= response.status_code < 500, explained
+    error = response.json()["error"]
+    assert {"code", "message", "details"} == set(error)
+    if error_path is not None:
+        assert response.status_code == 422, explained
+        assert error_path in {detail["path"] for detail in error["details"] or []}, explained
+
+
+@pytest.mark.parametrize(
+    ("create", "read"),
+    [
+        pytest.param("/schedules", "/schedules/{}", id="schedule"),
+        pytest.param("/workflows", "/workflows/{}", id="workflow"),
+    ],
+)
+def test_what_is_created_can_be_addressed(gateway: Gateway, create: str, read: str) -> None:
+    """A name the API accepts on create is a name its path parameters accept too."""
+    name = "Zürich close"
+    body = schedule(name) if create == "/schedules" else workflow(name)
+    made = call(gateway, "POST", create, json=body)
+    assert made.status_code in (201, 422), made.text
+    if made.status_code == 201:
+        found = call(gateway, "GET", read.format(quote(name)))
+        assert found.status_code == 200, found.text
+
+
+def test_results_are_returned_verbatim(
+    gateway: Gateway, target_schedule: str, fuzz_database_url: str
+) -> None:
+    """A task's result is the handler's data: listings must not rename its keys."""
+    fired = call(gateway, "POST", f"/schedules/{target_schedule}/trigger")
+    assert fired.status_code == 200, fired.text
+    task_id = fired.json()["taskId"]
+    result = {"row_count": 3, "by_symbol": {"BRK_B": 1}}
+    with psycopg.connect(fuzz_database_url, autocommit=True) as conn:
+        # What a worker records when the handler returns ``result``.
+        conn.execute(
+            "UPDATE tickbase.tasks SET result = %s::jsonb WHERE id = %s",
+            (json.dumps(result), task_id),
+        )
+    task = call(gateway, "GET", f"/tasks/{task_id}")
+    assert task.json()["result"] == result
+    page = call(gateway, "GET", f"/schedules/{target_schedule}/executions")
+    assert page.status_code == 200, page.text
+    [execution] = [item for item in page.json()["items"] if item["id"] == task_id]
+    assert execution["result"] == result

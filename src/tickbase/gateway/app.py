@@ -69,7 +69,12 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
         """The process is up (no dependency checked)."""
         return {"status": "ok"}
 
-    @api.get("/readyz", response_model=HealthOut, tags=["health"], responses={503: {}})
+    @api.get(
+        "/readyz",
+        response_model=HealthOut,
+        tags=["health"],
+        responses={503: {"model": HealthOut, "description": "not ready, with the reason"}},
+    )
     async def readyz(request: Request) -> Any:
         """Ready: the database answers and its schema is current."""
         try:

@@ -8,8 +8,10 @@ nowhere else; WebSocket ``error`` frames use the same codes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -71,6 +73,9 @@ def api_error(exc: Exception) -> ApiError:
             return ApiError(status, code, str(exc))
     if isinstance(exc, TickbaseError):
         return ApiError(400, "BAD_REQUEST", str(exc))
+    if isinstance(exc, psycopg.DataError):
+        # A value the database cannot hold that no check before it caught.
+        return ApiError(422, "INVALID_INPUT", f"invalid value: {exc.diag.message_primary}")
     return ApiError(500, "INTERNAL", "internal error (logged on the server)")
 
 
@@ -83,10 +88,12 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
-def respond(error: ApiError) -> JSONResponse:
-    """The HTTP response of an error (401s name the scheme to use)."""
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+def respond(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The HTTP response of an error (401s name the scheme to use; a 405 keeps its Allow)."""
+    merged = dict(headers or {})
+    if error.status == 401:
+        merged["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=merged or None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -110,9 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED"}
-        return respond(
-            ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
-        )
+        error = ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+        return respond(error, exc.headers)
 
     @app.exception_handler(TickbaseError)
     async def on_tickbase(_: Request, exc: TickbaseError) -> JSONResponse:

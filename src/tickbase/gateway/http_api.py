@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from tickbase.app import App
 from tickbase.cluster.alerts import AlertStore
@@ -28,17 +28,21 @@ from tickbase.gateway.auth import (
 )
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.schemas import (
+    NAME_PATTERN,
     REQUEST_ID_PATTERN,
     AlertPage,
     ErrorResponse,
+    ExecutionPage,
     NodeOut,
-    Page,
     RequestState,
     RunOut,
+    RunPage,
     ScheduleCreate,
     ScheduleOut,
+    ScheduleStats,
     ScheduleUpdate,
     SessionOut,
+    StatsOut,
     StepOut,
     TaskOut,
     TaskPage,
@@ -52,12 +56,17 @@ from tickbase.gateway.service import GatewayService
 from tickbase.scheduler.models import ScheduleSpec
 from tickbase.workflows.api import WorkflowRun
 
-NAME = r"^[A-Za-z0-9_.:\- ]{1,200}$"
+NAME = NAME_PATTERN
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `tickbase tokens create`.")
+_session = APIKeyQuery(
+    name="session",
+    auto_error=False,
+    description="A signed session (POST /api/v1/auth/session), for browsers.",
+)
 
 
 class Gateway:
@@ -80,6 +89,7 @@ async def current_principal(
     # Declared for the OpenAPI security scheme; the header is parsed below so
     # that a malformed one is named as such rather than reported missing.
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    __: Annotated[str | None, Depends(_session)],
 ) -> Principal:
     gw = gateway(request)
     return await authenticate(
@@ -103,13 +113,16 @@ ScheduleName = Annotated[str, Path(pattern=NAME)]
 WorkflowName = Annotated[str, Path(pattern=NAME)]
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-CursorParam = Annotated[str | None, Query(max_length=64)]
+CursorParam = Annotated[
+    str | None, Query(pattern=r"^[1-9][0-9]{0,18}$", description="nextCursor of the last page")
+]
+TimeCursor = Annotated[str | None, Query(max_length=64, description="nextCursor of the last page")]
 
 
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 0 < int(value) < 2**63:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**63:
         raise _bad_cursor(value)
     return int(value)
 
@@ -128,7 +141,13 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 # ---- tasks ---------------------------------------------------------------------
 
 
-@router.post("/tasks", status_code=201, response_model=TaskOut, tags=["tasks"])
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskOut,
+    tags=["tasks"],
+    responses={200: {"model": TaskOut, "description": "requestId already used: that task"}},
+)
 async def submit_task(body: TaskSubmit, gw: Gw, principal: Admin, response: Response) -> Any:
     """Enqueue a task. With a ``requestId`` the submission is idempotent per user."""
     if body.request_id is not None:
@@ -147,7 +166,7 @@ async def list_tasks(
     _: Reader,
     status: Annotated[str | None, Query(pattern=r"^[a-z]{1,20}$")] = None,
     queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
-    task_type: Annotated[str | None, Query(alias="taskType", max_length=200)] = None,
+    task_type: Annotated[str | None, Query(alias="taskType", pattern=r"^[^\x00]{1,200}$")] = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     limit: Limit = 50,
 ) -> Any:
@@ -251,9 +270,9 @@ async def trigger_schedule(name: ScheduleName, gw: Gw, _: Admin) -> Any:
     return {"task_id": task_id, "fire_at": fire_at}
 
 
-@router.get("/schedules/{name}/executions", response_model=Page, tags=["schedules"])
+@router.get("/schedules/{name}/executions", response_model=ExecutionPage, tags=["schedules"])
 async def schedule_executions(
-    name: ScheduleName, gw: Gw, _: Reader, cursor: CursorParam = None, limit: Limit = 50
+    name: ScheduleName, gw: Gw, _: Reader, cursor: TimeCursor = None, limit: Limit = 50
 ) -> Any:
     """The schedule's executions (its tasks), newest fire first."""
     before = None
@@ -266,12 +285,13 @@ async def schedule_executions(
             raise _bad_cursor(cursor)
     rows = await gw.app.schedules.executions(name, limit=limit, before=before)
     next_cursor = rows[-1]["fire_at"].isoformat() if len(rows) == limit else None
-    return {"items": [_camel(row) for row in rows], "next_cursor": next_cursor}
+    return {"items": rows, "next_cursor": next_cursor}
 
 
-@router.get("/schedules/{name}/stats", tags=["schedules"])
+@router.get("/schedules/{name}/stats", response_model=ScheduleStats, tags=["schedules"])
 async def schedule_stats(name: ScheduleName, gw: Gw, _: Reader) -> Any:
-    return _camel(await gw.app.schedules.stats(name))
+    """Counts by status, average and p95 duration, last and next fire."""
+    return await gw.app.schedules.stats(name)
 
 
 # ---- workflows -----------------------------------------------------------------
@@ -328,18 +348,18 @@ async def run_workflow(name: WorkflowName, gw: Gw, _: Admin) -> Any:
     return _run_out(await gw.app.workflows.start(name))
 
 
-@router.get("/runs", response_model=Page, tags=["workflows"])
+@router.get("/runs", response_model=RunPage, tags=["workflows"])
 async def list_runs(
     gw: Gw,
     _: Reader,
-    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    workflow: Annotated[str | None, Query(pattern=NAME)] = None,
     cursor: CursorParam = None,
     limit: Limit = 50,
 ) -> Any:
     """Workflow runs newest first (of one ``workflow``)."""
     rows = await gw.app.workflows.list_runs(workflow, limit=limit, before_id=_cursor(cursor))
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    return {"items": [_camel(row) for row in rows], "next_cursor": next_cursor}
+    return {"items": rows, "next_cursor": next_cursor}
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["workflows"])
@@ -383,7 +403,7 @@ async def nodes(gw: Gw, _: Reader) -> Any:
         return await list_nodes(conn)
 
 
-@router.get("/stats", tags=["cluster"])
+@router.get("/stats", response_model=StatsOut, tags=["cluster"])
 async def stats(gw: Gw, _: Reader) -> Any:
     """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag."""
     import asyncio
@@ -400,7 +420,7 @@ async def stats(gw: Gw, _: Reader) -> Any:
             return read_stats(conn)
 
     figures = await asyncio.to_thread(read)
-    return _camel({k: v for k, v in figures.items() if not k.startswith("_")})
+    return {k: v for k, v in figures.items() if not k.startswith("_")}
 
 
 @router.get("/alerts", response_model=AlertPage, tags=["cluster"])
@@ -427,14 +447,3 @@ async def create_session(gw: Gw, principal: Reader) -> Any:
     session = gw.signer.issue(principal, ttl=SESSION_TTL_DEFAULT)
     expires = datetime.now(UTC) + timedelta(seconds=SESSION_TTL_DEFAULT)
     return {"session": session, "expires_at": expires, "role": principal.role}
-
-
-def _camel(value: Any) -> Any:
-    """Plain dict/list values with camelCase keys (for figures without a fixed schema)."""
-    from pydantic.alias_generators import to_camel
-
-    if isinstance(value, dict):
-        return {to_camel(str(k)): _camel(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camel(v) for v in value]
-    return value

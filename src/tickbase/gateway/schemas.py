@@ -10,10 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from tickbase.queue.models import holds_nul
+
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+# Names that appear in paths (schedules, workflows) keep to what a path segment
+# can carry without escaping surprises.
+NAME_PATTERN = r"^[A-Za-z0-9_.:\- ]{1,200}$"
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+SECONDS_MAX = 10 * 366 * 86400.0  # ten years: longer is a typo (and overflows dates)
+INT4_MAX = 2**31 - 1
 
 
 class CamelModel(BaseModel):
@@ -23,9 +31,23 @@ class CamelModel(BaseModel):
 
 
 class InModel(CamelModel):
-    """A request body: unknown fields are refused (a typo is an error, not ignored)."""
+    """A request body: unknown fields are refused (a typo is an error, not ignored),
+    types are strict (``"5"`` or ``true`` is not a number), and no text may hold
+    U+0000 (PostgreSQL text cannot)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+    )
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> InModel:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+            if holds_nul(value):
+                raise ValueError(f"{to_camel(name)} contains the character U+0000")
+        return self
 
 
 # ---- errors --------------------------------------------------------------------
@@ -51,7 +73,7 @@ class TaskSubmit(InModel):
 
     task_type: str = Field(min_length=1, max_length=200, examples=["tickbase.echo"])
     payload: dict[str, Any] = Field(default_factory=dict)
-    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
     priority: int | None = Field(default=None, ge=0, le=1000)
     delay_seconds: float | None = Field(default=None, ge=0, le=366 * 86400)
     request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
@@ -114,39 +136,60 @@ class RequestState(CamelModel):
 
 
 class ScheduleCreate(InModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(pattern=NAME_PATTERN)
     task_type: str = Field(min_length=1, max_length=200)
-    cron: str | None = None
-    every_seconds: float | None = Field(default=None, gt=0)
+    cron: str | None = Field(default=None, max_length=200)
+    every_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
     manual: bool = False
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict)
-    queue: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    queue: str = Field(default="default", pattern=QUEUE_PATTERN)
     priority: int = Field(default=0, ge=0, le=1000)
     max_retries: int = Field(default=0, ge=0, le=1000)
-    retry_interval: float = Field(default=1.0, ge=0)
-    timeout: float | None = Field(default=None, gt=0)
-    misfire_grace_seconds: float = Field(default=60.0, ge=0)
+    retry_interval: float = Field(default=1.0, ge=0, le=SECONDS_MAX)
+    timeout: float | None = Field(default=None, gt=0, le=SECONDS_MAX)
+    misfire_grace_seconds: float = Field(default=60.0, ge=0, le=SECONDS_MAX)
     coalesce: bool = False
-    max_instances: int = Field(default=1, ge=1)
+    max_instances: int = Field(default=1, ge=1, le=INT4_MAX)
     enabled: bool = True
     description: str | None = Field(default=None, max_length=2000)
 
 
 class ScheduleUpdate(InModel):
-    cron: str | None = None
-    every_seconds: float | None = Field(default=None, gt=0)
-    timezone: str | None = None
+    """Fields to change; leave out what stays. Only ``cron``, ``everySeconds``,
+    ``timeout`` and ``description`` may be set to null."""
+
+    cron: str | None = Field(default=None, max_length=200)
+    every_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    timezone: str | None = Field(default=None, max_length=100)
     payload: dict[str, Any] | None = None
-    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
     priority: int | None = Field(default=None, ge=0, le=1000)
     max_retries: int | None = Field(default=None, ge=0, le=1000)
-    retry_interval: float | None = Field(default=None, ge=0)
-    timeout: float | None = Field(default=None, gt=0)
-    misfire_grace_seconds: float | None = Field(default=None, ge=0)
+    retry_interval: float | None = Field(default=None, ge=0, le=SECONDS_MAX)
+    timeout: float | None = Field(default=None, gt=0, le=SECONDS_MAX)
+    misfire_grace_seconds: float | None = Field(default=None, ge=0, le=SECONDS_MAX)
     coalesce: bool | None = None
-    max_instances: int | None = Field(default=None, ge=1)
+    max_instances: int | None = Field(default=None, ge=1, le=INT4_MAX)
     description: str | None = Field(default=None, max_length=2000)
+
+    @field_validator(
+        "timezone",
+        "payload",
+        "queue",
+        "priority",
+        "max_retries",
+        "retry_interval",
+        "misfire_grace_seconds",
+        "coalesce",
+        "max_instances",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null: leave the field out to keep its value")
+        return value
 
 
 class ScheduleOut(CamelModel):
@@ -193,11 +236,29 @@ class StepIn(InModel):
 
 
 class WorkflowIn(InModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(pattern=NAME_PATTERN)
     mode: Literal["serial", "parallel"] = "serial"
     on_failure: Literal["stop", "continue"] = "stop"
-    max_parallel: int | None = Field(default=None, ge=1)
+    max_parallel: int | None = Field(default=None, ge=1, le=INT4_MAX)
     steps: list[StepIn] = Field(min_length=1, max_length=10_000)
+
+
+class StepOptions(CamelModel):
+    """Enqueue options a step's task carries over from its task type."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    retry_delay: float | None = None
+    timeout: float | None = None
+
+
+class StepDefinition(CamelModel):
+    name: str
+    task_type: str
+    after: list[str] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: StepOptions = Field(default_factory=StepOptions)
 
 
 class WorkflowOut(CamelModel):
@@ -205,7 +266,7 @@ class WorkflowOut(CamelModel):
     mode: str
     on_failure: str
     max_parallel: int | None = None
-    steps: list[dict[str, Any]]
+    steps: list[StepDefinition]
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -239,6 +300,13 @@ class RunOut(CamelModel):
 # ---- cluster -------------------------------------------------------------------
 
 
+class NodeMetrics(CamelModel):
+    running_tasks: int | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    threads: int | None = None
+
+
 class NodeOut(CamelModel):
     node_id: str
     host: str
@@ -249,7 +317,7 @@ class NodeOut(CamelModel):
     started_at: datetime
     heartbeat_at: datetime
     heartbeat_interval: float
-    metrics: dict[str, Any]
+    metrics: NodeMetrics
     alive: bool
     leader: bool
 
@@ -269,6 +337,87 @@ class AlertOut(CamelModel):
 class AlertPage(CamelModel):
     items: list[AlertOut]
     next_cursor: str | None = None
+
+
+class Execution(CamelModel):
+    """One execution (task) of a schedule."""
+
+    id: int
+    fire_at: datetime
+    status: str
+    attempts: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+    result: Any = None
+    error: Any = None
+    manual: bool = False
+
+
+class ExecutionPage(CamelModel):
+    items: list[Execution]
+    next_cursor: str | None = None
+
+
+class ScheduleStats(CamelModel):
+    pending: int
+    running: int
+    retrying: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    avg_duration: float | None = None
+    p95_duration: float | None = None
+    last_fire_at: datetime | None = None
+    next_fire_at: datetime | None = None
+    status: str
+
+
+class RunSummary(CamelModel):
+    id: int
+    workflow_name: str
+    mode: str
+    on_failure: str
+    max_parallel: int | None = None
+    status: str
+    schedule_id: int | None = None
+    fire_at: datetime | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class RunPage(CamelModel):
+    items: list[RunSummary]
+    next_cursor: str | None = None
+
+
+class QueueCount(CamelModel):
+    queue: str
+    status: str
+    count: int
+
+
+class Timing(CamelModel):
+    count: int
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+class StatsOut(CamelModel):
+    """The cluster's figures (as ``tickbase stats``)."""
+
+    tasks: list[QueueCount]
+    finished_last_minute: int
+    failed_last_hour: int
+    backlog: int
+    oldest_due_seconds: float | None = None
+    schedule_lag_seconds: float | None = None
+    nodes_alive: int
+    leader: str | None = None
+    throughput_per_s: float
+    latency_seconds: Timing
+    duration_seconds: Timing
 
 
 class HealthOut(CamelModel):

@@ -47,7 +47,21 @@ def encode_json(value: Any, field_name: str) -> str:
             _strict_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidTask(field_name, value, f"not JSON-encodable ({exc})") from None
+    if b"\\u0000" in text and holds_nul(value):  # the escape may be literal text
+        raise InvalidTask(field_name, value, "contains the character U+0000 (PostgreSQL cannot)")
     return text.decode()
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys too) holds U+0000, which
+    PostgreSQL text and jsonb cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(v) for v in value)
+    return False
 
 
 @dataclass(slots=True)
