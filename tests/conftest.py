@@ -8,6 +8,7 @@ gets a fresh clone (``CREATE DATABASE ... TEMPLATE``), dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -72,21 +73,30 @@ def template_db(server_url: str, worker_id: str) -> Iterator[str]:
         )
 
 
-@pytest.fixture
-def database_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
+@contextlib.contextmanager
+def migrated_database(server_url: str, template_db: str, prefix: str = "t") -> Iterator[str]:
+    """A fresh database copied from the migrated template; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(template_db)
             )
         )
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def database_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    with migrated_database(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture

@@ -73,3 +73,15 @@ def processes() -> Iterator[Processes]:
     procs = Processes()
     yield procs
     procs.cleanup()
+
+
+def bench_databases(server_url: str, bench: str) -> set[str]:
+    """The databases a ``tickbase bench BENCH`` run left on the server."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (f"bench_tickbase_{bench}_%",),
+        ).fetchall()
+    return {row[0] for row in rows}

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,6 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis.control import current_build_context
-from psycopg import sql
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -51,8 +48,9 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
-from tests.conftest import with_database
+from tests.conftest import migrated_database
 from tests.e2e.conftest import REPO, run_cli, tickbase_env
+from tests.support.gateway import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -120,28 +118,11 @@ class Gateway:
             print(f"gateway output while answering {label}:\n{logged}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def fuzz_database_url(server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database shared by the module's tests (one gateway for all)."""
-    name = f"fuzz_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with migrated_database(server_url, template_db, "fuzz") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

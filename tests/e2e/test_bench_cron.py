@@ -6,10 +6,9 @@ import json
 import math
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import bench_databases, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +32,8 @@ KEYS = {
 }
 
 
-def bench_databases(server_url: str) -> set[str]:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'bench_tickbase_cron_%'"
-        ).fetchall()
-    return {row[0] for row in rows}
-
-
 def test_bench_cron_json(server_url: str) -> None:
-    before = bench_databases(server_url)
+    before = bench_databases(server_url, "cron")
     done = run_cli(
         "bench",
         "cron",
@@ -75,7 +66,7 @@ def test_bench_cron_json(server_url: str) -> None:
     assert all(math.isfinite(value) for value in figures.values())
 
     # The run's fresh database is gone.
-    assert bench_databases(server_url) == before
+    assert bench_databases(server_url, "cron") == before
 
 
 def test_bench_cron_table(server_url: str) -> None:

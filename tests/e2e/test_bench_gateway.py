@@ -6,10 +6,9 @@ import json
 import math
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import bench_databases, run_cli
 from tickbase.bench.gateway import FIGURES
 
 pytestmark = pytest.mark.slow
@@ -20,16 +19,8 @@ REQUESTS = 50
 KEYS = set(FIGURES)
 
 
-def bench_databases(server_url: str) -> set[str]:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'bench_tickbase_gateway_%'"
-        ).fetchall()
-    return {row[0] for row in rows}
-
-
 def test_bench_gateway_json(server_url: str) -> None:
-    before = bench_databases(server_url)
+    before = bench_databases(server_url, "gateway")
     done = run_cli(
         "bench",
         "gateway",
@@ -73,4 +64,4 @@ def test_bench_gateway_json(server_url: str) -> None:
     assert {figures["ack_p99_met"], figures["roundtrip_p50_met"]} <= {0, 1}
 
     # The run's fresh database is gone.
-    assert bench_databases(server_url) == before
+    assert bench_databases(server_url, "gateway") == before
