@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from tickbase.cli import alerts, bench, db, limits, schedules, tasks, tokens, workflows
+from tickbase.cli import alerts, bench, db, limits, marketdata, schedules, tasks, tokens, workflows
 from tickbase.cli.cluster import register_cluster_commands
 from tickbase.cli.run import register_run_commands
 
@@ -23,6 +23,7 @@ cli.add_typer(workflows.cli, name="workflows")
 cli.add_typer(bench.cli, name="bench")
 cli.add_typer(alerts.cli, name="alerts")
 cli.add_typer(limits.cli, name="limits")
+cli.add_typer(marketdata.cli, name="klines")
 cli.add_typer(tokens.cli, name="tokens")
 register_run_commands(cli)
 register_cluster_commands(cli)

@@ -1,0 +1,108 @@
+"""``tickbase klines ...`` and ``tickbase indicators``: the market-data store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
+from tickbase.cli.render import console, fail, print_json, table
+
+cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=True)
+
+SymbolOption = typer.Option(..., "--symbol", help="Symbol, e.g. BTCUSDT.")
+IntervalOption = typer.Option(..., "--interval", help="Bar interval, e.g. 1m, 1h, 1d, 1M.")
+FileArgument = typer.Argument(..., exists=True, dir_okay=False, help="A bar CSV file.")
+INTERVAL = r"^[0-9]{1,3}[smhdwM]$"
+
+
+def _check_series(symbol: str, interval: str) -> None:
+    import re
+
+    if not re.match(r"^[A-Za-z0-9_.:/-]{1,40}$", symbol):
+        fail(f"invalid symbol {symbol!r}: 1 to 40 letters, digits or _ . : / -")
+    if not re.match(INTERVAL, interval):
+        fail(f"invalid interval {interval!r}: a count and a unit, e.g. 1m, 4h, 1d, 1M")
+
+
+@cli.command("import")
+def import_file(
+    path: Path = FileArgument,
+    symbol: str = SymbolOption,
+    interval: str = IntervalOption,
+    source: str = typer.Option("import", "--source", help="Where the bars came from."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Load a bar file (open_time,open,high,low,close,volume): good rows are stored,
+    bad rows reported with their line numbers."""
+    from tickbase.marketdata.csvimport import read_bars
+    from tickbase.marketdata.store import KlineStore
+
+    _check_series(symbol, interval)
+    bars, problems = read_bars(path)
+
+    async def body(app: Any) -> int:
+        stored: int = await KlineStore(app.pool).upsert(source, symbol, interval, bars)
+        return stored
+
+    stored = run(with_app(database_url, body)) if bars else 0
+    if as_json:
+        print_json(
+            {
+                "stored": stored,
+                "refused": len(problems),
+                "problems": [{"line": p.line, "reason": p.reason} for p in problems],
+            }
+        )
+    else:
+        console.print(f"{symbol} {interval} ({source}): {stored} bars stored")
+        for problem in problems:
+            console.print(f"[yellow]refused[/] {path.name} {problem}")
+    if not bars and problems:
+        raise typer.Exit(1)
+
+
+@cli.command("list")
+def list_klines(
+    symbol: str = typer.Argument(..., help="Symbol, e.g. BTCUSDT."),
+    interval: str = IntervalOption,
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="The latest N bars."),
+    source: str | None = typer.Option(None, "--source", help="Only this source."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The latest bars of a series, oldest first."""
+    from tickbase.marketdata.store import KlineStore
+
+    _check_series(symbol, interval)
+
+    async def body(app: Any) -> list[Any]:
+        found: list[Any] = await KlineStore(app.pool).latest(
+            symbol, interval, limit=limit, source=source
+        )
+        return found
+
+    bars = run(with_app(database_url, body))
+    if as_json:
+        print_json([bar.to_dict() for bar in bars])
+        return
+    table(
+        f"{symbol} {interval}",
+        ["open_time", "open", "high", "low", "close", "volume", "source", "anomaly"],
+        [
+            (
+                b.open_time.isoformat(),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.source,
+                "yes" if b.is_anomaly else "",
+            )
+            for b in bars
+        ],
+    )

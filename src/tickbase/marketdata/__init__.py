@@ -1,0 +1,1 @@
+"""Market data: bar files, bundled sample series and the technical indicators over them."""

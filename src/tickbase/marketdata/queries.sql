@@ -1,0 +1,33 @@
+-- Named statements of the market-data block.
+
+-- klines_upsert --
+-- A batch of bars of one series in one statement (arrays, one round trip);
+-- a bar already stored is updated (a source may revise the last, open bar).
+INSERT INTO tickbase.klines AS k (source, symbol, interval, open_time, open, high, low, close,
+                                  volume, is_anomaly)
+SELECT %(source)s, %(symbol)s, %(interval)s, b.open_time, b.open, b.high, b.low, b.close,
+       b.volume, b.is_anomaly
+FROM unnest(%(open_times)s::timestamptz[], %(opens)s::float8[], %(highs)s::float8[],
+            %(lows)s::float8[], %(closes)s::float8[], %(volumes)s::float8[],
+            %(anomalies)s::boolean[])
+     AS b(open_time, open, high, low, close, volume, is_anomaly)
+ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
+SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+    volume = excluded.volume, is_anomaly = excluded.is_anomaly, ingested_at = now();
+
+-- klines_latest --
+-- The latest %(limit)s bars of a series, oldest first (NULL source: any source).
+SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
+FROM (SELECT * FROM tickbase.klines
+      WHERE symbol = %(symbol)s AND interval = %(interval)s
+        AND (%(source)s::text IS NULL OR source = %(source)s)
+      ORDER BY open_time DESC
+      LIMIT %(limit)s) latest
+ORDER BY open_time;
+
+-- klines_previous_close --
+-- The close before a series' first new bar (for the anomaly check).
+SELECT close FROM tickbase.klines
+WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
+  AND open_time < %(before)s
+ORDER BY open_time DESC LIMIT 1;

@@ -1,0 +1,94 @@
+"""``tickbase klines import`` and ``klines list`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.e2e.conftest import run_cli
+
+# The first real GOOG daily bars (tests/../shared/data/goog-1d.csv), with bad rows
+# mixed in and a 25% jump injected on the 5th bar (kept and flagged).
+GOOG = """open_time,open,high,low,close,volume
+2004-08-19T00:00:00Z,100,104.06,95.96,100.34,22351900
+2004-08-20T00:00:00Z,101.01,109.08,100.5,108.31,11428600
+2004-08-23T00:00:00Z,110.75,113.48,109.05,109.4,9137200
+2004-08-23T00:00:00Z,110.75,113.48,109.05,109.4,9137200
+2004-08-24T00:00:00Z,111.24,111.6,103.57,104.87,not-a-number
+2004-08-24T00:00:00Z,111.24,111.6,103.57,NaN,7631300
+2004-08-24T00:00:00Z,111.24,101.6,103.57,104.87,7631300
+2004-08-24T00:00:00Z,111.24,111.6,103.57,-104.87,7631300
+2004-08-24T00:00:00Z,111.24,111.6,103.57,104.87,7631300
+2004-08-25T00:00:00Z,104.96,140,103.88,131.25,4598900
+2004-08-26T00:00:00,104.95,107.95,104.66,107.91,3551000
+2004-08-26T00:00:00Z,104.95,107.95,104.66,107.91,0
+"""
+
+
+def test_import_keeps_good_rows_reports_bad_ones(
+    database_url: str, sql_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "goog-1d.csv"
+    path.write_text(GOOG)
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        "--json",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["stored"] == 6 and report["refused"] == 6
+    lines = {p["line"]: p["reason"] for p in report["problems"]}
+    assert set(lines) == {5, 6, 7, 8, 9, 12}
+    assert "does not come after" in lines[5] and "volume 'not-a-number'" in lines[6]
+    assert "not a finite number" in lines[7] and "below the open or the close" in lines[8]
+    assert "not a positive price" in lines[9] and "has no zone" in lines[12]
+
+    listed = run_cli(
+        "klines", "list", "GOOG", "--interval", "1d", "--json", database_url=database_url
+    )
+    bars = json.loads(listed.stdout)
+    assert [b["open_time"][:10] for b in bars] == [
+        "2004-08-19",
+        "2004-08-20",
+        "2004-08-23",
+        "2004-08-24",
+        "2004-08-25",
+        "2004-08-26",
+    ]
+    assert [b["is_anomaly"] for b in bars] == [False, False, False, False, True, False]
+    assert bars[-1]["volume"] == 0 and bars[0]["source"] == "import"
+
+    # importing again changes nothing (upsert), a bad series name is refused
+    again = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert again.returncode == 0 and "line 5:" in again.stdout
+    assert sql_conn.execute("SELECT count(*) FROM tickbase.klines").fetchone() == (6,)
+    bad = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1 day",
+        database_url=database_url,
+    )
+    assert bad.returncode != 0 and "invalid interval '1 day'" in bad.stderr
