@@ -26,6 +26,7 @@ from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse
 from tickbase.gateway.errors import install_error_handlers
 from tickbase.gateway.http_api import Gateway, router
 from tickbase.gateway.hub import Hub
+from tickbase.gateway.marketdata_api import router as marketdata_router
 from tickbase.gateway.schemas import HealthOut
 from tickbase.gateway.ws import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection, WsLimits
 
@@ -63,6 +64,7 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
     )
     install_error_handlers(api)
     api.include_router(router)
+    api.include_router(marketdata_router)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])
     async def healthz() -> Any:

@@ -31,3 +31,23 @@ SELECT close FROM tickbase.klines
 WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
   AND open_time < %(before)s
 ORDER BY open_time DESC LIMIT 1;
+
+-- klines_series --
+-- Every stored series (what the read API and the datafeed can serve).
+SELECT DISTINCT symbol, interval FROM tickbase.klines ORDER BY symbol, interval;
+
+-- klines_range --
+-- A series' bars with from <= open_time < to, oldest first, at most %(limit)s
+-- (the newest ones when there are more: a chart asks for the latest first).
+SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
+FROM (SELECT * FROM tickbase.klines
+      WHERE symbol = %(symbol)s AND interval = %(interval)s
+        AND open_time >= %(start)s AND open_time < %(end)s
+      ORDER BY open_time DESC
+      LIMIT %(limit)s) window_bars
+ORDER BY open_time;
+
+-- klines_before --
+-- The open time of the last bar before an instant (the datafeed's nextTime).
+SELECT max(open_time) FROM tickbase.klines
+WHERE symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(before)s;

@@ -141,3 +141,36 @@ class KlineStore:
                 {"symbol": symbol, "interval": interval, "source": source, "limit": limit},
             )
             return [StoredBar(**row) for row in await cursor.fetchall()]
+
+    async def series(self) -> list[tuple[str, str]]:
+        """Every stored (symbol, interval)."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["klines_series"])
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def window(
+        self, symbol: str, interval: str, start: datetime, end: datetime, *, limit: int
+    ) -> list[StoredBar]:
+        """Bars with ``start <= open_time < end`` (the newest ``limit``), oldest first."""
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                Q["klines_range"],
+                {
+                    "symbol": symbol,
+                    "interval": interval,
+                    "start": start,
+                    "end": end,
+                    "limit": limit,
+                },
+            )
+            return [StoredBar(**row) for row in await cursor.fetchall()]
+
+    async def last_before(self, symbol: str, interval: str, before: datetime) -> datetime | None:
+        """The open time of the series' last bar before ``before``."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["klines_before"], {"symbol": symbol, "interval": interval, "before": before}
+            )
+            row = await cursor.fetchone()
+        return row[0] if row else None
