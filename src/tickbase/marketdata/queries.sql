@@ -51,3 +51,20 @@ ORDER BY open_time;
 -- The open time of the last bar before an instant (the datafeed's nextTime).
 SELECT max(open_time) FROM tickbase.klines
 WHERE symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(before)s;
+
+-- cache_put --
+-- Write through: the value and when it stops being fresh.
+INSERT INTO tickbase.market_cache (key, value, expires_at, stale)
+VALUES (%(key)s, %(value)s::jsonb, clock_timestamp() + make_interval(secs => %(ttl)s), false)
+ON CONFLICT (key) DO UPDATE
+SET value = excluded.value, expires_at = excluded.expires_at, stale = false,
+    updated_at = clock_timestamp();
+
+-- cache_get --
+-- The value with whether it is still fresh (an expired one is kept: when every
+-- source is down, the last value is served, marked stale).
+SELECT value, expires_at > clock_timestamp() AS fresh, stale, updated_at
+FROM tickbase.market_cache WHERE key = %(key)s;
+
+-- cache_mark_stale --
+UPDATE tickbase.market_cache SET stale = true WHERE key = %(key)s RETURNING value;
