@@ -49,9 +49,9 @@ def test_import_keeps_good_rows_reports_bad_ones(
     assert report["stored"] == 6 and report["refused"] == 6
     lines = {p["line"]: p["reason"] for p in report["problems"]}
     assert set(lines) == {5, 6, 7, 8, 9, 12}
-    assert "does not come after" in lines[5] and "volume 'not-a-number'" in lines[6]
-    assert "not a finite number" in lines[7] and "below the open or the close" in lines[8]
-    assert "not a positive price" in lines[9] and "has no zone" in lines[12]
+    assert "is not after the previous" in lines[5] and "volume 'not-a-number'" in lines[6]
+    assert "not a finite number" in lines[7] and "is below max(open, close)" in lines[8]
+    assert "not a positive price" in lines[9] and "must be in UTC" in lines[12]
 
     listed = run_cli(
         "klines", "list", "GOOG", "--interval", "1d", "--json", database_url=database_url
@@ -92,3 +92,58 @@ def test_import_keeps_good_rows_reports_bad_ones(
         database_url=database_url,
     )
     assert bad.returncode != 0 and "invalid interval '1 day'" in bad.stderr
+
+
+def test_indicators_cli_equals_talib_reference(database_url: str, tmp_path: Path) -> None:
+    """The bundled GOOG daily series imported, then ``tickbase indicators`` by both paths:
+    every value equals TA-Lib's reference file to 1e-9 relative."""
+    import csv
+    from importlib import resources
+
+    sample = resources.files("tickbase.marketdata") / "sample" / "goog-1d.csv"
+    path = tmp_path / "goog-1d.csv"
+    path.write_text(sample.read_text(encoding="utf-8"))
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    reference_path = Path(__file__).parents[1] / "data" / "reference" / "goog-1d.ta.csv"
+    with reference_path.open() as handle:
+        reference = list(csv.DictReader(handle))
+    for calc in ("incremental", "batch"):
+        shown = run_cli(
+            "indicators",
+            "GOOG",
+            "--interval",
+            "1d",
+            "--path",
+            calc,
+            "--json",
+            database_url=database_url,
+        )
+        assert shown.returncode == 0, shown.stderr
+        rows = json.loads(shown.stdout)
+        assert len(rows) == len(reference) == 2148
+        assert rows[0]["ema21"] is None and rows[20]["ema21"] is not None
+        for got, want in zip(rows, reference, strict=True):
+            for name, text in want.items():
+                if name == "open_time":
+                    continue
+                if text == "":
+                    assert got[name] is None, (calc, got["open_time"], name)
+                else:
+                    expected = float(text)
+                    assert abs(got[name] - expected) <= 1e-9 * max(abs(expected), 1.0), (
+                        calc,
+                        got["open_time"],
+                        name,
+                        got[name],
+                        expected,
+                    )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.support.gateway import RunningGateway, gateway_test_app, running_gateway
-from tickbase.marketdata.csvimport import parse_rows
+from tickbase.marketdata.bars import read_bar_text
 from tickbase.marketdata.store import KlineStore
 
 # The first real GOOG daily bars (../shared/data/goog-1d.csv).
@@ -31,7 +29,7 @@ def ts(day: str) -> int:
 async def gw(database_url: str) -> AsyncIterator[RunningGateway]:
     app = gateway_test_app(database_url)
     async with app, running_gateway(app, worker=False) as running:
-        bars, problems = parse_rows(csv.reader(io.StringIO(GOOG)))
+        bars, problems = read_bar_text(GOOG)
         assert problems == []
         await KlineStore(app.pool).upsert("replay", "GOOG", "1d", bars)
         yield running

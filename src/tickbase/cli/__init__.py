@@ -7,6 +7,7 @@ import typer
 
 from tickbase.cli import alerts, bench, db, limits, marketdata, schedules, tasks, tokens, workflows
 from tickbase.cli.cluster import register_cluster_commands
+from tickbase.cli.marketdata import register_indicator_command
 from tickbase.cli.run import register_run_commands
 
 cli = typer.Typer(
@@ -27,6 +28,7 @@ cli.add_typer(marketdata.cli, name="klines")
 cli.add_typer(tokens.cli, name="tokens")
 register_run_commands(cli)
 register_cluster_commands(cli)
+register_indicator_command(cli)
 
 
 def main() -> None:

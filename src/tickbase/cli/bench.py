@@ -102,3 +102,11 @@ def gateway(
         )
     except BenchError as exc:
         fail(f"bench gateway: {exc}")
+
+
+@cli.command()
+def indicators(as_json: bool = JsonOption) -> None:
+    """Incremental indicator updates per second over every bundled series, beside TA-Lib's batch."""
+    from tickbase.bench.indicators import run_indicators_command
+
+    run_indicators_command(as_json=as_json)

@@ -38,11 +38,11 @@ def import_file(
 ) -> None:
     """Load a bar file (open_time,open,high,low,close,volume): good rows are stored,
     bad rows reported with their line numbers."""
-    from tickbase.marketdata.csvimport import read_bars
+    from tickbase.marketdata.bars import read_bar_text
     from tickbase.marketdata.store import KlineStore
 
     _check_series(symbol, interval)
-    bars, problems = read_bars(path)
+    bars, problems = read_bar_text(path.read_text(encoding="utf-8"))
 
     async def body(app: Any) -> int:
         stored: int = await KlineStore(app.pool).upsert(source, symbol, interval, bars)
@@ -54,13 +54,13 @@ def import_file(
             {
                 "stored": stored,
                 "refused": len(problems),
-                "problems": [{"line": p.line, "reason": p.reason} for p in problems],
+                "problems": [{"line": line, "reason": reason} for line, reason in problems],
             }
         )
     else:
         console.print(f"{symbol} {interval} ({source}): {stored} bars stored")
-        for problem in problems:
-            console.print(f"[yellow]refused[/] {path.name} {problem}")
+        for line, reason in problems:
+            console.print(f"[yellow]refused[/] {path.name} line {line}: {reason}")
     if not bars and problems:
         raise typer.Exit(1)
 
@@ -106,3 +106,58 @@ def list_klines(
             for b in bars
         ],
     )
+
+
+def register_indicator_command(root: typer.Typer) -> None:
+    """Add ``tickbase indicators`` to the root CLI."""
+
+    @root.command()
+    def indicators(
+        symbol: str = typer.Argument(..., help="Symbol, e.g. BTCUSDT."),
+        interval: str = IntervalOption,
+        limit: int = typer.Option(
+            100_000, "--limit", min=1, max=1_000_000, help="Over the latest N stored bars."
+        ),
+        path: str = typer.Option(
+            "incremental", "--path", help="incremental (ours, O(1) per bar) or batch (TA-Lib)."
+        ),
+        database_url: str | None = DatabaseUrlOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """EMA21, EMA55, RSI14, MACD(12,26,9), Bollinger(20, 2), ATR14 per stored bar
+        (null while warming up)."""
+        from tickbase.marketdata.indicators import NAMES, IndicatorSet, batch
+        from tickbase.marketdata.store import KlineStore
+
+        _check_series(symbol, interval)
+        if path not in ("incremental", "batch"):
+            fail(f"invalid --path {path!r}: use incremental or batch")
+
+        async def body(app: Any) -> list[Any]:
+            found: list[Any] = await KlineStore(app.pool).latest(symbol, interval, limit=limit)
+            return found
+
+        bars = run(with_app(database_url, body))
+        if not bars:
+            fail(f"no {interval} bars of {symbol} stored (see `tickbase klines import`)")
+        if path == "batch":
+            values = batch(bars)
+        else:
+            calculators = IndicatorSet()
+            values = [calculators.update_bar(bar) for bar in bars]
+        rows = [
+            {"open_time": v.open_time.isoformat(), **dict(zip(NAMES, v.values(), strict=True))}
+            for v in values
+        ]
+        if as_json:
+            print_json(rows)
+            return
+        table(
+            f"{symbol} {interval}",
+            ["open_time", *NAMES],
+            [[row["open_time"], *(_short(row[name]) for name in NAMES)] for row in rows[-50:]],
+        )
+
+
+def _short(value: object) -> str:
+    return "" if value is None else f"{value:.6g}"
