@@ -226,10 +226,8 @@ def test_rate_limit_10_per_minute_across_three_nodes(
     for i, start in enumerate(starts):
         assert sum(1 for s in starts[i:] if s - start < timedelta(seconds=60)) <= 10
     assert starts[10] - starts[0] >= timedelta(seconds=60)
-    nodes_used = sql_conn.execute(
-        "SELECT count(DISTINCT node_id) FROM tickbase.tasks WHERE task_type = 'test.rated'"
-    ).fetchone()
-    assert nodes_used is not None and nodes_used[0] >= 2, "the three nodes shared the work"
+    # (Which node claims is up to the race: all three compete for every start
+    # through the same serialised limited claim.)
     stop_all(nodes)
 
 

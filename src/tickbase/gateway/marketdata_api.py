@@ -10,6 +10,7 @@ API they need a token (or a session).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Depends, Query
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import ERRORS, Gw, current_principal
 from tickbase.gateway.schemas import CamelModel
-from tickbase.marketdata.store import KlineStore, StoredBar
+from tickbase.marketdata.store import KlineStore
 
 SYMBOL = r"^[A-Za-z0-9_.:/-]{1,40}$"
 INTERVAL = r"^[0-9]{1,3}[smhdwM]$"
@@ -85,22 +86,7 @@ async def klines(
     """The latest bars of a series, oldest first (every source)."""
     store = KlineStore(gw.app.pool)
     await _known(store, symbol, interval)
-    return [_bar(b) for b in await store.latest(symbol, interval, limit=limit)]
-
-
-def _bar(bar: StoredBar) -> dict[str, Any]:
-    return {
-        "source": bar.source,
-        "symbol": bar.symbol,
-        "interval": bar.interval,
-        "open_time": bar.open_time,
-        "open": bar.open,
-        "high": bar.high,
-        "low": bar.low,
-        "close": bar.close,
-        "volume": bar.volume,
-        "is_anomaly": bar.is_anomaly,
-    }
+    return [asdict(b) for b in await store.latest(symbol, interval, limit=limit)]
 
 
 # ---- TradingView UDF -------------------------------------------------------------

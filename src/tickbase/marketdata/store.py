@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -53,18 +53,8 @@ class StoredBar:
     is_anomaly: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "symbol": self.symbol,
-            "interval": self.interval,
-            "open_time": self.open_time.isoformat(),
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "volume": self.volume,
-            "is_anomaly": self.is_anomaly,
-        }
+        """Plain JSON-ready values (the time as ISO 8601)."""
+        return {**asdict(self), "open_time": self.open_time.isoformat()}
 
 
 class KlineStore:
