@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -54,7 +55,7 @@ HANDLER_GRACE_SECONDS = 10.0
 CHANNELS = frozenset({"task", "alert"})
 WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
 
-_REQUEST_ID = __import__("re").compile(REQUEST_ID_PATTERN)
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 class SubmitParams(TaskSubmit):
