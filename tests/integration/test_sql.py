@@ -107,3 +107,34 @@ def test_limited_claim_reads_indexes(sql_conn: psycopg.Connection[Any]) -> None:
             row[0] for row in sql_conn.execute(b"EXPLAIN " + QUERIES[name].encode(), PARAMS)
         )
         assert "Seq Scan on tasks" not in plan, (name, plan)
+
+
+MARKET_QUERIES = load_queries("tickbase.marketdata")
+MARKET_PARAMS: dict[str, Any] = {
+    "source": "replay",
+    "symbol": "GOOG",
+    "interval": "1d",
+    "open_times": [datetime.now(UTC)],
+    "opens": [1.0],
+    "highs": [1.0],
+    "lows": [1.0],
+    "closes": [1.0],
+    "volumes": [0.0],
+    "anomalies": [False],
+    "limit": 10,
+    "before": datetime.now(UTC),
+    "after": None,
+    "start": datetime.now(UTC),
+    "end": datetime.now(UTC),
+    "key": "k",
+    "value": "1",
+    "ttl": 10.0,
+    "last_open_time": datetime.now(UTC),
+    "state": "{}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_QUERIES))
+def test_every_market_query_explains(name: str, sql_conn: psycopg.Connection[Any]) -> None:
+    plan = sql_conn.execute(b"EXPLAIN " + MARKET_QUERIES[name].encode(), MARKET_PARAMS).fetchall()
+    assert plan, name

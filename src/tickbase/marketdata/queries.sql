@@ -68,3 +68,22 @@ FROM tickbase.market_cache WHERE key = %(key)s;
 
 -- cache_mark_stale --
 UPDATE tickbase.market_cache SET stale = true WHERE key = %(key)s RETURNING value;
+
+-- indicator_state_get --
+SELECT state FROM tickbase.indicator_state
+WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s;
+
+-- indicator_state_put --
+INSERT INTO tickbase.indicator_state (source, symbol, interval, last_open_time, state)
+VALUES (%(source)s, %(symbol)s, %(interval)s, %(last_open_time)s, %(state)s::jsonb)
+ON CONFLICT (source, symbol, interval) DO UPDATE
+SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at = now();
+
+-- klines_after --
+-- A series' bars of one source after an instant, oldest first.
+SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
+FROM tickbase.klines
+WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
+  AND (%(after)s::timestamptz IS NULL OR open_time > %(after)s)
+ORDER BY open_time
+LIMIT %(limit)s;
