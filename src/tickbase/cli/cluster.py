@@ -32,15 +32,10 @@ def register_cluster_commands(cli: typer.Typer) -> None:
     @cli.command()
     def stats(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
         """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag."""
-        import psycopg
+        from tickbase.cluster.metrics import public_stats, read_stats_at
 
-        from tickbase.cluster.metrics import read_stats
-        from tickbase.db.pool import configure_connection
-
-        with psycopg.connect(_url(database_url), autocommit=True) as conn:
-            configure_connection(conn)
-            figures = read_stats(conn)
-        public = {k: v for k, v in figures.items() if not k.startswith("_")}
+        figures = read_stats_at(_url(database_url))
+        public = public_stats(figures)
         if as_json:
             print_json(public)
             return

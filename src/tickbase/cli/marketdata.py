@@ -15,15 +15,16 @@ cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=Tr
 SymbolOption = typer.Option(..., "--symbol", help="Symbol, e.g. BTCUSDT.")
 IntervalOption = typer.Option(..., "--interval", help="Bar interval, e.g. 1m, 1h, 1d, 1M.")
 FileArgument = typer.Argument(..., exists=True, dir_okay=False, help="A bar CSV file.")
-INTERVAL = r"^[0-9]{1,3}[smhdwM]$"
 
 
 def _check_series(symbol: str, interval: str) -> None:
     import re
 
-    if not re.match(r"^[A-Za-z0-9_.:/-]{1,40}$", symbol):
+    from tickbase.marketdata.store import INTERVAL_PATTERN, SYMBOL_PATTERN
+
+    if not re.match(SYMBOL_PATTERN, symbol):
         fail(f"invalid symbol {symbol!r}: 1 to 40 letters, digits or _ . : / -")
-    if not re.match(INTERVAL, interval):
+    if not re.match(INTERVAL_PATTERN, interval):
         fail(f"invalid interval {interval!r}: a count and a unit, e.g. 1m, 4h, 1d, 1M")
 
 

@@ -40,6 +40,19 @@ LATENCY_BUCKETS = (
 DURATION_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
+def read_stats_at(url: str) -> dict[str, Any]:
+    """:func:`read_stats` over a connection of its own (sync: call it in a thread
+    from async code)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        configure_connection(conn)
+        return read_stats(conn)
+
+
+def public_stats(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures without the raw samples (``_latencies``, ``_durations``)."""
+    return {k: v for k, v in figures.items() if not k.startswith("_")}
+
+
 def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     """Tasks by queue and status, activity, and recent timings (sync connection)."""
     by_status = [
@@ -92,9 +105,7 @@ class ClusterCollector(Collector):
         self.url = url
 
     def collect(self) -> Iterator[Any]:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            configure_connection(conn)
-            stats = read_stats(conn)
+        stats = read_stats_at(self.url)
         tasks = GaugeMetricFamily(
             "tickbase_tasks", "Tasks by queue and status", labels=["queue", "status"]
         )

@@ -408,19 +408,10 @@ async def stats(gw: Gw, _: Reader) -> Any:
     """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag."""
     import asyncio
 
-    import psycopg
+    from tickbase.cluster.metrics import public_stats, read_stats_at
 
-    from tickbase.cluster.metrics import read_stats
-    from tickbase.db.pool import configure_connection
-
-    def read() -> dict[str, Any]:
-        assert gw.app.url is not None
-        with psycopg.connect(gw.app.url, autocommit=True) as conn:
-            configure_connection(conn)
-            return read_stats(conn)
-
-    figures = await asyncio.to_thread(read)
-    return {k: v for k, v in figures.items() if not k.startswith("_")}
+    assert gw.app.url is not None
+    return public_stats(await asyncio.to_thread(read_stats_at, gw.app.url))
 
 
 @router.get("/alerts", response_model=AlertPage, tags=["cluster"])

@@ -19,10 +19,8 @@ from fastapi import APIRouter, Depends, Query
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import ERRORS, Gw, current_principal
 from tickbase.gateway.schemas import CamelModel
-from tickbase.marketdata.store import KlineStore
+from tickbase.marketdata.store import INTERVAL_PATTERN, SYMBOL_PATTERN, KlineStore
 
-SYMBOL = r"^[A-Za-z0-9_.:/-]{1,40}$"
-INTERVAL = r"^[0-9]{1,3}[smhdwM]$"
 # TradingView resolutions and the K-line intervals they read.
 RESOLUTIONS = {
     "1": "1m",
@@ -40,8 +38,8 @@ RESOLUTIONS = {
 }
 HISTORY_MAX_BARS = 20_000
 
-Symbol = Annotated[str, Query(pattern=SYMBOL)]
-Interval = Annotated[str, Query(pattern=INTERVAL)]
+Symbol = Annotated[str, Query(pattern=SYMBOL_PATTERN)]
+Interval = Annotated[str, Query(pattern=INTERVAL_PATTERN)]
 
 
 class KlineOut(CamelModel):
@@ -62,6 +60,9 @@ router = APIRouter(responses=ERRORS, dependencies=[Depends(current_principal)])
 
 async def _known(store: KlineStore, symbol: str, interval: str) -> None:
     """404 naming what exists when the series is not stored."""
+    if await store.has_series(symbol, interval):
+        return
+    # Only a miss lists what exists (a scan of the series): every hit is one probe.
     series = await store.series()
     symbols = sorted({s for s, _ in series})
     if symbol not in symbols:

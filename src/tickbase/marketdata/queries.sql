@@ -87,3 +87,8 @@ WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
   AND (%(after)s::timestamptz IS NULL OR open_time > %(after)s)
 ORDER BY open_time
 LIMIT %(limit)s;
+
+-- klines_series_exists --
+-- Whether a series has any bar (one probe of klines_series_idx).
+SELECT EXISTS (SELECT 1 FROM tickbase.klines
+               WHERE symbol = %(symbol)s AND interval = %(interval)s);

@@ -18,6 +18,9 @@ Q = load_queries("tickbase.marketdata")
 logger = logging.getLogger("tickbase.marketdata")
 
 ANOMALY_MOVE = 0.20  # a close this far from the previous close is flagged (and kept)
+# What a series name may be (the klines table's CHECK constraints say the same).
+SYMBOL_PATTERN = r"^[A-Za-z0-9_.:/-]{1,40}$"
+INTERVAL_PATTERN = r"^[0-9]{1,3}[smhdwM]$"
 
 
 class BarLike(Protocol):
@@ -131,6 +134,15 @@ class KlineStore:
                 {"symbol": symbol, "interval": interval, "source": source, "limit": limit},
             )
             return [StoredBar(**row) for row in await cursor.fetchall()]
+
+    async def has_series(self, symbol: str, interval: str) -> bool:
+        """Whether any bar of the series is stored."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["klines_series_exists"], {"symbol": symbol, "interval": interval}
+            )
+            row = await cursor.fetchone()
+        return bool(row and row[0])
 
     async def series(self) -> list[tuple[str, str]]:
         """Every stored (symbol, interval)."""
