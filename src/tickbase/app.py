@@ -201,6 +201,9 @@ class App:
         self._sync: SyncClient | None = None
         self.url: str | None = None
         self.started_server = False
+        self.extensions: dict[str, Any] = {}
+        """Installed add-ons by name (``tickbase.marketdata.pipeline.install`` adds
+        ``"marketdata"``)."""
 
     # ---- definitions -----------------------------------------------------------
 

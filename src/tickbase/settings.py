@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickbase.errors import ConfigurationError
@@ -62,6 +62,44 @@ class Settings(BaseSettings):
 
     pool_max_size: int = Field(default=10, ge=2, le=200)
     """Most connections one process's pool opens. Defaults to 10."""
+
+    # ---- market data (``tickbase up`` collects; see tickbase.marketdata.pipeline) ----
+
+    market_data: bool = True
+    """Whether ``tickbase up`` and the default app collect market data. Defaults to on."""
+
+    market_symbols: str = "BTCUSDT,ETHUSDT"
+    """Symbols whose K-lines are collected, comma-separated."""
+
+    market_intervals: str = "1h,4h,1d"
+    """K-line intervals collected for each symbol, comma-separated."""
+
+    binance_url: str = "https://api.binance.com"
+    """Base URL of the Binance spot REST API (``/api/v3/klines``)."""
+
+    coingecko_url: str = "https://api.coingecko.com/api/v3"
+    """Base URL of the CoinGecko API (the K-line fallback, ``/coins/{id}/ohlc``)."""
+
+    fear_greed_url: str = "https://api.alternative.me"
+    """Base URL of alternative.me (``/fng/``)."""
+
+    fred_url: str = "https://api.stlouisfed.org"
+    """Base URL of the FRED API (``/fred/series/observations``)."""
+
+    fred_api_key: SecretStr | None = None
+    """FRED API key; without one the FRED collection is skipped (and says so)."""
+
+    fred_series: str = "FEDFUNDS,M2SL,DGS10"
+    """FRED series collected daily at 03:00 UTC, comma-separated."""
+
+    glassnode_url: str = "https://api.glassnode.com"
+    """Base URL of the Glassnode API (``/v1/metrics/...``)."""
+
+    glassnode_api_key: SecretStr | None = None
+    """Glassnode API key; without one the on-chain collection is skipped (and says so)."""
+
+    glassnode_metrics: str = "market/mvrv_z_score,indicators/nvt,addresses/active_count"
+    """Glassnode metrics collected hourly, comma-separated."""
 
 
 def load_settings(**overrides: object) -> Settings:

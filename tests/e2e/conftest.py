@@ -15,8 +15,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Where no market-data source answers (connection refused at once): processes under
+# test never reach the internet; a test that wants a source passes its URL.
+NOWHERE = "http://127.0.0.1:9"
+OFFLINE_SOURCES = {
+    f"TICKBASE_{name}_URL": NOWHERE
+    for name in ("BINANCE", "COINGECKO", "FEAR_GREED", "FRED", "GLASSNODE")
+}
+
+
 def tickbase_env(database_url: str | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(OFFLINE_SOURCES)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
     env.update(extra)

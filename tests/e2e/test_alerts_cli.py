@@ -14,6 +14,7 @@ def test_rules_webhooks_and_listing(database_url: str, sql_conn: psycopg.Connect
     rules = json.loads(run_cli("alerts", "rules", "--json", database_url=database_url).stdout)
     assert [r["name"] for r in rules] == [
         "backlog",
+        "data-completeness",
         "failures-last-hour",
         "leader-missing",
         "node-down",

@@ -255,12 +255,13 @@ def test_openapi_bodies_are_camel_case(openapi: dict[str, Any]) -> None:
 
 
 def snake_case_keys(value: Any, where: str) -> Iterator[str]:
-    """Keys of a JSON value that are not camelCase, but for user data (payloads, results)."""
+    """Keys of a JSON value that are not camelCase, but for free-form data (payloads,
+    results, an alert's detail: e.g. leader-missing fires when a slow run passes 30 s)."""
     if isinstance(value, dict):
         for key, child in value.items():
             if not CAMEL.match(str(key)):
                 yield f"{where}.{key}"
-            if key not in ("payload", "result"):
+            if key not in ("payload", "result", "detail"):
                 yield from snake_case_keys(child, f"{where}.{key}")
     elif isinstance(value, list):
         for child in value:

@@ -312,3 +312,51 @@ def test_limits_cli(database_url: str) -> None:
     assert cleared.returncode == 0 and "limit lifted" in cleared.stdout
     listing = run_cli("limits", "list", "--json", database_url=database_url)
     assert json.loads(listing.stdout)["queues"] == []
+
+
+def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Processes) -> None:
+    """No market-data source answers (as on a machine without internet): ``tickbase up``
+    says so once per symbol and feeds the symbols from the replay source, marked
+    ``source = replay`` in the CLI and the API, indicators included."""
+    port = free_port()
+    env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2", TICKBASE_API_PORT=str(port))
+    up = processes.start("up", env=env)
+    assert up.stdout is not None
+    lines: list[str] = []
+    for line in up.stdout:
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    assert any("market data: BTCUSDT, ETHUSDT (1h, 4h, 1d)" in line for line in lines), lines
+
+    def listed() -> list[dict[str, Any]]:
+        shown = run_cli(
+            "klines", "list", "BTCUSDT", "--interval", "1h", "--json", database_url=database_url
+        )
+        rows: list[dict[str, Any]] = json.loads(shown.stdout) if shown.returncode == 0 else []
+        return rows
+
+    wait_until_sync(lambda: len(listed()) == 100, timeout=30, message="replayed K-lines stored")
+    assert {row["source"] for row in listed()} == {"replay"}
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+
+        def indicators_advanced() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM tickbase.indicator_state WHERE source = 'replay'"
+            ).fetchone()
+            return row is not None and row[0] == 6
+
+        wait_until_sync(indicators_advanced, timeout=30, message="indicators after the klines")
+    computed = run_cli(
+        "indicators", "BTCUSDT", "--interval", "1d", "--json", database_url=database_url
+    )
+    rows = json.loads(computed.stdout)
+    assert len(rows) == 100 and rows[-1]["ema55"] is not None
+
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=30) == 0
+    rest = up.stdout.read()
+    said = [line for line in [*lines, *rest.splitlines()] if "no live source answers" in line]
+    assert len(said) == 2, said  # once per symbol
+    assert all("replay" in line for line in said)

@@ -585,6 +585,7 @@ async def test_default_rules(store: AlertStore) -> None:
         (r.name, r.kind, r.threshold, r.for_seconds, r.enabled) for r in await store.rules()
     ] == [
         ("backlog", "backlog", 100.0, 300.0, True),
+        ("data-completeness", "data_completeness", 95.0, 0.0, True),
         ("failures-last-hour", "failures_last_hour", 5.0, 0.0, True),
         ("leader-missing", "leader_missing", None, 30.0, True),
         ("node-down", "node_down", None, 0.0, True),

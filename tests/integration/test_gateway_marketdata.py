@@ -117,3 +117,59 @@ async def test_udf_datafeed(gw: RunningGateway) -> None:
             params={"symbol": "GOOG", "resolution": "7X", "from": 0, "to": 10},
         )
         assert bad.status_code == 422 and "1D" in bad.json()["error"]["details"]["resolutions"]
+
+
+async def test_indicators_read_api_equals_talib_reference(database_url: str) -> None:
+    """``GET /api/v1/indicators`` over the whole real GOOG series: every value equals the
+    TA-Lib reference file's (1e-9 relative), null exactly while warming up."""
+    import csv
+    from pathlib import Path
+
+    from tickbase.marketdata.bars import load_bars
+    from tickbase.marketdata.indicators import NAMES
+
+    reference_file = Path(__file__).parents[1] / "data" / "reference" / "goog-1d.ta.csv"
+    with reference_file.open() as handle:
+        reference = list(csv.DictReader(handle))
+    camel = {
+        "macd_signal": "macdSignal",
+        "macd_hist": "macdHist",
+        "bb_upper": "bbUpper",
+        "bb_middle": "bbMiddle",
+        "bb_lower": "bbLower",
+    }
+    app = gateway_test_app(database_url)
+    async with app, running_gateway(app, worker=False) as gw:
+        await KlineStore(app.pool).upsert("replay", "GOOG", "1d", load_bars("goog-1d"))
+        async with gw.http(gw.viewer) as http:
+            for limit in (60, 2_148):
+                got = await http.get(
+                    "/api/v1/indicators",
+                    params={"symbol": "GOOG", "interval": "1d", "limit": limit},
+                )
+                assert got.status_code == 200, got.text
+                rows = got.json()
+                assert len(rows) == limit
+                for row, want in zip(rows, reference[-limit:], strict=True):
+                    assert row["openTime"].replace("+00:00", "Z") == want["open_time"]
+                    assert row["source"] == "replay"
+                    for name in NAMES:
+                        value = row[camel.get(name, name)]
+                        if want[name] == "":
+                            assert value is None, (row["openTime"], name)
+                        else:
+                            assert value == pytest.approx(float(want[name]), rel=1e-9, abs=1e-9)
+            unknown = await http.get(
+                "/api/v1/indicators", params={"symbol": "AAPL", "interval": "1d"}
+            )
+            assert unknown.status_code == 404
+            assert unknown.json()["error"]["details"] == {"symbols": ["GOOG"]}
+            wrong = await http.get(
+                "/api/v1/indicators", params={"symbol": "GOOG", "interval": "4h"}
+            )
+            assert wrong.status_code == 404
+            assert wrong.json()["error"]["details"] == {"intervals": ["1d"]}
+            bad = await http.get(
+                "/api/v1/indicators", params={"symbol": "GOOG", "interval": "daily"}
+            )
+            assert bad.status_code == 422

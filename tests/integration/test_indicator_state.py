@@ -4,14 +4,17 @@ continues exactly, and the values equal TA-Lib's reference on a real series."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 import tickbase
-from tickbase.marketdata.bars import load_bars
-from tickbase.marketdata.indicators import NAMES
+from tickbase.marketdata import state
+from tickbase.marketdata.bars import Bar, load_bars
+from tickbase.marketdata.indicators import NAMES, IndicatorSet
 from tickbase.marketdata.state import IndicatorStates
 from tickbase.marketdata.store import KlineStore
 
@@ -52,3 +55,54 @@ async def test_advance_continues_from_saved_state_and_equals_talib(
                     got.open_time,
                     name,
                 )
+
+
+async def test_advance_in_batches_reads_only_its_source_and_equals_one_straight_run(
+    app: tickbase.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "ADVANCE_BATCH", 97)  # several batches, the last one partial
+    bars = load_bars("msft-1d")[:500]
+    store = KlineStore(app.pool)
+    await store.upsert("replay", "MSFT", "1d", bars[:250])
+    # Another source's copy of the series is another series: never fed to this one.
+    await store.upsert("other", "MSFT", "1d", [replace(b, close=b.open) for b in bars])
+    states = IndicatorStates(app.pool)
+    first = await states.advance("replay", "MSFT", "1d")
+    await store.upsert("replay", "MSFT", "1d", bars[250:])
+    second = await states.advance("replay", "MSFT", "1d")
+    assert len(first) == 250 and len(second) == 250
+
+    straight = IndicatorSet()
+    assert first + second == [straight.update_bar(bar) for bar in bars]
+    saved = await states.load("replay", "MSFT", "1d")
+    assert saved is not None and saved.state() == straight.state()
+    assert await states.advance("replay", "MSFT", "1d") == []
+
+
+async def test_store_and_advance_equals_upsert_then_advance(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """The closed-bar path (write and state read in one round trip) stores what upsert
+    stores and yields what advance yields, bar by bar, a 25% jump flagged on the way."""
+    bars = load_bars("eurusd-1h")[:300]
+    jumped = [
+        Bar(b.open_time, b.open * 1.25, b.high * 1.25, b.low * 1.25, b.close * 1.25, b.volume)
+        if i >= 200
+        else b
+        for i, b in enumerate(bars)
+    ]
+    states = IndicatorStates(app.pool)
+    store = KlineStore(app.pool)
+    one_by_one = [
+        value for bar in jumped for value in await states.store_and_advance("a", "EU", "1h", [bar])
+    ]
+    await store.upsert("b", "EU", "1h", jumped)
+    in_bulk = await states.advance("b", "EU", "1h")
+    assert [v.values() for v in one_by_one] == [v.values() for v in in_bulk]
+    rows = sql_conn.execute(
+        "SELECT source, open_time, close, is_anomaly FROM tickbase.klines "
+        "ORDER BY source, open_time"
+    ).fetchall()
+    a_rows = [r[1:] for r in rows if r[0] == "a"]
+    assert a_rows == [r[1:] for r in rows if r[0] == "b"]
+    assert [r[0] for r in a_rows if r[2]] == [jumped[200].open_time]

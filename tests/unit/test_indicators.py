@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tickbase.marketdata.bars import Bar, InvalidBar, InvalidBarFile, load_bars, sample_names
@@ -29,6 +30,7 @@ from tickbase.marketdata.indicators import (
     Macd,
     Rsi,
     batch,
+    batch_arrays,
 )
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference"
@@ -160,6 +162,7 @@ def _warm_set() -> tuple[IndicatorSet, Bar]:
         ("low", {"low": math.nan}),
         ("volume", {"volume": math.nan}),
         ("volume", {"volume": -1.0}),
+        ("volume", {"volume": True}),  # a flag passed by mistake is not a volume
         ("high", {"high": 1.0, "low": 1.5}),
         ("close", {"close": "1.07"}),
         ("open_time", {"open_time": "later"}),
@@ -256,6 +259,56 @@ def test_flat_series_gives_rsi_zero_and_zero_width_bands() -> None:
 
 def test_batch_of_nothing_is_empty() -> None:
     assert batch([]) == []
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_batch_arrays_are_the_batch_rows(series: str) -> None:
+    bars = bars_of(series)
+    columns = batch_arrays(
+        [b.high for b in bars], [b.low for b in bars], np.array([b.close for b in bars])
+    )
+    assert list(columns) == list(NAMES)
+    rows = batch(bars)
+    for name, column in columns.items():
+        assert column.dtype == np.float64 and column.shape == (len(bars),)
+        expected = [getattr(row, name) for row in rows]
+        assert [None if math.isnan(v) else v for v in column.tolist()] == expected, name
+
+
+def test_batch_arrays_refuse_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        batch_arrays([2.0, 2.0], [1.0, 1.0], [1.5])
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_fast_and_general_paths_agree_float_for_float(series: str) -> None:
+    """update() has a fast path for warm calculators fed plain floats; numpy floats and ints
+    take the general one. Both must give the same rows and the same state, bit for bit."""
+    bars = bars_of(series)
+    fast, general = IndicatorSet(), IndicatorSet()
+    for i, bar in enumerate(bars):
+        row = fast.update_bar(bar)
+        volume = int(bar.volume) if i % 2 else np.float64(bar.volume)
+        twin = general.update(
+            bar.open_time,
+            np.float64(bar.open),
+            np.float64(bar.high),
+            np.float64(bar.low),
+            np.float64(bar.close),
+            volume,  # type: ignore[arg-type]
+        )
+        assert row == twin
+        assert [repr(v) for v in row.values()] == [repr(v) for v in twin.values()]  # -0.0 too
+        assert all(type(v) is float for v in twin.values() if v is not None)
+    assert json.dumps(fast.state()) == json.dumps(general.state())
+
+
+def test_a_bar_that_only_overflows_the_fast_check_is_accepted() -> None:
+    indicators, last = _warm_set()
+    t = last.open_time + timedelta(hours=1)
+    # Every price finite, their sum is not: the fast path's check fails, the full one passes.
+    row = indicators.update(t, 1e308, 1e308, 1e308, 1e308, 1e308)
+    assert row.open_time == t and row.ema21 is not None and math.isfinite(row.ema21)
 
 
 def test_names_order() -> None:

@@ -105,8 +105,30 @@ def gateway(
 
 
 @cli.command()
-def indicators(as_json: bool = JsonOption) -> None:
-    """Incremental indicator updates per second over every bundled series, beside TA-Lib's batch."""
+def indicators(
+    bars: int = typer.Option(
+        1_000_000, "--bars", min=100, help="Real bars for the incremental and TA-Lib figures."
+    ),
+    closed_bars: int = typer.Option(
+        1000,
+        "--closed-bars",
+        min=1,
+        max=4900,
+        help="Closed bars stored and advanced one at a time (latency samples).",
+    ),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Incremental indicator updates/s beside TA-Lib's batch over 1,000,000 real bars, and
+    the closed bar -> stored indicators latency (fresh database)."""
+    from tickbase.bench.harness import BenchError
     from tickbase.bench.indicators import run_indicators_command
 
-    run_indicators_command(as_json=as_json)
+    try:
+        run(
+            run_indicators_command(
+                database_url=database_url, as_json=as_json, count=bars, latency_bars=closed_bars
+            )
+        )
+    except BenchError as exc:
+        fail(f"bench indicators: {exc}")

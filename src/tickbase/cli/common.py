@@ -50,11 +50,17 @@ def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def load_app(spec: str | None, database_url: str | None) -> Any:
-    """The user's App from ``module:attr``, or a fresh App with the built-in tasks."""
+    """The user's App from ``module:attr``, or a fresh App with the built-in tasks
+    (and the market-data pipeline unless ``TICKBASE_MARKET_DATA=0``)."""
     from tickbase.app import App
 
     if not spec:
-        return App(database_url)
+        default_app = App(database_url)
+        if default_app.settings.market_data:
+            from tickbase.marketdata.pipeline import install
+
+            install(default_app)
+        return default_app
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         fail(f"--app must look like module:attribute, got {spec!r}")

@@ -146,15 +146,13 @@ def register_indicator_command(root: typer.Typer) -> None:
         else:
             calculators = IndicatorSet()
             values = [calculators.update_bar(bar) for bar in bars]
-        rows = [
-            {"open_time": v.open_time.isoformat(), **dict(zip(NAMES, v.values(), strict=True))}
-            for v in values
-        ]
+        source = bars[-1].source  # one source per series read (replay while offline)
+        rows = [{**v.row(), "source": source} for v in values]
         if as_json:
             print_json(rows)
             return
         table(
-            f"{symbol} {interval}",
+            f"{symbol} {interval} ({source})",
             ["open_time", *NAMES],
             [[row["open_time"], *(_short(row[name]) for name in NAMES)] for row in rows[-50:]],
         )

@@ -248,6 +248,14 @@ def register_run_commands(cli: typer.Typer) -> None:
                     console.print(f"API: http://{host}:{port}/api/v1 (WebSocket /ws)")
                     if app.started_server or not app.settings.database_url:
                         await _print_bootstrap_token(app)
+                    market = app.extensions.get("marketdata")
+                    if market is not None:
+                        await market.collect_now()
+                        console.print(
+                            f"market data: {', '.join(market.symbols)} "
+                            f"({', '.join(market.intervals)}) every 5 min, collecting now "
+                            "(no live source answering → the replay source, marked replay)"
+                        )
                     console.print("press Ctrl-C to stop")
                     await _serve_roles(app, stop, api=(host, port), concurrency=concurrency)
             finally:

@@ -73,7 +73,14 @@ Q = load_queries("tickbase.cluster", "alerts.sql")
 logger = logging.getLogger("tickbase.alerts")
 
 ALERT_KINDS = frozenset(
-    {"failures_last_hour", "backlog", "node_down", "leader_missing", "schedule_lag"}
+    {
+        "failures_last_hour",
+        "backlog",
+        "node_down",
+        "leader_missing",
+        "schedule_lag",
+        "data_completeness",
+    }
 )
 ALERT_STATES = ("firing", "resolved")
 ALERTS_CHANNEL = "tickbase_alerts"

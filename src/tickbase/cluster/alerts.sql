@@ -110,6 +110,24 @@ WITH clock AS (
         LIMIT 1
     ) s
     WHERE r.enabled AND r.kind = 'schedule_lag'
+
+    UNION ALL
+    -- A collected series below the threshold (percent complete: here BELOW
+    -- fires) at its last integrity check; a check older than a day is ignored
+    -- (the series is no longer collected).
+    SELECT r.name, i.symbol || ' ' || i.interval, i.completeness, i.checked_at,
+           i.symbol || ' ' || i.interval || ' is ' || round(i.completeness::numeric, 1)
+               || '%% complete (' || i.present || ' of ' || i.expected || ' bars since '
+               || to_char(i.window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+               || '; threshold ' || r.threshold || '%%)',
+           jsonb_build_object('threshold', r.threshold, 'symbol', i.symbol,
+                              'interval', i.interval, 'expected', i.expected,
+                              'present', i.present, 'missing', i.missing)
+    FROM scope r CROSS JOIN clock c
+    JOIN tickbase.series_integrity i
+        ON r.kind = 'data_completeness' AND i.completeness < r.threshold
+       AND i.checked_at > c.now - interval '1 day'
+    WHERE r.enabled AND r.kind = 'data_completeness'
 ), cond AS (
     -- Since when each condition has held: the first pass that saw it, or
     -- earlier when the data says so (a lease's expiry, a node's last beat),

@@ -1,4 +1,5 @@
-"""Market-data reads: ``/api/v1/klines`` and a TradingView UDF datafeed under ``/udf``.
+"""Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators`` and a TradingView UDF
+datafeed under ``/udf``.
 
 The UDF endpoints speak the wire format of TradingView's charting library
 ``UDFCompatibleDatafeed`` (``/udf/config``, ``/udf/symbols``, ``/udf/history``,
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, Query
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import ERRORS, Gw, current_principal
 from tickbase.gateway.schemas import CamelModel
+from tickbase.marketdata.indicators import batch
 from tickbase.marketdata.store import INTERVAL_PATTERN, SYMBOL_PATTERN, KlineStore
 
 # TradingView resolutions and the K-line intervals they read.
@@ -37,6 +39,7 @@ RESOLUTIONS = {
     "M": "1M",
 }
 HISTORY_MAX_BARS = 20_000
+INDICATOR_WARMUP_BARS = 2_000
 
 Symbol = Annotated[str, Query(pattern=SYMBOL_PATTERN)]
 Interval = Annotated[str, Query(pattern=INTERVAL_PATTERN)]
@@ -53,6 +56,7 @@ class KlineOut(CamelModel):
     close: float
     volume: float
     is_anomaly: bool
+    is_filled: bool
 
 
 router = APIRouter(responses=ERRORS, dependencies=[Depends(current_principal)])
@@ -84,10 +88,48 @@ async def klines(
     interval: Interval,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Any:
-    """The latest bars of a series, oldest first (every source)."""
+    """The latest bars of a series, oldest first, from its current source (the one of its
+    newest bar: ``replay`` while no live source answers)."""
     store = KlineStore(gw.app.pool)
     await _known(store, symbol, interval)
     return [asdict(b) for b in await store.latest(symbol, interval, limit=limit)]
+
+
+class IndicatorsOut(CamelModel):
+    source: str
+    open_time: datetime
+    ema21: float | None
+    ema55: float | None
+    rsi14: float | None
+    macd: float | None
+    macd_signal: float | None
+    macd_hist: float | None
+    bb_upper: float | None
+    bb_middle: float | None
+    bb_lower: float | None
+    atr14: float | None
+
+
+@router.get("/api/v1/indicators", response_model=list[IndicatorsOut], tags=["marketdata"])
+async def indicators(
+    gw: Gw,
+    symbol: Symbol,
+    interval: Interval,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Any:
+    """EMA21, EMA55, RSI14, MACD(12,26,9), Bollinger(20, 2), ATR14 of the latest bars,
+    oldest first (``null`` while warming up).
+
+    Computed with TA-Lib over the bars asked for plus 2,000 before them: the recursive
+    indicators forget their start within that (EMA55 by a factor e^-74), so the values
+    equal those of the whole stored history.
+    """
+    store = KlineStore(gw.app.pool)
+    await _known(store, symbol, interval)
+    bars = await store.latest(symbol, interval, limit=limit + INDICATOR_WARMUP_BARS)
+    rows = batch(bars)[-limit:]
+    source = bars[-1].source if bars else ""
+    return [{**v.row(), "source": source} for v in rows]
 
 
 # ---- TradingView UDF -------------------------------------------------------------

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from tickbase.errors import TickbaseError
 
 __all__ = [
     "COLUMNS",
     "Bar",
+    "BarLike",
     "InvalidBar",
     "InvalidBarFile",
     "load_bars",
@@ -83,6 +85,29 @@ class Bar:
     low: float
     close: float
     volume: float
+
+
+class BarLike(Protocol):
+    """What the store and the batch indicators read of a bar: a :class:`Bar`, a
+    :class:`~tickbase.marketdata.collector.Kline`, a stored K-line, ...
+
+    The store also keeps Binance's other fields (``close_time``, ``quote_volume``,
+    ``trade_count``, ``taker_buy_base_volume``, ``taker_buy_quote_volume``) and
+    ``is_filled`` when the bar has them.
+    """
+
+    @property
+    def open_time(self) -> datetime: ...
+    @property
+    def open(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+    @property
+    def volume(self) -> float: ...
 
 
 def sample_names() -> list[str]:

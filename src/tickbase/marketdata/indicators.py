@@ -5,8 +5,8 @@ Overview
 The six indicators of a series are EMA21, EMA55, RSI14, MACD(12, 26, 9), Bollinger(20, 2σ)
 and ATR14. They are computed two ways that must agree:
 
-- **Batch** (:func:`batch`): TA-Lib itself over whole numpy arrays. TA-Lib is the reference;
-  we do not rewrite it.
+- **Batch** (:func:`batch`, and :func:`batch_arrays` for plain columns): TA-Lib itself over
+  whole numpy arrays. TA-Lib is the reference; we do not rewrite it.
 - **Incremental** (:class:`IndicatorSet`, and one small class per indicator): O(1) time and
   memory per new bar, with a ``state()`` that is plain JSON and a ``from_state()`` that
   continues exactly as if the process had never stopped. TA-Lib keeps no state between
@@ -47,7 +47,7 @@ refused bar leaves every calculator unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final
@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 import talib
 
-from tickbase.marketdata.bars import Bar, InvalidBar
+from tickbase.marketdata.bars import Bar, BarLike, InvalidBar
 
 __all__ = [
     "NAMES",
@@ -69,6 +69,7 @@ __all__ = [
     "Macd",
     "Rsi",
     "batch",
+    "batch_arrays",
 ]
 
 NAMES: Final = (
@@ -123,7 +124,13 @@ def _get(state: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> A
 
 
 def _get_float(state: Mapping[str, Any], key: str) -> float:
-    value = float(_get(state, key, (int, float)))
+    return _as_float(key, _get(state, key, (int, float)))
+
+
+def _as_float(key: str, raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"indicator state {key!r} has a bad value {raw!r}")
+    value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"indicator state {key!r} is not finite: {value!r}")
     return value
@@ -139,7 +146,7 @@ def _get_floats(state: Mapping[str, Any], key: str, max_len: int) -> list[float]
     values = _get(state, key, list)
     if len(values) > max_len:
         raise ValueError(f"indicator state {key!r} holds {len(values)} values, at most {max_len}")
-    return [_get_float({key: v}, key) for v in values]
+    return [_as_float(key, v) for v in values]
 
 
 class Ema:
@@ -514,6 +521,49 @@ class IndicatorValues:
             self.atr14,
         )
 
+    def row(self) -> dict[str, Any]:
+        """``open_time`` (ISO 8601) and the ten values by name: one line of
+        ``tickbase indicators --json``."""
+        return {
+            "open_time": self.open_time.isoformat(),
+            **dict(zip(NAMES, self.values(), strict=True)),
+        }
+
+
+def _slot_setter(name: str) -> Callable[[IndicatorValues, Any], None]:
+    setter: Callable[[IndicatorValues, Any], None] = getattr(IndicatorValues, name).__set__
+    return setter
+
+
+# IndicatorSet.update builds its rows slot by slot: the frozen dataclass's own __init__ goes
+# through object.__setattr__ once per field, which costs more than all six indicators.
+_new_values = object.__new__
+_set_open_time = _slot_setter("open_time")
+_set_ema21 = _slot_setter("ema21")
+_set_ema55 = _slot_setter("ema55")
+_set_rsi14 = _slot_setter("rsi14")
+_set_macd = _slot_setter("macd")
+_set_macd_signal = _slot_setter("macd_signal")
+_set_macd_hist = _slot_setter("macd_hist")
+_set_bb_upper = _slot_setter("bb_upper")
+_set_bb_middle = _slot_setter("bb_middle")
+_set_bb_lower = _slot_setter("bb_lower")
+_set_atr14 = _slot_setter("atr14")
+_sqrt = math.sqrt
+
+# The periods of IndicatorSet (from_state refuses others); the fast path divides and
+# multiplies by them as floats, which gives the same results as the calculators' ints
+# (an int operand is converted to exactly this float) without the mixed-type arithmetic.
+_RSI_PERIOD = 14
+_BB_PERIOD = 20
+_ATR_PERIOD = 14
+_RSI_N = float(_RSI_PERIOD)
+_RSI_N_LESS_1 = float(_RSI_PERIOD - 1)
+_BB_N = float(_BB_PERIOD)
+_BB_WINDOW = _BB_PERIOD - 1
+_ATR_N = float(_ATR_PERIOD)
+_ATR_N_LESS_1 = float(_ATR_PERIOD - 1)
+
 
 class IndicatorSet:
     """All six indicators of one series, updated bar by bar in O(1), restorable from JSON.
@@ -525,20 +575,36 @@ class IndicatorSet:
             row = indicators.update(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
         saved = json.dumps(indicators.state())          # store it with the last bar
         indicators = IndicatorSet.from_state(json.loads(saved))  # after a restart
+
+    Speed: once every indicator is past its warm-up (bar 55 on), a bar of plain ``float``
+    prices takes a fast path that performs each calculator's steady-state arithmetic
+    inline, on the calculators' own fields, in the same order as their ``_push``: same
+    floats, same state, fewer calls. Anything else (warm-up, ``int`` or numpy prices, a bar
+    that will be refused) takes the general path, which checks and reports as documented.
     """
 
     NAMES: ClassVar[tuple[str, ...]] = NAMES
 
-    __slots__ = ("_atr", "_bands", "_ema21", "_ema55", "_last_open_time", "_macd", "_rsi")
+    __slots__ = (
+        "_atr",
+        "_bands",
+        "_ema21",
+        "_ema55",
+        "_last_open_time",
+        "_macd",
+        "_rsi",
+        "_warm",
+    )
 
     def __init__(self) -> None:
         self._ema21 = Ema(21)
         self._ema55 = Ema(55)
-        self._rsi = Rsi(14)
+        self._rsi = Rsi(_RSI_PERIOD)
         self._macd = Macd(12, 26, 9)
-        self._bands = Bollinger(20, 2.0)
-        self._atr = Atr(14)
+        self._bands = Bollinger(_BB_PERIOD, 2.0)
+        self._atr = Atr(_ATR_PERIOD)
         self._last_open_time: datetime | None = None
+        self._warm = False
 
     @property
     def last_open_time(self) -> datetime | None:
@@ -560,6 +626,131 @@ class IndicatorSet:
         non-finite or non-numeric price or volume, ``high < low``, a negative volume, or an
         ``open_time`` that is naive or not after the previous bar's; nothing changes then.
         """
+        last = self._last_open_time
+        # The fast path's gate. Any bar it lets through would pass every check of
+        # _update_checked; anything else (a bad bar included) goes there. A sum of finite
+        # floats times 0.0 is 0.0; an inf or nan anywhere makes it nan. (A finite sum that
+        # overflows only sends a good bar the long way round.)
+        if not (
+            self._warm
+            and type(close) is float
+            and type(high) is float
+            and type(low) is float
+            and type(open) is float
+            and type(volume) is float
+            and (open + high + low + close + volume) * 0.0 == 0.0
+            and low <= high
+            and volume >= 0.0
+            and type(open_time) is datetime
+            and open_time.tzinfo is not None
+            and last is not None
+            and open_time > last
+        ):
+            return self._update_checked(open_time, open, high, low, close, volume)
+        self._last_open_time = open_time
+        # Each block below is the steady-state branch of that calculator's _push, operation
+        # for operation (tests compare both paths, and TA-Lib, float for float).
+        ema = self._ema21
+        value = ema._value
+        ema21 = (close - value) * ema._k + value
+        ema._value = ema21
+
+        ema = self._ema55
+        value = ema._value
+        ema55 = (close - value) * ema._k + value
+        ema._value = ema55
+
+        rsi = self._rsi
+        change = close - rsi._prev
+        rsi._prev = close
+        loss = rsi._loss * _RSI_N_LESS_1
+        gain = rsi._gain * _RSI_N_LESS_1
+        if change < 0.0:
+            loss -= change
+        else:
+            gain += change
+        loss /= _RSI_N
+        gain /= _RSI_N
+        rsi._loss = loss
+        rsi._gain = gain
+        total = gain + loss
+        rsi14 = 100.0 * (gain / total) if total != 0.0 else 0.0
+
+        macd = self._macd
+        ema = macd._slow
+        value = ema._value
+        slow = (close - value) * ema._k + value
+        ema._value = slow
+        ema = macd._fast
+        value = ema._value
+        fast = (close - value) * ema._k + value
+        ema._value = fast
+        line = fast - slow
+        ema = macd._signal
+        value = ema._value
+        signal = (line - value) * ema._k + value
+        ema._value = signal
+
+        bands = self._bands
+        window = bands._window
+        head = bands._head
+        total = bands._sum + close
+        middle = total / _BB_N
+        total2 = bands._sum2 + close * close
+        mean2 = total2 / _BB_N
+        oldest = window[head]
+        bands._sum = total - oldest
+        bands._sum2 = total2 - oldest * oldest
+        window[head] = close
+        head += 1
+        bands._head = head if head < _BB_WINDOW else 0
+        variance = mean2 - middle * middle
+        width = (_sqrt(variance) if variance > 0.0 else 0.0) * bands._k
+
+        atr = self._atr
+        prev = atr._prev_close
+        # max(high - low, abs(prev - high), abs(prev - low)) without the calls: max keeps
+        # the first of equal values, and so does a strict comparison; a negated -0.0 never
+        # beats high - low >= 0.0, so skipping abs's sign flip of zero changes nothing.
+        true_range = high - low
+        change = prev - high
+        if change < 0.0:
+            change = -change
+        if change > true_range:
+            true_range = change
+        change = prev - low
+        if change < 0.0:
+            change = -change
+        if change > true_range:
+            true_range = change
+        atr._prev_close = close
+        atr14 = (atr._value * _ATR_N_LESS_1 + true_range) / _ATR_N
+        atr._value = atr14
+
+        row: IndicatorValues = _new_values(IndicatorValues)
+        _set_open_time(row, open_time)
+        _set_ema21(row, ema21)
+        _set_ema55(row, ema55)
+        _set_rsi14(row, rsi14)
+        _set_macd(row, line)
+        _set_macd_signal(row, signal)
+        _set_macd_hist(row, line - signal)
+        _set_bb_upper(row, middle + width)
+        _set_bb_middle(row, middle)
+        _set_bb_lower(row, middle - width)
+        _set_atr14(row, atr14)
+        return row
+
+    def _update_checked(
+        self,
+        open_time: datetime,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> IndicatorValues:
+        """:meth:`update` for any bar: every check, then each calculator's ``_push``."""
         if not isinstance(open_time, datetime) or open_time.tzinfo is None:
             raise InvalidBar("open_time", open_time, open_time, "must be a timezone-aware datetime")
         if self._last_open_time is not None and open_time <= self._last_open_time:
@@ -585,7 +776,7 @@ class IndicatorSet:
         line, signal, hist = macd if macd is not None else (None, None, None)
         bands = self._bands._push(c)
         upper, middle, lower = bands if bands is not None else (None, None, None)
-        return IndicatorValues(
+        row = IndicatorValues(
             open_time=open_time,
             ema21=self._ema21._push(c),
             ema55=self._ema55._push(c),
@@ -597,6 +788,24 @@ class IndicatorSet:
             bb_middle=middle,
             bb_lower=lower,
             atr14=self._atr._push(h, lo, c),
+        )
+        if not self._warm:
+            self._warm = self._warmed_up()
+        return row
+
+    def _warmed_up(self) -> bool:
+        """Whether every calculator is past its warm-up (the fast path of :meth:`update`)."""
+        macd = self._macd
+        return (
+            self._ema21._count >= self._ema21._n
+            and self._ema55._count >= self._ema55._n
+            and self._rsi._count > self._rsi._n
+            and macd._count >= macd._slow._n - macd._fast._n
+            and macd._fast._count >= macd._fast._n
+            and macd._slow._count >= macd._slow._n
+            and macd._signal._count >= macd._signal._n
+            and len(self._bands._window) >= self._bands._n - 1
+            and self._atr._count > self._atr._n
         )
 
     def update_bar(self, bar: Bar) -> IndicatorValues:
@@ -633,20 +842,21 @@ class IndicatorSet:
         restored._macd = Macd.from_state(_get(state, "macd", dict))
         restored._bands = Bollinger.from_state(_get(state, "bbands", dict))
         restored._atr = Atr.from_state(_get(state, "atr14", dict))
-        expected = {"ema21": 21, "ema55": 55, "rsi14": 14, "atr14": 14}
+        expected = {"ema21": 21, "ema55": 55, "rsi14": _RSI_PERIOD, "atr14": _ATR_PERIOD}
         actual = {
             "ema21": restored._ema21._n,
             "ema55": restored._ema55._n,
             "rsi14": restored._rsi._n,
             "atr14": restored._atr._n,
         }
-        if actual != expected or restored._bands._n != 20:
+        if actual != expected or restored._bands._n != _BB_PERIOD:
             raise ValueError(f"indicator state has unexpected periods: {actual!r}")
         last = state.get("last_open_time")
         if last is not None:
             if not isinstance(last, str):
                 raise ValueError(f"indicator state 'last_open_time' has a bad value {last!r}")
             restored._last_open_time = datetime.fromisoformat(last)
+        restored._warm = restored._warmed_up()
         return restored
 
 
@@ -657,7 +867,7 @@ _FloatArray = npt.NDArray[np.float64]
 _SMA = talib.MA_Type.SMA  # type: ignore[attr-defined]
 
 
-def _column(bars: Sequence[Bar], name: str) -> _FloatArray:
+def _column(bars: Sequence[BarLike], name: str) -> _FloatArray:
     return np.fromiter((getattr(b, name) for b in bars), dtype=np.float64, count=len(bars))
 
 
@@ -666,28 +876,52 @@ def _optional(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def batch(bars: Iterable[Bar]) -> list[IndicatorValues]:
+def batch_arrays(
+    high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike
+) -> dict[str, _FloatArray]:
+    """TA-Lib over whole columns: one float64 array per name of :data:`NAMES`, in that order.
+
+    The columns are one series' highs, lows and closes, oldest first, of equal length and
+    valid (finite, ``high >= low``); warm-up positions hold NaN. This is TA-Lib's own speed,
+    with no Python object per bar. Example::
+
+        columns = batch_arrays(highs, lows, closes)
+        columns["rsi14"][-1]  # the RSI after the last bar
+    """
+    h = np.ascontiguousarray(high, dtype=np.float64)
+    lo = np.ascontiguousarray(low, dtype=np.float64)
+    c = np.ascontiguousarray(close, dtype=np.float64)
+    if not h.ndim == lo.ndim == c.ndim == 1 or not len(h) == len(lo) == len(c):
+        raise ValueError(
+            f"high, low and close must be 1-D columns of one length, got shapes "
+            f"{h.shape}, {lo.shape} and {c.shape}"
+        )
+    columns: list[_FloatArray] = [
+        talib.EMA(c, timeperiod=21),
+        talib.EMA(c, timeperiod=55),
+        talib.RSI(c, timeperiod=14),
+        *talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9),
+        *talib.BBANDS(c, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=_SMA),
+        talib.ATR(h, lo, c, timeperiod=14),
+    ]
+    return dict(zip(NAMES, columns, strict=True))
+
+
+def batch(bars: Iterable[BarLike]) -> list[IndicatorValues]:
     """Compute every indicator over a whole series with TA-Lib, one row per bar.
 
-    The bars must be valid (as :func:`~tickbase.marketdata.bars.load_bars` returns them);
-    warm-up rows hold ``None``. Example: ``rows = batch(load_bars("goog-1d"))``.
+    The bars (anything with ``open_time``, ``high``, ``low`` and ``close``) must be valid, as
+    :func:`~tickbase.marketdata.bars.load_bars` returns them; warm-up rows hold ``None``. Example: ``rows = batch(load_bars("goog-1d"))``. For the
+    columns as arrays, without a row object per bar, see :func:`batch_arrays`.
     """
-    bars = list(bars)
-    if not bars:
+    series = list(bars)
+    if not series:
         return []
-    high = _column(bars, "high")
-    low = _column(bars, "low")
-    close = _column(bars, "close")
-    columns: list[_FloatArray] = [
-        talib.EMA(close, timeperiod=21),
-        talib.EMA(close, timeperiod=55),
-        talib.RSI(close, timeperiod=14),
-        *talib.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9),
-        *talib.BBANDS(close, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=_SMA),
-        talib.ATR(high, low, close, timeperiod=14),
-    ]
-    rows = zip(*(column.tolist() for column in columns), strict=True)
+    columns = batch_arrays(
+        _column(series, "high"), _column(series, "low"), _column(series, "close")
+    )
+    rows = zip(*(column.tolist() for column in columns.values()), strict=True)
     return [
         IndicatorValues(bar.open_time, *(_optional(v) for v in row))
-        for bar, row in zip(bars, rows, strict=True)
+        for bar, row in zip(series, rows, strict=True)
     ]

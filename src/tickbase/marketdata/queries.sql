@@ -1,36 +1,77 @@
 -- Named statements of the market-data block.
 
 -- klines_upsert --
--- A batch of bars of one series in one statement (arrays, one round trip);
--- a bar already stored is updated (a source may revise the last, open bar).
-INSERT INTO tickbase.klines AS k (source, symbol, interval, open_time, open, high, low, close,
-                                  volume, is_anomaly)
-SELECT %(source)s, %(symbol)s, %(interval)s, b.open_time, b.open, b.high, b.low, b.close,
-       b.volume, b.is_anomaly
-FROM unnest(%(open_times)s::timestamptz[], %(opens)s::float8[], %(highs)s::float8[],
-            %(lows)s::float8[], %(closes)s::float8[], %(volumes)s::float8[],
-            %(anomalies)s::boolean[])
-     AS b(open_time, open, high, low, close, volume, is_anomaly)
-ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
-SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
-    volume = excluded.volume, is_anomaly = excluded.is_anomaly, ingested_at = now();
+-- A batch of bars of one series in one statement (arrays, one round trip); a
+-- bar already stored is updated (a source may revise a bar). A close more than
+-- %(anomaly_move)s (a fraction) from the previous close (the batch's previous
+-- bar, or the stored one before the batch) is kept and flagged is_anomaly; the
+-- flagged bars come back with that previous close, for the log.
+-- %(durable)s false: committed without waiting for the WAL flush (the
+-- collector's path: what it stores is re-fetched on its next run, and its
+-- task's synchronous outcome flushes the WAL past these rows anyway).
+WITH b AS (
+    SELECT b.*
+    FROM unnest(%(open_times)s::timestamptz[], %(opens)s::float8[], %(highs)s::float8[],
+                %(lows)s::float8[], %(closes)s::float8[], %(volumes)s::float8[],
+                %(close_times)s::timestamptz[], %(quote_volumes)s::float8[],
+                %(trade_counts)s::int8[], %(taker_base)s::float8[],
+                %(taker_quote)s::float8[], %(filled)s::boolean[])
+         AS b(open_time, open, high, low, close, volume, close_time, quote_volume,
+              trade_count, taker_buy_base_volume, taker_buy_quote_volume, is_filled),
+         (SELECT set_config('synchronous_commit',
+                            CASE WHEN %(durable)s::boolean
+                                 THEN current_setting('synchronous_commit') ELSE 'off' END,
+                            true)) AS commit_mode
+), judged AS (
+    SELECT b.*,
+           coalesce(lag(b.close) OVER (ORDER BY b.open_time),
+                    (SELECT k.close FROM tickbase.klines k
+                     WHERE k.source = %(source)s AND k.symbol = %(symbol)s
+                       AND k.interval = %(interval)s
+                       AND k.open_time < (SELECT min(open_time) FROM b)
+                     ORDER BY k.open_time DESC LIMIT 1)) AS previous_close
+    FROM b
+), stored AS (
+    INSERT INTO tickbase.klines AS k (source, symbol, interval, open_time, open, high, low,
+                                      close, volume, close_time, quote_volume, trade_count,
+                                      taker_buy_base_volume, taker_buy_quote_volume,
+                                      is_anomaly, is_filled)
+    SELECT %(source)s, %(symbol)s, %(interval)s, j.open_time, j.open, j.high, j.low, j.close,
+           j.volume, j.close_time, j.quote_volume, j.trade_count, j.taker_buy_base_volume,
+           j.taker_buy_quote_volume,
+           coalesce(abs(j.close - j.previous_close) > %(anomaly_move)s * j.previous_close,
+                    false),
+           j.is_filled
+    FROM judged j
+    ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
+    SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+        volume = excluded.volume, close_time = excluded.close_time,
+        quote_volume = excluded.quote_volume, trade_count = excluded.trade_count,
+        taker_buy_base_volume = excluded.taker_buy_base_volume,
+        taker_buy_quote_volume = excluded.taker_buy_quote_volume,
+        is_anomaly = excluded.is_anomaly, is_filled = excluded.is_filled,
+        ingested_at = now()
+    RETURNING open_time, is_anomaly
+)
+SELECT j.open_time, j.close, j.previous_close
+FROM stored s JOIN judged j USING (open_time)
+WHERE s.is_anomaly
+ORDER BY j.open_time;
 
 -- klines_latest --
--- The latest %(limit)s bars of a series, oldest first (NULL source: any source).
-SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
+-- The latest %(limit)s bars of a series, oldest first. NULL source: the series'
+-- current source, the one of its newest bar (a live source before the replay's).
+SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly,
+       is_filled
 FROM (SELECT * FROM tickbase.klines
       WHERE symbol = %(symbol)s AND interval = %(interval)s
-        AND (%(source)s::text IS NULL OR source = %(source)s)
+        AND source = coalesce(%(source)s::text,
+                              (SELECT c.source FROM tickbase.klines c
+                               WHERE c.symbol = %(symbol)s AND c.interval = %(interval)s
+                               ORDER BY c.open_time DESC, c.source = 'replay' LIMIT 1))
       ORDER BY open_time DESC
       LIMIT %(limit)s) latest
 ORDER BY open_time;
-
--- klines_previous_close --
--- The close before a series' first new bar (for the anomaly check).
-SELECT close FROM tickbase.klines
-WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
-  AND open_time < %(before)s
-ORDER BY open_time DESC LIMIT 1;
 
 -- klines_series --
 -- Every stored series (what the read API and the datafeed can serve).
@@ -38,11 +79,16 @@ SELECT DISTINCT symbol, interval FROM tickbase.klines ORDER BY symbol, interval;
 
 -- klines_range --
 -- A series' bars with from <= open_time < to, oldest first, at most %(limit)s
--- (the newest ones when there are more: a chart asks for the latest first).
-SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
+-- (the newest ones when there are more: a chart asks for the latest first),
+-- from the series' current source (see klines_latest).
+SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly,
+       is_filled
 FROM (SELECT * FROM tickbase.klines
       WHERE symbol = %(symbol)s AND interval = %(interval)s
         AND open_time >= %(start)s AND open_time < %(end)s
+        AND source = (SELECT c.source FROM tickbase.klines c
+                      WHERE c.symbol = %(symbol)s AND c.interval = %(interval)s
+                      ORDER BY c.open_time DESC, c.source = 'replay' LIMIT 1)
       ORDER BY open_time DESC
       LIMIT %(limit)s) window_bars
 ORDER BY open_time;
@@ -50,7 +96,10 @@ ORDER BY open_time;
 -- klines_before --
 -- The open time of the last bar before an instant (the datafeed's nextTime).
 SELECT max(open_time) FROM tickbase.klines
-WHERE symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(before)s;
+WHERE symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(before)s
+  AND source = (SELECT c.source FROM tickbase.klines c
+                WHERE c.symbol = %(symbol)s AND c.interval = %(interval)s
+                ORDER BY c.open_time DESC, c.source = 'replay' LIMIT 1);
 
 -- cache_put --
 -- Write through: the value and when it stops being fresh.
@@ -73,22 +122,89 @@ UPDATE tickbase.market_cache SET stale = true WHERE key = %(key)s RETURNING valu
 SELECT state FROM tickbase.indicator_state
 WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s;
 
--- indicator_state_put --
-INSERT INTO tickbase.indicator_state (source, symbol, interval, last_open_time, state)
-VALUES (%(source)s, %(symbol)s, %(interval)s, %(last_open_time)s, %(state)s::jsonb)
-ON CONFLICT (source, symbol, interval) DO UPDATE
-SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at = now();
-
--- klines_after --
--- A series' bars of one source after an instant, oldest first.
-SELECT source, symbol, interval, open_time, open, high, low, close, volume, is_anomaly
-FROM tickbase.klines
-WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
-  AND (%(after)s::timestamptz IS NULL OR open_time > %(after)s)
-ORDER BY open_time
-LIMIT %(limit)s;
-
 -- klines_series_exists --
 -- Whether a series has any bar (one probe of klines_series_idx).
 SELECT EXISTS (SELECT 1 FROM tickbase.klines
                WHERE symbol = %(symbol)s AND interval = %(interval)s);
+
+-- observations_upsert --
+-- A batch of one series' observations (cleaned: no missing value left) in one
+-- statement; a value already stored is replaced (sources revise recent values).
+INSERT INTO tickbase.observations AS o (series, observed_at, kind, source, value, label,
+                                        is_filled)
+SELECT %(series)s, b.observed_at, %(kind)s, %(source)s, b.value, b.label, b.is_filled
+FROM unnest(%(times)s::timestamptz[], %(values)s::float8[], %(labels)s::text[],
+            %(filled)s::boolean[]) AS b(observed_at, value, label, is_filled)
+ON CONFLICT (series, observed_at) DO UPDATE
+SET kind = excluded.kind, source = excluded.source, value = excluded.value,
+    label = excluded.label, is_filled = excluded.is_filled, ingested_at = now();
+
+-- observations_latest --
+-- The latest %(limit)s observations of a series, oldest first.
+SELECT series, observed_at, kind, source, value, label, is_filled
+FROM (SELECT * FROM tickbase.observations WHERE series = %(series)s
+      ORDER BY observed_at DESC LIMIT %(limit)s) latest
+ORDER BY observed_at;
+
+-- series_integrity_check --
+-- How many of a window's grid slots hold a traded (not filled) bar of any
+-- source; the result is kept per series (the data_completeness alert reads it).
+WITH slots AS (
+    SELECT generate_series(%(start)s::timestamptz,
+                           %(end)s::timestamptz - make_interval(secs => %(step)s),
+                           make_interval(secs => %(step)s)) AS slot
+), traded AS (
+    SELECT DISTINCT open_time FROM tickbase.klines
+    WHERE symbol = %(symbol)s AND interval = %(interval)s
+      AND open_time >= %(start)s AND open_time < %(end)s AND NOT is_filled
+), counted AS (
+    SELECT count(*)::int AS expected, count(t.open_time)::int AS present,
+           coalesce(jsonb_agg(s.slot ORDER BY s.slot) FILTER (WHERE t.open_time IS NULL),
+                    '[]'::jsonb) AS missing
+    FROM slots s LEFT JOIN traded t ON t.open_time = s.slot
+)
+INSERT INTO tickbase.series_integrity AS i (symbol, interval, window_start, window_end,
+                                            expected, present, completeness, missing,
+                                            checked_at)
+SELECT %(symbol)s, %(interval)s, %(start)s, %(end)s, expected, present,
+       CASE WHEN expected = 0 THEN 100 ELSE 100.0 * present / expected END, missing,
+       clock_timestamp()
+FROM counted
+ON CONFLICT (symbol, interval) DO UPDATE
+SET window_start = excluded.window_start, window_end = excluded.window_end,
+    expected = excluded.expected, present = excluded.present,
+    completeness = excluded.completeness, missing = excluded.missing,
+    checked_at = excluded.checked_at
+RETURNING expected, present, completeness, missing;
+
+-- indicator_state_klines_after --
+-- One round trip of IndicatorStates.advance: the bars of one source stored after
+-- the series' saved indicator state (all of them before its first advance),
+-- oldest first, at most %(limit)s, with the saved state on the first row only
+-- (NULL there before the first advance). One statement, so one snapshot: the
+-- state and the bars after it always belong together.
+WITH saved AS (
+    SELECT state, last_open_time FROM tickbase.indicator_state
+    WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
+)
+SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume,
+       CASE WHEN row_number() OVER (ORDER BY k.open_time) = 1
+            THEN (SELECT state FROM saved) END AS state
+FROM (SELECT open_time, open, high, low, close, volume FROM tickbase.klines
+      WHERE source = %(source)s AND symbol = %(symbol)s AND interval = %(interval)s
+        AND open_time > coalesce((SELECT last_open_time FROM saved), '-infinity')
+      ORDER BY open_time
+      LIMIT %(limit)s) k
+ORDER BY k.open_time;
+
+-- indicator_state_put_async --
+-- The new indicator state, committed without waiting for its WAL flush
+-- (synchronous_commit off for this statement's own transaction only). The
+-- state is derived data: a database crash can lose at most the last fraction
+-- of a second of saves, which leaves an older, consistent (state,
+-- last_open_time) row that the next advance continues from exactly.
+INSERT INTO tickbase.indicator_state (source, symbol, interval, last_open_time, state)
+SELECT %(source)s, %(symbol)s, %(interval)s, %(last_open_time)s, %(state)s::jsonb
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+ON CONFLICT (source, symbol, interval) DO UPDATE
+SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at = now();

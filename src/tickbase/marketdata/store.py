@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.marketdata.bars import BarLike
 
 Q = load_queries("tickbase.marketdata")
 logger = logging.getLogger("tickbase.marketdata")
@@ -21,23 +22,6 @@ ANOMALY_MOVE = 0.20  # a close this far from the previous close is flagged (and 
 # What a series name may be (the klines table's CHECK constraints say the same).
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.:/-]{1,40}$"
 INTERVAL_PATTERN = r"^[0-9]{1,3}[smhdwM]$"
-
-
-class BarLike(Protocol):
-    """What the store needs of a bar (already validated)."""
-
-    @property
-    def open_time(self) -> datetime: ...
-    @property
-    def open(self) -> float: ...
-    @property
-    def high(self) -> float: ...
-    @property
-    def low(self) -> float: ...
-    @property
-    def close(self) -> float: ...
-    @property
-    def volume(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +38,53 @@ class StoredBar:
     close: float
     volume: float
     is_anomaly: bool
+    is_filled: bool = False
+    """Forward-filled (not traded): stands in for a missing bar."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the time as ISO 8601)."""
         return {**asdict(self), "open_time": self.open_time.isoformat()}
+
+
+def upsert_params(
+    source: str, symbol: str, interval: str, bars: Sequence[BarLike], durable: bool
+) -> dict[str, Any]:
+    """The parameters of ``klines_upsert`` for a batch of one series' bars."""
+    return {
+        "source": source,
+        "symbol": symbol,
+        "interval": interval,
+        "open_times": [b.open_time for b in bars],
+        "opens": [b.open for b in bars],
+        "highs": [b.high for b in bars],
+        "lows": [b.low for b in bars],
+        "closes": [b.close for b in bars],
+        "volumes": [b.volume for b in bars],
+        "close_times": [getattr(b, "close_time", None) for b in bars],
+        "quote_volumes": [getattr(b, "quote_volume", None) for b in bars],
+        "trade_counts": [getattr(b, "trade_count", None) for b in bars],
+        "taker_base": [getattr(b, "taker_buy_base_volume", None) for b in bars],
+        "taker_quote": [getattr(b, "taker_buy_quote_volume", None) for b in bars],
+        "filled": [bool(getattr(b, "is_filled", False)) for b in bars],
+        "anomaly_move": ANOMALY_MOVE,
+        "durable": durable,
+    }
+
+
+def log_anomalies(
+    source: str, symbol: str, interval: str, flagged: Sequence[tuple[Any, ...]]
+) -> None:
+    """Log the bars ``klines_upsert`` flagged: ``(open_time, close, previous_close)`` rows."""
+    for open_time, close, previous in flagged:
+        logger.warning(
+            "%s %s %s: close %s at %s moved more than 20%% from %s (kept, flagged)",
+            source,
+            symbol,
+            interval,
+            close,
+            open_time.isoformat(),
+            previous,
+        )
 
 
 class KlineStore:
@@ -73,54 +100,29 @@ class KlineStore:
     def __init__(self, pool: AsyncConnectionPool[AsyncConn]) -> None:
         self.pool = pool
 
-    async def upsert(self, source: str, symbol: str, interval: str, bars: Sequence[BarLike]) -> int:
-        """Store validated bars of one series in one statement; a close that moves
-        more than 20% from the previous close is kept, flagged and logged."""
+    async def upsert(
+        self,
+        source: str,
+        symbol: str,
+        interval: str,
+        bars: Sequence[BarLike],
+        *,
+        durable: bool = True,
+    ) -> int:
+        """Store validated bars of one series in one statement (one round trip); a close
+        that moves more than 20% from the previous close is kept, flagged and logged.
+
+        ``durable=False`` commits without waiting for the WAL flush: for collectors,
+        whose bars are fetched again on their next run and whose task outcome, written
+        after, flushes the WAL past them.
+        """
         if not bars:
             return 0
         async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    Q["klines_previous_close"],
-                    {
-                        "source": source,
-                        "symbol": symbol,
-                        "interval": interval,
-                        "before": bars[0].open_time,
-                    },
-                )
-            ).fetchone()
-            previous = float(row[0]) if row else None
-            anomalies = []
-            for bar in bars:
-                jump = previous is not None and abs(bar.close - previous) > ANOMALY_MOVE * previous
-                if jump:
-                    logger.warning(
-                        "%s %s %s: close %s at %s moved more than 20%% from %s (kept, flagged)",
-                        source,
-                        symbol,
-                        interval,
-                        bar.close,
-                        bar.open_time.isoformat(),
-                        previous,
-                    )
-                anomalies.append(jump)
-                previous = bar.close
-            await conn.execute(
-                Q["klines_upsert"],
-                {
-                    "source": source,
-                    "symbol": symbol,
-                    "interval": interval,
-                    "open_times": [b.open_time for b in bars],
-                    "opens": [b.open for b in bars],
-                    "highs": [b.high for b in bars],
-                    "lows": [b.low for b in bars],
-                    "closes": [b.close for b in bars],
-                    "volumes": [b.volume for b in bars],
-                    "anomalies": anomalies,
-                },
+            cursor = await conn.execute(
+                Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
             )
+            log_anomalies(source, symbol, interval, await cursor.fetchall())
         return len(bars)
 
     async def latest(
@@ -176,3 +178,78 @@ class KlineStore:
             )
             row = await cursor.fetchone()
         return row[0] if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    """A row of ``tickbase.observations``."""
+
+    series: str
+    observed_at: datetime
+    kind: str
+    source: str
+    value: float
+    label: str | None
+    is_filled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the time as ISO 8601)."""
+        return {**asdict(self), "observed_at": self.observed_at.isoformat()}
+
+
+class ObservationLike(Protocol):
+    """What the store needs of a cleaned observation."""
+
+    @property
+    def observed_at(self) -> datetime: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def is_filled(self) -> bool: ...
+
+
+class ObservationStore:
+    """Upsert and read non-price series (sentiment, macro, on-chain).
+
+    Example::
+
+        store = ObservationStore(pool)
+        await store.upsert("fear_greed", "sentiment", "alternative.me", observations)
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConn]) -> None:
+        self.pool = pool
+
+    async def upsert(
+        self, series: str, kind: str, source: str, observations: Sequence[ObservationLike]
+    ) -> int:
+        """Store cleaned observations of one series in one statement (a value that is
+        still missing is a caller's bug: ValueError, nothing stored)."""
+        if not observations:
+            return 0
+        missing = [o.observed_at.isoformat() for o in observations if o.value is None]
+        if missing:
+            raise ValueError(f"{series}: observations without a value at {missing[:5]}")
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                Q["observations_upsert"],
+                {
+                    "series": series,
+                    "kind": kind,
+                    "source": source,
+                    "times": [o.observed_at for o in observations],
+                    "values": [o.value for o in observations],
+                    "labels": [o.label for o in observations],
+                    "filled": [o.is_filled for o in observations],
+                },
+            )
+        return len(observations)
+
+    async def latest(self, series: str, *, limit: int = 100) -> list[StoredObservation]:
+        """The latest ``limit`` observations of a series, oldest first."""
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(Q["observations_latest"], {"series": series, "limit": limit})
+            return [StoredObservation(**row) for row in await cursor.fetchall()]

@@ -1,0 +1,492 @@
+"""The collection pipeline: collect → validate → clean → store → cache → indicators.
+
+:class:`MarketData` runs one collection of each kind through its source chain
+(:class:`~tickbase.marketdata.collector.Collector`) and stores what served;
+:func:`install` makes its steps tickbase tasks on a queue of their own and adds the
+default schedules (K-lines every 5 min, fear-and-greed hourly, FRED daily at 03:00,
+Glassnode hourly, an integrity check every 30 min), so the database schedules,
+retries and records them like any task. Each collecting task's result is the
+record of its fallback steps: which source served and why the others did not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.db.pool import AsyncConn
+from tickbase.marketdata.cache import MarketCache
+from tickbase.marketdata.cleaning import clean_observations, closed_bars, forward_fill
+from tickbase.marketdata.collector import (
+    Collection,
+    Collector,
+    Kind,
+    Kline,
+    KlineRequest,
+    Observation,
+    SeriesRequest,
+    Source,
+    SourceLimiter,
+    interval_seconds,
+)
+from tickbase.marketdata.sources import (
+    BinanceKlines,
+    CoinGeckoOhlc,
+    FearGreedIndex,
+    FredObservations,
+    GlassnodeMetric,
+    ReplayKlines,
+)
+from tickbase.marketdata.state import IndicatorStates
+from tickbase.marketdata.store import KlineStore, ObservationStore, Q
+from tickbase.settings import Settings
+
+logger = logging.getLogger("tickbase.marketdata")
+
+QUEUE = "marketdata"
+FEAR_GREED_SERIES = "fear_greed"
+INTEGRITY_WINDOW = timedelta(minutes=30)
+INTEGRITY_MIN_BARS = 24  # a longer interval is checked over its last 24 bars
+CACHE_KIND: dict[Kind, str] = {
+    "klines": "klines",
+    "sentiment": "score",
+    "macro": "macro",
+    "onchain": "score",
+}
+DEFAULTS: dict[Kind, float | None] = {"sentiment": 50.0}
+"""What a kind serves when every source is down and nothing is cached."""
+
+
+def split_names(text: str) -> list[str]:
+    """``"BTCUSDT, ETHUSDT"`` → ``["BTCUSDT", "ETHUSDT"]``."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+@dataclass
+class MarketSources:
+    """The sources of each kind, in fallback order, built from the settings."""
+
+    klines: list[Source]
+    replay: Source
+    sentiment: list[Source]
+    macro: list[Source]
+    onchain: list[Source]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MarketSources:
+        """Base URLs and API keys from ``TICKBASE_*`` (see :class:`~tickbase.settings.Settings`)."""
+        fred_key = settings.fred_api_key.get_secret_value() if settings.fred_api_key else None
+        glassnode_key = (
+            settings.glassnode_api_key.get_secret_value() if settings.glassnode_api_key else None
+        )
+        return cls(
+            klines=[
+                BinanceKlines(base_url=settings.binance_url),
+                CoinGeckoOhlc(base_url=settings.coingecko_url),
+            ],
+            replay=ReplayKlines(),
+            sentiment=[FearGreedIndex(base_url=settings.fear_greed_url)],
+            macro=[FredObservations(fred_key, base_url=settings.fred_url)],
+            onchain=[GlassnodeMetric(glassnode_key, base_url=settings.glassnode_url)],
+        )
+
+
+class MarketData:
+    """One collection of each kind, stored, cached and recorded.
+
+    Example::
+
+        market = MarketData(pool, MarketSources.from_settings(settings))
+        record = await market.collect_klines("BTCUSDT", ["1h", "4h", "1d"])
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConn],
+        sources: MarketSources,
+        *,
+        client_factory: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pool = pool
+        self.sources = sources
+        self.klines = KlineStore(pool)
+        self.observations = ObservationStore(pool)
+        self.cache = MarketCache(pool)
+        self.indicators = IndicatorStates(pool)
+        self.limiter = SourceLimiter()
+        self._client_factory = client_factory
+        self._clock = clock
+        self._offline: set[str] = set()
+        """Symbols fed from the replay source (said once, until a live source answers)."""
+
+    def _collector(
+        self, client: httpx.AsyncClient, chain: Sequence[Source], **kw: Any
+    ) -> Collector:
+        return Collector(
+            chain,
+            client,
+            load_cached=self._cached_value,
+            mark_stale=self.cache.mark_stale,
+            limiter=self.limiter,
+            **kw,
+        )
+
+    async def _cached_value(self, key: str) -> Any:
+        hit = await self.cache.get(key)
+        return hit.value if hit is not None else None
+
+    # ---- K-lines ---------------------------------------------------------------------
+
+    async def collect_klines(
+        self, symbol: str, intervals: Sequence[str], *, limit: int = 100
+    ) -> dict[str, Any]:
+        """Collect, clean and store the last ``limit`` bars of each interval of a symbol.
+
+        Returns the record kept as the task's result: per interval, which source served,
+        the steps, how many bars were stored and filled.
+        """
+        records: dict[str, Any] = {}
+        async with self._client_factory() as client:
+            for interval in intervals:
+                collector = self._collector(
+                    client,
+                    self.sources.klines,
+                    offline=self.sources.replay,
+                    cache_key=f"klines:{symbol}:{interval}",
+                )
+                collection = await collector.collect(KlineRequest(symbol, interval, limit))
+                records[interval] = await self._store_klines(symbol, interval, collection)
+        self._say_offline_or_back(symbol, records)
+        return {"symbol": symbol, "intervals": records}
+
+    async def _store_klines(
+        self, symbol: str, interval: str, collection: Collection
+    ) -> dict[str, Any]:
+        record = collection.to_dict()
+        bars = [r for r in collection.records if isinstance(r, Kline)]
+        if not bars or collection.served_by is None:
+            return {**record, "stored": 0}
+        source = collection.served_by
+        latest = bars[-1]
+        closed = forward_fill(closed_bars(bars, interval, self._clock()), interval)
+        stored = await self.klines.upsert(source, symbol, interval, closed, durable=False)
+        await self.cache.put(
+            f"price:{symbol}",
+            {
+                "price": latest.close,
+                "time": latest.open_time.isoformat(),
+                "source": source,
+                "live": collection.live,
+            },
+            kind="price",
+        )
+        await self.cache.put(
+            f"klines:{symbol}:{interval}",
+            {
+                "source": source,
+                "live": collection.live,
+                "bars": [
+                    [b.open_time.isoformat(), b.open, b.high, b.low, b.close, b.volume]
+                    for b in closed
+                ],
+            },
+            kind="klines",
+        )
+        filled = sum(1 for b in closed if b.is_filled)
+        if filled:
+            logger.info(
+                "%s %s %s: %d missing bar(s) forward-filled", source, symbol, interval, filled
+            )
+        return {**record, "source": source, "stored": stored, "filled": filled}
+
+    def _say_offline_or_back(self, symbol: str, records: Mapping[str, Any]) -> None:
+        served = {r["served_by"] for r in records.values()}
+        replay = self.sources.replay.name
+        if served == {replay} and symbol not in self._offline:
+            self._offline.add(symbol)
+            logger.warning(
+                "%s: no live source answers (%s); feeding it from the replay source "
+                "(source = %s) until one does",
+                symbol,
+                ", ".join(s.name for s in self.sources.klines),
+                replay,
+            )
+        elif symbol in self._offline and served - {replay, "cache", None}:
+            self._offline.discard(symbol)
+            logger.warning("%s: live data again (%s)", symbol, ", ".join(sorted(served - {replay})))
+
+    async def advance_indicators(self, source: str, symbol: str, interval: str) -> dict[str, Any]:
+        """Feed the series' new bars to its saved indicator state; the latest values."""
+        values = await self.indicators.advance(source, symbol, interval)
+        last = values[-1] if values else None
+        return {
+            "source": source,
+            "symbol": symbol,
+            "interval": interval,
+            "bars": len(values),
+            "latest": None if last is None else last.row(),
+        }
+
+    # ---- other series ---------------------------------------------------------------
+
+    async def collect_series(self, kind: Kind, series: str, *, limit: int = 100) -> dict[str, Any]:
+        """Collect one sentiment, macro or on-chain series, clean it by its kind's rule,
+        store and cache it. The record says which source served (or the cache, or the
+        default) and why the others did not."""
+        chain = {
+            "sentiment": self.sources.sentiment,
+            "macro": self.sources.macro,
+            "onchain": self.sources.onchain,
+        }[kind]
+        async with self._client_factory() as client:
+            collector = self._collector(
+                client, chain, default=DEFAULTS.get(kind), cache_key=f"{kind}:{series}"
+            )
+            collection = await collector.collect(SeriesRequest(series, limit))
+        record: dict[str, Any] = {"kind": kind, "series": series, **collection.to_dict()}
+        observations = [r for r in collection.records if isinstance(r, Observation)]
+        if observations and collection.served_by is not None:
+            cleaned = clean_observations(kind, observations)
+            stored_series = cleaned[0].series if cleaned else series
+            stored = await self.observations.upsert(
+                stored_series, kind, collection.served_by, cleaned
+            )
+            if cleaned:
+                last = cleaned[-1]
+                await self.cache.put(
+                    f"{kind}:{series}",
+                    {
+                        "value": last.value,
+                        "label": last.label,
+                        "observed_at": last.observed_at.isoformat(),
+                        "source": collection.served_by,
+                        "live": True,
+                    },
+                    kind=CACHE_KIND[kind],
+                )
+                record["value"] = last.value
+            record.update(stored=stored, filled=sum(1 for o in cleaned if o.is_filled))
+        elif collection.served_by == "cache":
+            record["value"] = (
+                collection.value.get("value") if isinstance(collection.value, dict) else None
+            )
+        elif collection.served_by == "default":
+            record["value"] = collection.value
+        return record
+
+    # ---- integrity -------------------------------------------------------------------
+
+    async def check_integrity(
+        self, symbols: Sequence[str], intervals: Sequence[str]
+    ) -> dict[str, Any]:
+        """Completeness of each series over its window (the last 30 minutes, or its last
+        24 bars when that is longer); the ``data_completeness`` alert rule reads it."""
+        now = self._clock()
+        checked: list[dict[str, Any]] = []
+        async with self.pool.connection() as conn:
+            for symbol in symbols:
+                for interval in intervals:
+                    step = interval_seconds(interval)
+                    end_epoch = math.floor(now.timestamp() / step) * step
+                    span = max(INTEGRITY_WINDOW.total_seconds(), INTEGRITY_MIN_BARS * step)
+                    start_epoch = end_epoch - math.ceil(span / step) * step
+                    row = await (
+                        await conn.execute(
+                            Q["series_integrity_check"],
+                            {
+                                "symbol": symbol,
+                                "interval": interval,
+                                "start": datetime.fromtimestamp(start_epoch, UTC),
+                                "end": datetime.fromtimestamp(end_epoch, UTC),
+                                "step": step,
+                            },
+                        )
+                    ).fetchone()
+                    assert row is not None
+                    expected, present, completeness, missing = row
+                    checked.append(
+                        {
+                            "symbol": symbol,
+                            "interval": interval,
+                            "expected": expected,
+                            "present": present,
+                            "completeness": round(float(completeness), 2),
+                            "missing": len(missing),
+                        }
+                    )
+                    if completeness < 95:
+                        logger.warning(
+                            "%s %s: %.1f%% complete (%d of %d bars)",
+                            symbol,
+                            interval,
+                            completeness,
+                            present,
+                            expected,
+                        )
+        return {"series": checked}
+
+
+# ---- tasks and schedules ---------------------------------------------------------------
+
+
+class TaskHost(Protocol):
+    """What :func:`install` needs of a :class:`tickbase.App` (the app layer sits above)."""
+
+    settings: Settings
+    extensions: dict[str, Any]
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConn]: ...
+
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int = 1,
+    ) -> Callable[[Callable[..., Any]], Any]: ...
+
+    def schedule(self, name: str, task: Any, **options: Any) -> Any: ...
+
+
+@dataclass
+class MarketTasks:
+    """The installed task functions (``defer`` them to collect now)."""
+
+    collect_klines: Any
+    collect_series: Any
+    advance_indicators: Any
+    check_integrity: Any
+    symbols: list[str]
+    intervals: list[str]
+
+    async def collect_now(self) -> None:
+        """Enqueue one K-line collection per symbol (``tickbase up`` does at start-up, so a
+        newcomer sees data at once instead of at the next 5-minute mark)."""
+        await self.collect_klines.defer_many(
+            [{"symbol": s, "intervals": self.intervals} for s in self.symbols]
+        )
+
+
+def install(app: TaskHost, sources: MarketSources | None = None) -> MarketTasks:
+    """Register the market-data tasks and their default schedules on ``app``.
+
+    Schedules (each chain's first source declares its cron; stored when a node starts,
+    then adjustable like any other through the API or ``tickbase schedules``):
+    ``marketdata.klines.<SYMBOL>`` every 5 min,
+    ``marketdata.fear-greed`` hourly, ``marketdata.fred.<SERIES>`` daily at 03:00 UTC,
+    ``marketdata.glassnode.<METRIC>`` hourly, ``marketdata.integrity`` every 30 min.
+    After each K-line collection a follow-up task advances the indicators of every
+    series that got new bars.
+    """
+    settings = app.settings
+    symbols = split_names(settings.market_symbols)
+    intervals = split_names(settings.market_intervals)
+    chains = sources or MarketSources.from_settings(settings)
+    market: MarketData | None = None
+
+    def pipeline() -> MarketData:
+        nonlocal market
+        if market is None:
+            market = MarketData(app.pool, chains)
+        return market
+
+    @app.task(name="marketdata.indicators", queue=QUEUE, timeout=300)
+    async def advance_indicators(source: str, symbol: str, interval: str) -> dict[str, Any]:
+        """Advance one series' indicators over its new bars."""
+        return await pipeline().advance_indicators(source, symbol, interval)
+
+    @app.task(name="marketdata.collect_klines", queue=QUEUE, timeout=900)
+    async def collect_klines(
+        symbol: str, intervals: list[str] | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """Collect a symbol's K-lines (Binance → CoinGecko → cache → replay)."""
+        record = await pipeline().collect_klines(symbol, intervals or [], limit=limit)
+        follow_ups = [
+            {"source": r["source"], "symbol": symbol, "interval": interval}
+            for interval, r in record["intervals"].items()
+            if r.get("stored")
+        ]
+        if follow_ups:
+            await advance_indicators.defer_many(follow_ups)
+        return record
+
+    @app.task(name="marketdata.collect_series", queue=QUEUE, timeout=900)
+    async def collect_series(kind: str, series: str, limit: int = 100) -> dict[str, Any]:
+        """Collect a sentiment, macro or on-chain series."""
+        if kind not in ("sentiment", "macro", "onchain"):
+            raise ValueError(f"unknown series kind {kind!r}: use sentiment, macro or onchain")
+        return await pipeline().collect_series(kind, series, limit=limit)  # type: ignore[arg-type]
+
+    @app.task(name="marketdata.integrity", queue=QUEUE, timeout=300)
+    async def check_integrity() -> dict[str, Any]:
+        """Completeness of every collected series (alert below 95%)."""
+        return await pipeline().check_integrity(symbols, intervals)
+
+    builtin = {"origin": "builtin"}
+    for symbol in symbols:
+        app.schedule(
+            f"marketdata.klines.{symbol}",
+            collect_klines,
+            cron=chains.klines[0].schedule,
+            kwargs={"symbol": symbol, "intervals": intervals},
+            description=f"{symbol} K-lines ({', '.join(intervals)}), last 100 bars",
+            **builtin,
+        )
+    app.schedule(
+        "marketdata.fear-greed",
+        collect_series,
+        cron=chains.sentiment[0].schedule,
+        kwargs={"kind": "sentiment", "series": FEAR_GREED_SERIES},
+        description="alternative.me fear-and-greed index (default 50 when unknown)",
+        **builtin,
+    )
+    keyed = (
+        ("fred", "macro", chains.macro, settings.fred_series, "FRED", "TICKBASE_FRED_API_KEY"),
+        (
+            "glassnode",
+            "onchain",
+            chains.onchain,
+            settings.glassnode_metrics,
+            "Glassnode",
+            "TICKBASE_GLASSNODE_API_KEY",
+        ),
+    )
+    for prefix, kind, chain, names, title, key in keyed:
+        for series in split_names(names):
+            app.schedule(
+                f"marketdata.{prefix}.{series}",
+                collect_series,
+                cron=chain[0].schedule,
+                kwargs={"kind": kind, "series": series},
+                description=f"{title} {series} (needs {key})",
+                **builtin,
+            )
+    app.schedule(
+        "marketdata.integrity",
+        check_integrity,
+        cron="*/30 * * * *",
+        description="K-line completeness per series (alert below 95%)",
+        **builtin,
+    )
+    tasks = MarketTasks(
+        collect_klines, collect_series, advance_indicators, check_integrity, symbols, intervals
+    )
+    app.extensions["marketdata"] = tasks
+    return tasks
