@@ -18,43 +18,45 @@ from tickbase.marketdata.indicators import NAMES, IndicatorSet
 from tickbase.marketdata.state import IndicatorStates
 from tickbase.marketdata.store import KlineStore
 
-REFERENCE = Path(__file__).parents[1] / "data" / "reference" / "goog-1d.ta.csv"
+REFERENCE = Path(__file__).parents[1] / "data" / "reference"
+SERIES = ("btcusd-1M", "es-1m", "eurusd-1h", "goog-1d", "msft-1d", "spx-1d")
 
 
+@pytest.mark.parametrize("series", SERIES)
 async def test_advance_continues_from_saved_state_and_equals_talib(
-    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+    app: tickbase.App, sql_conn: psycopg.Connection[Any], series: str
 ) -> None:
-    bars = load_bars("goog-1d")
+    """Every real series, stored in two halves with a "restart" between (a new object:
+    only the database carries the state): every value equals TA-Lib's to 1e-9 relative
+    (``macd_hist``, which crosses zero: 1e-9 × close absolute)."""
+    bars = load_bars(series)
     store = KlineStore(app.pool)
     half = len(bars) // 2
-    await store.upsert("replay", "GOOG", "1d", bars[:half])
-    first = await IndicatorStates(app.pool).advance("replay", "GOOG", "1d")
+    await store.upsert("replay", "S", "1d", bars[:half])
+    first = await IndicatorStates(app.pool).advance("replay", "S", "1d")
     assert len(first) == half
-    assert await IndicatorStates(app.pool).advance("replay", "GOOG", "1d") == []  # nothing new
+    assert await IndicatorStates(app.pool).advance("replay", "S", "1d") == []  # nothing new
 
-    # a "restart": a new object, only the database carries the state
-    await store.upsert("replay", "GOOG", "1d", bars[half:])
-    second = await IndicatorStates(app.pool).advance("replay", "GOOG", "1d")
+    await store.upsert("replay", "S", "1d", bars[half:])
+    second = await IndicatorStates(app.pool).advance("replay", "S", "1d")
     assert len(second) == len(bars) - half
     saved = sql_conn.execute(
         "SELECT last_open_time, state->>'version' FROM tickbase.indicator_state"
     ).fetchone()
     assert saved is not None and saved[0] == bars[-1].open_time and saved[1] == "1"
 
-    with REFERENCE.open() as handle:
+    with (REFERENCE / f"{series}.ta.csv").open() as handle:
         reference = list(csv.DictReader(handle))
-    for got, want in zip(first + second, reference, strict=True):
+    for bar, got, want in zip(bars, first + second, reference, strict=True):
         assert got.open_time.isoformat().replace("+00:00", "Z") == want["open_time"]
         for name, value in zip(NAMES, got.values(), strict=True):
             if want[name] == "":
                 assert value is None, (got.open_time, name)
-            else:
-                expected = float(want[name])
-                assert value is not None
-                assert abs(value - expected) <= 1e-9 * max(abs(expected), 1.0), (
-                    got.open_time,
-                    name,
-                )
+                continue
+            expected = float(want[name])
+            assert value is not None
+            scale = bar.close if name == "macd_hist" else abs(expected)
+            assert abs(value - expected) <= 1e-9 * scale, (got.open_time, name, value, expected)
 
 
 async def test_advance_in_batches_reads_only_its_source_and_equals_one_straight_run(

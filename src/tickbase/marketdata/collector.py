@@ -316,8 +316,8 @@ class SourceLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._starts: dict[str, list[float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._clock = clock
-        self._lock = asyncio.Lock()
 
     async def acquire(self, source: Source) -> float:
         """Wait until ``source`` may be asked again; return the seconds waited."""
@@ -325,7 +325,8 @@ class SourceLimiter:
             return 0.0
         limit = RateLimit.parse(source.rate_limit)
         waited = 0.0
-        async with self._lock:
+        # One lock per source: a source waiting out its window never holds up another.
+        async with self._locks.setdefault(source.name, asyncio.Lock()):
             starts = self._starts.setdefault(source.name, [])
             while True:
                 now = self._clock()

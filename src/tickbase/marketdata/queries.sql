@@ -207,4 +207,7 @@ INSERT INTO tickbase.indicator_state (source, symbol, interval, last_open_time, 
 SELECT %(source)s, %(symbol)s, %(interval)s, %(last_open_time)s, %(state)s::jsonb
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 ON CONFLICT (source, symbol, interval) DO UPDATE
-SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at = now();
+SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at = now()
+-- Two advances of one series that overlap (a scheduled and a triggered
+-- collection) compute the same states; the slower never moves it back.
+WHERE indicator_state.last_open_time <= excluded.last_open_time;
