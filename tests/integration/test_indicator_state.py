@@ -108,3 +108,26 @@ async def test_store_and_advance_equals_upsert_then_advance(
     a_rows = [r[1:] for r in rows if r[0] == "a"]
     assert a_rows == [r[1:] for r in rows if r[0] == "b"]
     assert [r[0] for r in a_rows if r[2]] == [jumped[200].open_time]
+
+
+async def test_store_and_advance_with_other_writers_equals_one_straight_run(
+    app: tickbase.App,
+) -> None:
+    """Two processes' worth of writers on one series, and bars stored by a plain upsert
+    in between: whoever writes, the state in the database decides, and every bar's
+    values equal one straight run's."""
+    bars = load_bars("goog-1d")[:400]
+    first, second = IndicatorStates(app.pool), IndicatorStates(app.pool)
+    store = KlineStore(app.pool)
+    got = []
+    for index, bar in enumerate(bars):
+        if index % 50 == 7:
+            await store.upsert("x", "G", "1d", [bar])  # stored, not advanced
+            continue
+        writer = first if (index // 20) % 2 == 0 else second
+        got.extend(await writer.store_and_advance("x", "G", "1d", [bar]))
+    straight = IndicatorSet()
+    assert [v.values() for v in got] == [straight.update_bar(b).values() for b in bars]
+    # a bar again (a revision): stored, nothing fed, nothing lost
+    assert await first.store_and_advance("x", "G", "1d", [bars[-1]]) == []
+    assert (await first.load("x", "G", "1d")) is not None

@@ -26,9 +26,9 @@ Closed bar to stored indicators (``closed_bar_to_stored_p50_ms``, ``..._p99_ms``
     ``DATABASE_URL`` says otherwise), dropped afterwards, and a pool of that database. The
     first :data:`LATENCY_BARS_WARMUP` + :data:`LATENCY_BARS` (``--closed-bars``) bars of
     ``eurusd-1h`` are stored one at a time, as each bar closes, through
-    ``IndicatorStates.store_and_advance(source, symbol, interval, [bar])``: the upsert
-    (committed without waiting for the WAL flush, as collectors write) and the read of
-    the saved state in one round trip, the new state in a second. The warm-up bars
+    ``IndicatorStates.store_and_advance(source, symbol, interval, [bar])``: the bar fed
+    to the state the process holds and written with the new state in one statement,
+    committed without waiting for the WAL flush, as collectors write. The warm-up bars
     (statements prepared, caches filled, indicators warmed up) are not counted, and the
     server is checkpointed after them (when the role may); each of the others gives one
     sample, from the call to its return, on :func:`time.perf_counter`. Nearest-rank

@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 import talib
 
-from tickbase.marketdata.bars import Bar, BarLike, InvalidBar
+from tickbase.marketdata.bars import BarLike, InvalidBar
 
 __all__ = [
     "NAMES",
@@ -808,7 +808,7 @@ class IndicatorSet:
             and self._atr._count > self._atr._n
         )
 
-    def update_bar(self, bar: Bar) -> IndicatorValues:
+    def update_bar(self, bar: BarLike) -> IndicatorValues:
         """:meth:`update` with a :class:`~tickbase.marketdata.bars.Bar`."""
         return self.update(bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume)
 

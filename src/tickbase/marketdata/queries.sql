@@ -9,6 +9,13 @@
 -- %(durable)s false: committed without waiting for the WAL flush (the
 -- collector's path: what it stores is re-fetched on its next run, and its
 -- task's synchronous outcome flushes the WAL past these rows anyway).
+-- %(new_state)s not NULL (IndicatorStates.store_and_advance, whose process
+-- holds the series' indicator state in memory and has fed it these bars): the
+-- state is saved in the same statement, but only if the saved one is the one
+-- it started from (last_open_time = %(state_from)s) and no bar of the series
+-- lies between that and this batch; otherwise nothing is saved and the caller
+-- advances from the database. Rows back: row_kind 'anomaly' (open_time,
+-- close, previous_close) and 'saved' when the state was saved.
 WITH b AS (
     SELECT b.*
     FROM unnest(%(open_times)s::timestamptz[], %(opens)s::float8[], %(highs)s::float8[],
@@ -52,11 +59,23 @@ WITH b AS (
         is_anomaly = excluded.is_anomaly, is_filled = excluded.is_filled,
         ingested_at = now()
     RETURNING open_time, is_anomaly
+), state_saved AS (
+    UPDATE tickbase.indicator_state i
+    SET state = %(new_state)s::jsonb, last_open_time = %(new_last)s, updated_at = now()
+    WHERE %(new_state)s::jsonb IS NOT NULL
+      AND i.source = %(source)s AND i.symbol = %(symbol)s AND i.interval = %(interval)s
+      AND i.last_open_time = %(state_from)s
+      AND NOT EXISTS (SELECT 1 FROM tickbase.klines k
+                      WHERE k.source = %(source)s AND k.symbol = %(symbol)s
+                        AND k.interval = %(interval)s AND k.open_time > %(state_from)s
+                        AND k.open_time < (SELECT min(open_time) FROM b))
+    RETURNING 1
 )
-SELECT j.open_time, j.close, j.previous_close
+SELECT 'anomaly' AS row_kind, j.open_time, j.close, j.previous_close
 FROM stored s JOIN judged j USING (open_time)
 WHERE s.is_anomaly
-ORDER BY j.open_time;
+UNION ALL
+SELECT 'saved', NULL, NULL, NULL FROM state_saved;
 
 -- klines_latest --
 -- The latest %(limit)s bars of a series, oldest first. NULL source: the series'

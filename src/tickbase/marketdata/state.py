@@ -8,24 +8,30 @@ the last one stopped.
 
 Round trips
 -----------
-A closed bar is stored and then advanced, so ``advance`` is on the path from a
-closed bar to its stored indicators and costs two round trips per batch of up
-to :data:`ADVANCE_BATCH` bars, on one pooled connection:
+:meth:`IndicatorStates.store_and_advance` is the path from a closed bar to its
+stored indicators. An instance remembers the state it last saved per series;
+for the next bars of such a series it feeds them in memory and sends the new
+state with the write, in one statement (``klines_upsert`` with ``new_state``)
+that saves it only if the database still holds the state it started from and
+no other bar lies between: one round trip. Otherwise (the first bar, another
+writer, a bar out of turn) the bars are stored and the series advanced from
+the database; the database's state always decides.
 
-1. ``indicator_state_klines_after``: the saved state and the bars after it, in
-   one statement (one snapshot: they always belong together);
-2. ``indicator_state_put_async``: the new state, committed without waiting for
-   its WAL flush (``synchronous_commit`` off for that one statement). The state
-   is derived data: if a database crash loses the last saves, the row left is
-   an older, consistent ``(last_open_time, state)`` pair, and the next
-   ``advance`` feeds the bars after it and reaches the same state exactly (it
-   returns those bars' values again). Everything else about the save is
-   unchanged: it is visible to every session as soon as ``advance`` returns.
+:meth:`IndicatorStates.advance` reads the state and the bars after it in one
+statement (``indicator_state_klines_after``, one snapshot), feeds them and
+saves the new state (``indicator_state_put_async``), per batch of
+:data:`ADVANCE_BATCH` bars.
+
+Saves commit without waiting for their WAL flush. The state is derived data: if
+a database crash loses the last saves, the row left is an older, consistent
+``(last_open_time, state)`` pair, and the next advance feeds the bars after it
+and reaches the same state exactly (it returns those bars' values again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -42,6 +48,9 @@ ADVANCE_BATCH = 10_000
 class IndicatorStates:
     """Load, advance and save the indicator state of stored series.
 
+    Each instance remembers the state it last saved per series, so storing the next
+    closed bar of a series it follows takes one round trip (see the module's notes).
+
     Example::
 
         states = IndicatorStates(pool)
@@ -50,6 +59,8 @@ class IndicatorStates:
 
     def __init__(self, pool: AsyncConnectionPool[AsyncConn]) -> None:
         self.pool = pool
+        self._held: dict[tuple[str, str, str], IndicatorSet] = {}
+        """The state this instance last saved, per series (a hint: the database decides)."""
 
     async def load(self, source: str, symbol: str, interval: str) -> IndicatorSet | None:
         """The saved state of a series, or ``None`` before its first advance."""
@@ -72,7 +83,19 @@ class IndicatorStates:
                     Q["indicator_state_klines_after"], {**series, "limit": ADVANCE_BATCH}
                 )
                 rows = await cursor.fetchall()
-                values.extend(await _feed_and_save(conn, series, rows))
+                if rows:
+                    saved = rows[0][6]
+                    calculators = (
+                        IndicatorSet() if saved is None else IndicatorSet.from_state(saved)
+                    )
+                    update = calculators.update
+                    values.extend(update(t, o, h, lo, c, v) for t, o, h, lo, c, v, _ in rows)
+                    last, state = _saved(calculators)
+                    await conn.execute(
+                        Q["indicator_state_put_async"],
+                        {**series, "last_open_time": last, "state": state},
+                    )
+                    self._held[(source, symbol, interval)] = calculators
             if len(rows) < ADVANCE_BATCH:
                 return values
 
@@ -88,44 +111,35 @@ class IndicatorStates:
         """Store closed bars (as :meth:`KlineStore.upsert`) and advance the series'
         indicators over them: the path from a closed bar to its stored indicators.
 
-        The write and the read of the saved state travel together (pipeline mode: one
-        round trip, two statements run in order), the new state in a second round trip.
-        Returns the values of every bar fed (more than ``bars`` if earlier ones were
-        stored without an advance).
+        When this instance saved the series' state last, the bars are fed to it here
+        and the new state travels with the write: one statement, saved only if the
+        database still holds the state it started from and no other bar came between.
+        Otherwise (first bar, another writer, bars out of turn) the bars are stored
+        and the series advanced from the database. Returns the values of every bar
+        fed (more than ``bars`` if earlier ones were stored without an advance).
         """
-        series: dict[str, Any] = {"source": source, "symbol": symbol, "interval": interval}
+        key = (source, symbol, interval)
+        params = upsert_params(source, symbol, interval, bars, durable)
+        held = self._held.pop(key, None)  # back only once the database has agreed
+        values: list[IndicatorValues] | None = None
+        start = held.last_open_time if held is not None else None
+        if held is not None and start is not None and bars and bars[0].open_time > start:
+            try:
+                values = [held.update_bar(bar) for bar in bars]
+            except ValueError:
+                values = None  # refused by the calculators: the store has its say below
+            else:
+                new_last, new_state = _saved(held)
+                params.update(new_last=new_last, new_state=new_state, state_from=start)
         async with self.pool.connection() as conn:
-            async with conn.pipeline():
-                stored = await conn.execute(
-                    Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
-                )
-                after = await conn.execute(
-                    Q["indicator_state_klines_after"], {**series, "limit": ADVANCE_BATCH}
-                )
-            log_anomalies(source, symbol, interval, await stored.fetchall())
-            rows = await after.fetchall()
-            values = await _feed_and_save(conn, series, rows)
-        if len(rows) == ADVANCE_BATCH:
-            values.extend(await self.advance(source, symbol, interval))
-        return values
+            rows = await (await conn.execute(Q["klines_upsert"], params)).fetchall()
+        log_anomalies(source, symbol, interval, rows)
+        if values is not None and held is not None and any(r[0] == "saved" for r in rows):
+            self._held[key] = held
+            return values
+        return await self.advance(source, symbol, interval)
 
 
-async def _feed_and_save(
-    conn: AsyncConn, series: dict[str, Any], rows: Sequence[tuple[Any, ...]]
-) -> list[IndicatorValues]:
-    """Feed ``indicator_state_klines_after`` rows to their saved state and save it."""
-    if not rows:
-        return []
-    saved = rows[0][6]
-    calculators = IndicatorSet() if saved is None else IndicatorSet.from_state(saved)
-    update = calculators.update
-    values = [update(t, o, h, lo, c, v) for t, o, h, lo, c, v, _ in rows]
-    await conn.execute(
-        Q["indicator_state_put_async"],
-        {
-            **series,
-            "last_open_time": calculators.last_open_time,
-            "state": orjson.dumps(calculators.state()).decode(),
-        },
-    )
-    return values
+def _saved(calculators: IndicatorSet) -> tuple[datetime | None, str]:
+    """What saves ``calculators``: its last bar's time and its state as JSON."""
+    return calculators.last_open_time, orjson.dumps(calculators.state()).decode()

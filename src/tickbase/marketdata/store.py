@@ -68,23 +68,25 @@ def upsert_params(
         "filled": [bool(getattr(b, "is_filled", False)) for b in bars],
         "anomaly_move": ANOMALY_MOVE,
         "durable": durable,
+        "new_state": None,
+        "new_last": None,
+        "state_from": None,
     }
 
 
-def log_anomalies(
-    source: str, symbol: str, interval: str, flagged: Sequence[tuple[Any, ...]]
-) -> None:
-    """Log the bars ``klines_upsert`` flagged: ``(open_time, close, previous_close)`` rows."""
-    for open_time, close, previous in flagged:
-        logger.warning(
-            "%s %s %s: close %s at %s moved more than 20%% from %s (kept, flagged)",
-            source,
-            symbol,
-            interval,
-            close,
-            open_time.isoformat(),
-            previous,
-        )
+def log_anomalies(source: str, symbol: str, interval: str, rows: Sequence[Any]) -> None:
+    """Log the bars ``klines_upsert`` flagged (its ``anomaly`` rows)."""
+    for kind, open_time, close, previous in rows:
+        if kind == "anomaly":
+            logger.warning(
+                "%s %s %s: close %s at %s moved more than 20%% from %s (kept, flagged)",
+                source,
+                symbol,
+                interval,
+                close,
+                open_time.isoformat(),
+                previous,
+            )
 
 
 class KlineStore:
