@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,18 @@ def task_count(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(*) FROM tickbase.tasks").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def start_up(processes: Processes, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``tickbase up``; return it and the lines it printed until it is ready."""
+    up = processes.start("up", env=env)
+    assert up.stdout is not None
+    lines: list[str] = []
+    for line in up.stdout:
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    return up, lines
 
 
 def test_enqueue_list_show_cancel_retry(
@@ -104,13 +117,7 @@ def test_db_status_hides_passwords(database_url: str) -> None:
 def test_up_runs_a_worker_and_stops_on_sigint(database_url: str, processes: Processes) -> None:
     port = free_port()
     env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2", TICKBASE_API_PORT=str(port))
-    up = processes.start("up", env=env)
-    assert up.stdout is not None
-    lines: list[str] = []
-    for line in up.stdout:
-        lines.append(line)
-        if "press Ctrl-C" in line:
-            break
+    up, lines = start_up(processes, env)
     assert any(f"http://127.0.0.1:{port}/api/v1" in line for line in lines), lines
     assert not any("admin token" in line for line in lines)  # not on the user's own database
 
@@ -153,13 +160,7 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
 
         # `up` reuses the running server and leaves it running on exit; on the
         # embedded database's first start it prints an admin token, once
-        up = processes.start("up", env=env)
-        assert up.stdout is not None
-        first_lines = []
-        for line in up.stdout:
-            first_lines.append(line)
-            if "press Ctrl-C" in line:
-                break
+        up, first_lines = start_up(processes, env)
         assert sum("admin token" in line for line in first_lines) == 1, first_lines
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
@@ -170,12 +171,8 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         assert stopped.returncode == 0 and server.running() is None
 
         # `up` on a stopped home starts the server and stops it again on exit
-        up = processes.start("up", env=env)
-        assert up.stdout is not None
-        for line in up.stdout:
-            assert "admin token" not in line  # printed on the first start only
-            if "press Ctrl-C" in line:
-                break
+        up, lines = start_up(processes, env)
+        assert not any("admin token" in line for line in lines)  # the first start only
         assert server.running() is not None
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
@@ -320,13 +317,7 @@ def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Pro
     ``source = replay`` in the CLI and the API, indicators included."""
     port = free_port()
     env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2", TICKBASE_API_PORT=str(port))
-    up = processes.start("up", env=env)
-    assert up.stdout is not None
-    lines: list[str] = []
-    for line in up.stdout:
-        lines.append(line)
-        if "press Ctrl-C" in line:
-            break
+    up, lines = start_up(processes, env)
     assert any("market data: BTCUSDT, ETHUSDT (1h, 4h, 1d)" in line for line in lines), lines
 
     def listed() -> list[dict[str, Any]]:
@@ -356,6 +347,7 @@ def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Pro
 
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=30) == 0
+    assert up.stdout is not None
     rest = up.stdout.read()
     said = [line for line in [*lines, *rest.splitlines()] if "no live source answers" in line]
     assert len(said) == 2, said  # once per symbol

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import httpx
 
 from tickbase.errors import TickbaseError
+from tickbase.marketdata.bars import Bar
 from tickbase.queue.limits import RateLimit
 
 logger = logging.getLogger("tickbase.marketdata")
@@ -45,15 +46,10 @@ Kind = Literal["klines", "sentiment", "macro", "onchain"]
 
 
 @dataclass(frozen=True, slots=True)
-class Kline:
-    """One bar in Binance's fields; the optional ones are ``None`` where a source lacks them."""
+class Kline(Bar):
+    """A :class:`~tickbase.marketdata.bars.Bar` with Binance's other fields; the optional
+    ones are ``None`` where a source lacks them."""
 
-    open_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
     close_time: datetime | None = None
     quote_volume: float | None = None
     trade_count: int | None = None
