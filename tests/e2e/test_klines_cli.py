@@ -147,3 +147,27 @@ def test_indicators_cli_equals_talib_reference(database_url: str, tmp_path: Path
                         got[name],
                         expected,
                     )
+
+
+def test_observations_cli_shows_what_a_collection_stored(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """``tickbase observations SERIES --json``: the stored values, oldest first, with the
+    ones cleaning supplied marked; an unknown series names those stored."""
+    sql_conn.execute(
+        "INSERT INTO tickbase.observations (series, observed_at, kind, source, value, label,"
+        " is_filled) VALUES ('DCOILWTICO', '1986-01-02', 'macro', 'fred', 25.56, NULL, false),"
+        " ('DCOILWTICO', '1986-01-03', 'macro', 'fred', 25.56, NULL, true)"
+    )
+    done = run_cli("observations", "DCOILWTICO", "--json", database_url=database_url)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["value"], r["is_filled"], r["source"]) for r in rows] == [
+        (25.56, False, "fred"),
+        (25.56, True, "fred"),
+    ]
+    assert rows[0]["observed_at"].startswith("1986-01-02")
+    missing = run_cli("observations", "fear_greed", database_url=database_url)
+    assert missing.returncode != 0 and "DCOILWTICO" in missing.stderr + missing.stdout
+    bad = run_cli("observations", "no spaces", database_url=database_url)
+    assert bad.returncode != 0 and "invalid series" in bad.stderr + bad.stdout

@@ -173,3 +173,34 @@ async def test_indicators_read_api_equals_talib_reference(database_url: str) -> 
                 "/api/v1/indicators", params={"symbol": "GOOG", "interval": "daily"}
             )
             assert bad.status_code == 422
+
+
+async def test_observations_read_api(database_url: str) -> None:
+    from tickbase.marketdata.collector import Observation
+    from tickbase.marketdata.store import ObservationStore
+
+    app = gateway_test_app(database_url)
+    async with app, running_gateway(app, worker=False) as gw:
+        t = datetime(2019, 2, 26, tzinfo=UTC)
+        await ObservationStore(app.pool).upsert(
+            "fear_greed",
+            "sentiment",
+            "alternative.me",
+            [
+                Observation("fear_greed", t, 40.0, "Fear"),
+                Observation("fear_greed", t.replace(day=27), 50.0, None, True),
+            ],
+        )
+        async with gw.http(gw.viewer) as http:
+            got = await http.get("/api/v1/observations", params={"series": "fear_greed"})
+            assert got.status_code == 200, got.text
+            assert [(o["value"], o["label"], o["isFilled"]) for o in got.json()] == [
+                (40.0, "Fear", False),
+                (50.0, None, True),
+            ]
+            assert got.json()[0]["observedAt"].startswith("2019-02-26")
+            unknown = await http.get("/api/v1/observations", params={"series": "DGS10"})
+            assert unknown.status_code == 404
+            assert unknown.json()["error"]["details"] == {"series": ["fear_greed"]}
+            bad = await http.get("/api/v1/observations", params={"series": "a b"})
+            assert bad.status_code == 422

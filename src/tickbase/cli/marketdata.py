@@ -110,7 +110,48 @@ def list_klines(
 
 
 def register_indicator_command(root: typer.Typer) -> None:
-    """Add ``tickbase indicators`` to the root CLI."""
+    """Add ``tickbase indicators`` and ``tickbase observations`` to the root CLI."""
+
+    @root.command()
+    def observations(
+        series: str = typer.Argument(..., help="Series, e.g. fear_greed, DGS10."),
+        limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="The latest N."),
+        database_url: str | None = DatabaseUrlOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """The latest values of a non-price series (sentiment, macro, on-chain)."""
+        import re
+
+        from tickbase.marketdata.store import SERIES_PATTERN, ObservationStore
+
+        if not re.match(SERIES_PATTERN, series):
+            fail(f"invalid series {series!r}: 1 to 80 letters, digits or _ . : / -")
+
+        async def body(app: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+            store = ObservationStore(app.pool)
+            found = await store.latest(series, limit=limit)
+            return found, ([] if found else await store.series())
+
+        found, known = run(with_app(database_url, body))
+        if not found:
+            fail(f"no series {series!r} stored; stored: {', '.join(n for n, _ in known) or 'none'}")
+        if as_json:
+            print_json([o.to_dict() for o in found])
+            return
+        table(
+            series,
+            ["observed_at", "value", "label", "source", "filled"],
+            [
+                (
+                    o.observed_at.isoformat(),
+                    o.value,
+                    o.label or "",
+                    o.source,
+                    "yes" if o.is_filled else "",
+                )
+                for o in found
+            ],
+        )
 
     @root.command()
     def indicators(

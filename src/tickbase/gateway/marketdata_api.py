@@ -1,5 +1,5 @@
-"""Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators`` and a TradingView UDF
-datafeed under ``/udf``.
+"""Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators``,
+``/api/v1/observations`` and a TradingView UDF datafeed under ``/udf``.
 
 The UDF endpoints speak the wire format of TradingView's charting library
 ``UDFCompatibleDatafeed`` (``/udf/config``, ``/udf/symbols``, ``/udf/history``,
@@ -21,7 +21,13 @@ from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import ERRORS, Gw, current_principal
 from tickbase.gateway.schemas import CamelModel
 from tickbase.marketdata.indicators import batch
-from tickbase.marketdata.store import INTERVAL_PATTERN, SYMBOL_PATTERN, KlineStore
+from tickbase.marketdata.store import (
+    INTERVAL_PATTERN,
+    SERIES_PATTERN,
+    SYMBOL_PATTERN,
+    KlineStore,
+    ObservationStore,
+)
 
 # TradingView resolutions and the K-line intervals they read.
 RESOLUTIONS = {
@@ -93,6 +99,33 @@ async def klines(
     store = KlineStore(gw.app.pool)
     await _known(store, symbol, interval)
     return [asdict(b) for b in await store.latest(symbol, interval, limit=limit)]
+
+
+class ObservationOut(CamelModel):
+    series: str
+    observed_at: datetime
+    kind: str
+    source: str
+    value: float
+    label: str | None
+    is_filled: bool
+
+
+@router.get("/api/v1/observations", response_model=list[ObservationOut], tags=["marketdata"])
+async def observations(
+    gw: Gw,
+    series: Annotated[str, Query(pattern=SERIES_PATTERN)],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Any:
+    """The latest values of a non-price series (fear-and-greed, a FRED series, a
+    Glassnode metric), oldest first; ``isFilled`` marks values the cleaning rules
+    supplied."""
+    store = ObservationStore(gw.app.pool)
+    found = await store.latest(series, limit=limit)
+    if not found:
+        known = [name for name, _ in await store.series()]
+        raise ApiError(404, "NOT_FOUND", f"unknown series {series!r}", {"series": known})
+    return [asdict(o) for o in found]
 
 
 class IndicatorsOut(CamelModel):

@@ -165,6 +165,10 @@ FROM (SELECT * FROM tickbase.observations WHERE series = %(series)s
       ORDER BY observed_at DESC LIMIT %(limit)s) latest
 ORDER BY observed_at;
 
+-- observations_series --
+-- Every stored non-price series with its kind (what the read API can serve).
+SELECT DISTINCT series, kind FROM tickbase.observations ORDER BY series;
+
 -- series_integrity_check --
 -- How many of a window's grid slots hold a traded (not filled) bar of any
 -- source; the result is kept per series (the data_completeness alert reads it).

@@ -22,6 +22,8 @@ ANOMALY_MOVE = 0.20  # a close this far from the previous close is flagged (and 
 # What a series name may be (the klines table's CHECK constraints say the same).
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.:/-]{1,40}$"
 INTERVAL_PATTERN = r"^[0-9]{1,3}[smhdwM]$"
+SERIES_PATTERN = r"^[A-Za-z0-9_.:/-]{1,80}$"
+"""What a non-price series name may be (``fear_greed``, ``DGS10``, ``BTC:market/mvrv_z_score``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +257,9 @@ class ObservationStore:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(Q["observations_latest"], {"series": series, "limit": limit})
             return [StoredObservation(**row) for row in await cursor.fetchall()]
+
+    async def series(self) -> list[tuple[str, str]]:
+        """Every stored series with its kind, e.g. ``[("fear_greed", "sentiment")]``."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["observations_series"])
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
