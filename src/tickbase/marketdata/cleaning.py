@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from tickbase.marketdata.collector import Kind, Kline, Observation, interval_seconds
+from tickbase.marketdata.collector import Kind, Kline, Observation, interval_step
 
 SENTIMENT_DEFAULT = 50.0
 """Fear-and-greed when nothing is known: neutral."""
@@ -31,10 +31,9 @@ SENTIMENT_DEFAULT = 50.0
 
 def closed_bars(bars: Sequence[Kline], interval: str, now: datetime) -> list[Kline]:
     """The bars that have closed by ``now`` (an exchange's last bar is still open)."""
-    try:
-        length = timedelta(seconds=interval_seconds(interval))
-    except ValueError:
-        length = timedelta(days=31)  # months: a bar is closed once 31 days are past
+    step = interval_step(interval)
+    # months: a bar is closed once 31 days are past
+    length = timedelta(days=31) if step is None else timedelta(seconds=step)
     return [bar for bar in bars if bar.open_time + length <= now]
 
 
@@ -44,10 +43,10 @@ def forward_fill(bars: Sequence[Kline], interval: str) -> list[Kline]:
     A filled bar has open = high = low = close = the previous close, zero volume and
     ``is_filled``. Intervals without a fixed length (months) are returned as they are.
     """
-    try:
-        step = timedelta(seconds=interval_seconds(interval))
-    except ValueError:
+    seconds = interval_step(interval)
+    if seconds is None:
         return list(bars)
+    step = timedelta(seconds=seconds)
     out: list[Kline] = []
     for bar in bars:
         if out:

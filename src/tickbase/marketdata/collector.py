@@ -254,6 +254,16 @@ def interval_seconds(interval: str) -> int:
     return int(count) * _UNIT_SECONDS[unit]
 
 
+def interval_step(interval: str) -> int | None:
+    """Seconds of a kline interval, ``None`` for months (``"1M"``: no fixed length).
+
+    Any other interval :func:`interval_seconds` does not know raises :class:`ValueError`.
+    """
+    if interval.endswith("M") and interval[:-1].isdigit():
+        return None
+    return interval_seconds(interval)
+
+
 # ---- the chain ----------------------------------------------------------------------
 
 

@@ -42,6 +42,7 @@ from tickbase.marketdata.collector import (
     SourceUnavailable,
     get_json,
     interval_seconds,
+    interval_step,
 )
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "check_klines",
     "coingecko_candle_seconds",
     "coingecko_days",
-    "interval_step",
     "parse_number",
     "parse_time",
     "replay_klines",
@@ -158,17 +158,6 @@ def _duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def interval_step(interval: str) -> int | None:
-    """Seconds of a kline interval, ``None`` for months (``"1M"``: no fixed length).
-
-    Any other interval :func:`~tickbase.marketdata.collector.interval_seconds` does not
-    know raises :class:`ValueError`.
-    """
-    if interval.endswith("M") and interval[:-1].isdigit():
-        return None
-    return interval_seconds(interval)
 
 
 def check_klines(source: str, klines: Sequence[Kline], step: int | None) -> list[Kline]:
