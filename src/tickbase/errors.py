@@ -9,6 +9,7 @@ keeps working for callers who do not know tickbase::
     ├── DatabaseError                        server cannot be reached / started
     │   └── MigrationError                   schema older/newer than the code, edited migration
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
+    │   └── PayloadTooLarge                  payload over PAYLOAD_MAX_BYTES of JSON
     ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
     ├── InvalidWorkflow (ValueError)         workflow refused: cycle, unknown step or task type, ...
     ├── InvalidAlert (ValueError)            alert rule change or webhook refused: URL, threshold, name
@@ -57,6 +58,21 @@ class InvalidTask(TickbaseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class PayloadTooLarge(InvalidTask):
+    """A payload's JSON is over the size limit on payloads; nothing was stored."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        InvalidTask.__init__(
+            self,
+            field,
+            f"<{size} bytes of JSON>",
+            f"over the {limit}-byte limit on payloads (PAYLOAD_MAX_BYTES): "
+            "pass a reference (a key, a path) to large data instead",
+        )
 
 
 class InvalidSchedule(TickbaseError, ValueError):

@@ -60,6 +60,25 @@ class Settings(BaseSettings):
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=3600)
     """Time to live of the leader lease: a dead leader is replaced within it. Defaults to 15 s."""
 
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    """Largest HTTP request body the gateway accepts (413 beyond, the body unread). Defaults to 1 MiB."""
+
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Client connections (HTTP and WebSocket) one gateway process holds at once; never more than
+    its file-descriptor limit less a reserve for the database. Beyond: 503 and closed. Defaults to 10,000."""
+
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds a client has to send a request's headers (else 408 and closed). Defaults to 10 s."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024**2)
+    """Largest request line plus headers (431 beyond). Defaults to 64 KiB."""
+
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a client has to send a request's whole body (else 408). Defaults to 30 s."""
+
+    keep_alive_timeout: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds an idle keep-alive HTTP connection stays open. Defaults to 5 s."""
+
     pool_max_size: int = Field(default=10, ge=2, le=200)
     """Most connections one process's pool opens. Defaults to 10."""
 

@@ -16,6 +16,7 @@ import websockets
 import tickbase
 from tickbase.gateway.app import create_gateway, serve
 from tickbase.gateway.auth import TokenStore
+from tickbase.gateway.server import ServerLimits
 from tickbase.gateway.ws import WsLimits
 
 
@@ -124,17 +125,27 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    app: tickbase.App, *, limits: WsLimits | None = None, worker: bool = True
+    app: tickbase.App,
+    *,
+    limits: WsLimits | None = None,
+    worker: bool = True,
+    server_limits: ServerLimits | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Serve ``app`` (already open) with a worker until the block ends."""
     tokens = TokenStore(app.pool)
-    admin = (await tokens.create("admin", name="test-admin")).token
-    viewer = (await tokens.create("viewer", name="test-viewer")).token
-    limits = limits or WsLimits()
     port = free_port()
+    # Names are unique among live tokens: a test serving twice gets new ones.
+    admin = (await tokens.create("admin", name=f"test-admin-{port}")).token
+    viewer = (await tokens.create("viewer", name=f"test-viewer-{port}")).token
+    limits = limits or WsLimits()
     stop, started = asyncio.Event(), asyncio.Event()
     server = asyncio.create_task(
-        serve(create_gateway(app, limits=limits), port=port, stop=stop, started=started)
+        serve(
+            create_gateway(app, limits=limits, server_limits=server_limits),
+            port=port,
+            stop=stop,
+            started=started,
+        )
     )
     the_worker = app.worker(concurrency=20) if worker else None
     working = asyncio.create_task(the_worker.run()) if the_worker else None

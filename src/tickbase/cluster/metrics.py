@@ -8,7 +8,7 @@ keeps counters that a restart would lose.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -92,7 +92,10 @@ def _summary(values: list[float]) -> dict[str, float | None]:
 
 
 class ClusterCollector(Collector):
-    """Prometheus collector reading the cluster's figures at each scrape.
+    """Prometheus collector of the cluster's figures, read at each scrape.
+
+    ``source`` is a database URL (read over a connection of its own at each
+    scrape) or a function returning figures already read (a cache).
 
     Example::
 
@@ -101,11 +104,11 @@ class ClusterCollector(Collector):
         start_http_server(9108, registry=registry)
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, source: str | Callable[[], dict[str, Any]]) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Any]:
-        stats = read_stats_at(self.url)
+        stats = read_stats_at(self.source) if isinstance(self.source, str) else self.source()
         tasks = GaugeMetricFamily(
             "tickbase_tasks", "Tasks by queue and status", labels=["queue", "status"]
         )

@@ -2,8 +2,9 @@
 
 ``create_gateway(app)`` builds the FastAPI app over an open or openable
 :class:`tickbase.App`: HTTP ``/api/v1``, WebSocket ``/ws``, ``/metrics``,
-``/healthz``, ``/readyz`` and ``/openapi.json``. ``serve(...)`` runs it on
-uvicorn until a stop event is set. The gateway holds no state that matters:
+``/healthz``, ``/readyz`` and ``/openapi.json``. ``serve(...)``
+(:mod:`tickbase.gateway.server`) runs it on uvicorn, every connection
+bounded, until a stop event is set. The gateway holds no state that matters:
 any number of gateway processes may serve the same database.
 """
 
@@ -15,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from tickbase._version import __version__
@@ -24,21 +25,28 @@ from tickbase.db.migrate import migration_status
 from tickbase.errors import InvalidCredentials
 from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse_bearer
 from tickbase.gateway.errors import install_error_handlers
-from tickbase.gateway.http_api import Gateway, router
+from tickbase.gateway.figures import ClusterFigures
+from tickbase.gateway.guard import RequestGuard
+from tickbase.gateway.http_api import Gateway, current_principal, router
 from tickbase.gateway.hub import Hub
 from tickbase.gateway.marketdata_api import router as marketdata_router
 from tickbase.gateway.schemas import HealthOut
+from tickbase.gateway.server import ServerLimits, serve
 from tickbase.gateway.ws import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection, WsLimits
 
 logger = logging.getLogger("tickbase.gateway")
 
-MAX_FRAME_BYTES = 64 * 1024
-PING_SECONDS = 30.0
 
+def create_gateway(
+    app: App, *, limits: WsLimits | None = None, server_limits: ServerLimits | None = None
+) -> FastAPI:
+    """The gateway over ``app`` (opened by the lifespan if it is not open yet).
 
-def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
-    """The gateway over ``app`` (opened by the lifespan if it is not open yet)."""
+    ``server_limits`` default to the app's settings (``TICKBASE_MAX_BODY_BYTES``,
+    ``TICKBASE_MAX_CONNECTIONS``, ...); :func:`serve` applies the same ones.
+    """
     ws_limits = limits or WsLimits()
+    bounds = server_limits or ServerLimits.from_settings(app.settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -47,12 +55,16 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
             await app.open()
         hub = Hub(app.pool, app.listener)
         await hub.start()
+        assert app.url is not None
+        figures = ClusterFigures(app.url)
         api.state.gateway = Gateway(app, TokenStore(app.pool), await SessionSigner.load(app.pool))
         api.state.hub = hub
+        api.state.figures = figures
         try:
             yield
         finally:
             await hub.stop()
+            figures.close()
             if opened_here:
                 await app.close()
 
@@ -62,7 +74,11 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
         description="Tasks, schedules, workflows and the cluster, over HTTP and WebSocket.",
         lifespan=lifespan,
     )
+    api.state.server_limits = bounds
     install_error_handlers(api)
+    # Outermost of our layers: credentials and body size are checked before
+    # any route, dependency or body parser runs.
+    api.add_middleware(RequestGuard, limits=bounds)
     api.include_router(router)
     api.include_router(marketdata_router)
 
@@ -98,18 +114,23 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
             )
         return {"status": "ok", "details": {"schemaVersion": status.database_version}}
 
-    @api.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics() -> Response:
-        """Prometheus exposition of the cluster's figures (read from the database)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    @api.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        dependencies=[Depends(current_principal)],
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition of the cluster's figures (any API token; cached for 1 s).
 
-        from tickbase.cluster.metrics import ClusterCollector
+        Give Prometheus a viewer token: ``authorization: {credentials: <token>}``
+        in its scrape config. The figures are read over one connection of the
+        gateway's own at most once a second, however often it is scraped.
+        """
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        assert app.url is not None
-        registry = CollectorRegistry()
-        registry.register(ClusterCollector(app.url))
-        body = await asyncio.to_thread(generate_latest, registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        figures: ClusterFigures = request.app.state.figures
+        return Response(await figures.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @api.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -127,22 +148,20 @@ def create_gateway(app: App, *, limits: WsLimits | None = None) -> FastAPI:
             await websocket.accept()
             await websocket.close(CLOSE_UNAUTHORIZED, _reason(f"unauthorized: {exc}"))
             return
-        user = principal.user
-        if ws_limits.connections[user] >= ws_limits.max_connections_per_user:
+        if not ws_limits.acquire_connection(principal.key):
             await websocket.accept()
             await websocket.close(
                 CLOSE_TOO_MANY,
                 f"too many connections: at most {ws_limits.max_connections_per_user} per user",
             )
             return
-        ws_limits.connections[user] += 1
         try:
             await websocket.accept()
             await Connection(
                 websocket, principal, gateway.service, websocket.app.state.hub, ws_limits
             ).serve()
         finally:
-            ws_limits.connections[user] -= 1
+            ws_limits.release_connection(principal.key)
 
     return api
 
@@ -153,40 +172,4 @@ def _reason(text: str) -> str:
     return encoded.decode(errors="ignore")
 
 
-async def serve(
-    api: FastAPI,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    stop: asyncio.Event | None = None,
-    started: asyncio.Event | None = None,
-) -> None:
-    """Serve ``api`` on uvicorn until ``stop`` is set."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        api,
-        host=host,
-        port=port,
-        ws_max_size=MAX_FRAME_BYTES,
-        ws_ping_interval=PING_SECONDS,
-        ws_ping_timeout=PING_SECONDS,
-        log_level="warning",
-        lifespan="on",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    # The CLI owns the signals (it stops every role together, gateway included).
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    serving = asyncio.create_task(server.serve())
-    waiter = asyncio.create_task((stop or asyncio.Event()).wait())
-    try:
-        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no started event)
-            await asyncio.sleep(0.01)
-        if started is not None and server.started:
-            started.set()
-        await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        server.should_exit = True
-        waiter.cancel()
-        await serving
+__all__ = ["create_gateway", "serve"]

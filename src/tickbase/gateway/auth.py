@@ -11,9 +11,17 @@ Overview
     Browsers cannot set headers on a WebSocket, so the dashboard uses a
     **session**: a short-lived (default one hour) signed statement of who the
     holder is, passed as ``?session=``. A session is
-    ``base64url(JSON {"sub", "role", "exp", "tid"}) "." base64url(HMAC-SHA256)``,
+    ``base64url(JSON {"sub", "role", "exp", "tid", "ath"}) "." base64url(HMAC-SHA256)``,
     keyed by a secret stored once in ``tickbase.auth_secrets`` so that every
-    gateway process accepts the sessions of every other.
+    gateway process accepts the sessions of every other. ``tid`` is the id of
+    the token it was issued from (a session dies with that token) and ``ath``
+    the time of that sign-in: a session renewed from a session keeps it, so
+    every session ends at the latest :data:`SESSION_MAX_AGE` after sign-in.
+
+Identity
+    Who a request acts as is the token's **id** (:attr:`Principal.key`),
+    never its name: request results, connection and in-flight caps belong to
+    the id. Names are labels, unique among live tokens.
 
     Two roles: a ``viewer`` reads; an ``admin`` also creates, changes,
     triggers and cancels (:attr:`Principal.can_write`).
@@ -50,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -60,6 +69,7 @@ from tickbase.errors import ConfigurationError, InvalidCredentials
 __all__ = [
     "PREFIX_LENGTH",
     "ROLES",
+    "SESSION_MAX_AGE",
     "SESSION_TTL_DEFAULT",
     "TOKEN_PREFIX",
     "CreatedToken",
@@ -92,6 +102,9 @@ _TOKEN = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{{_TOKEN_RANDOM_CHARS}}}")
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
 
 SESSION_TTL_DEFAULT = 3600.0  # seconds
+# However often a session is renewed from a session, it ends this long after
+# its holder signed in with a token (a stolen session is not good forever).
+SESSION_MAX_AGE = 12 * 3600.0  # seconds
 SESSION_SECRET_NAME = "session"
 SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than the hash weaken it
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
@@ -120,11 +133,25 @@ class Principal:
     user: str
     role: Role
     token_id: int | None
+    signed_in_at: float | None = field(default=None, compare=False)
+    """For a session: when its holder first exchanged a token (Unix seconds). A
+    session renewed from a session keeps it, so no chain of renewals outlives
+    :data:`SESSION_MAX_AGE` from the sign-in."""
 
     @property
     def can_write(self) -> bool:
         """Whether this principal may create, change, trigger or cancel (admins only)."""
         return self.role == "admin"
+
+    @property
+    def key(self) -> str:
+        """Who owns this principal's requests and counts against its caps.
+
+        The token's id: a name is only a label, and two tokens (or a renamed
+        one) must never share results or limits. Principals made in code
+        (no token) are keyed by their user.
+        """
+        return f"token:{self.token_id}" if self.token_id is not None else f"user:{self.user}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +205,23 @@ def check_role(role: str) -> Role:
     if lowered in ROLES:
         hint = f" (did you mean {lowered!r}?)"
     raise ConfigurationError(f"invalid role {role!r}: must be 'admin' or 'viewer'{hint}")
+
+
+def check_token_name(name: str) -> str:
+    """``name`` stripped, or :class:`~tickbase.errors.ConfigurationError` saying what is wrong.
+
+    A name is a label a person reads in listings: 1 to 200 printable characters.
+    """
+    if not isinstance(name, str):
+        raise ConfigurationError("invalid token name: must be text")
+    stripped = name.strip()
+    if not 1 <= len(stripped) <= TOKEN_NAME_MAX:
+        raise ConfigurationError(f"invalid token name: must be 1 to {TOKEN_NAME_MAX} characters")
+    if not stripped.isprintable():
+        raise ConfigurationError(
+            "invalid token name: control characters are not allowed (it is a printable label)"
+        )
+    return stripped
 
 
 def new_token() -> str:
@@ -259,23 +303,27 @@ class TokenStore:
         """
         checked = check_role(role)
         if name is not None:
-            name = name.strip()
-            if not 1 <= len(name) <= TOKEN_NAME_MAX:
-                raise ConfigurationError(
-                    f"invalid token name: must be 1 to {TOKEN_NAME_MAX} characters"
-                )
+            name = check_token_name(name)
         token = new_token()
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["api_token_create"],
-                {
-                    "name": name,
-                    "role": checked,
-                    "token_hash": token_hash(token),
-                    "prefix": token_display(token),
-                },
-            )
-            row = await cursor.fetchone()
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    Q["api_token_create"],
+                    {
+                        "name": name,
+                        "role": checked,
+                        "token_hash": token_hash(token),
+                        "prefix": token_display(token),
+                    },
+                )
+                row = await cursor.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "api_tokens_live_name_key":
+                raise
+            raise ConfigurationError(
+                f"invalid token name {name!r}: a live token already has it "
+                "(names are unique labels; revoke that token or choose another name)"
+            ) from None
         assert row is not None
         created = CreatedToken(id=row[0], name=row[1], role=row[2], token=token, prefix=row[3])
         logger.info(
@@ -406,21 +454,33 @@ class SessionSigner:
     def issue(
         self, principal: Principal, ttl: float = SESSION_TTL_DEFAULT, now: float | None = None
     ) -> str:
-        """A session for ``principal``, valid for ``ttl`` seconds.
+        """A session for ``principal``, valid for ``ttl`` seconds (capped by sign-in age).
 
         ``now`` (Unix seconds) is for tests only.
+        """
+        return self.issue_with_expiry(principal, ttl, now)[0]
+
+    def issue_with_expiry(
+        self, principal: Principal, ttl: float = SESSION_TTL_DEFAULT, now: float | None = None
+    ) -> tuple[str, int]:
+        """A session for ``principal`` and when it expires (Unix seconds).
+
+        It expires after ``ttl`` seconds, or earlier: :data:`SESSION_MAX_AGE`
+        after the sign-in that ``principal`` stems from.
         """
         if not (ttl > 0 and math.isfinite(ttl)):
             raise ConfigurationError(f"invalid session ttl {ttl!r}: must be a finite number > 0")
         issued_at = time.time() if now is None else now
-        payload = {
+        signed_in = principal.signed_in_at if principal.signed_in_at is not None else issued_at
+        payload: dict[str, Any] = {
             "sub": principal.user,
             "role": principal.role,
-            "exp": int(issued_at + ttl),
+            "exp": int(min(issued_at + ttl, signed_in + SESSION_MAX_AGE)),
             "tid": principal.token_id,
+            "ath": int(signed_in),
         }
         body = _b64encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
-        return f"{body}.{_b64encode(self._sign(body))}"
+        return f"{body}.{_b64encode(self._sign(body))}", payload["exp"]
 
     def verify(self, session: str, now: float | None = None) -> Principal:
         """The principal a session was issued for, or :class:`~tickbase.errors.InvalidCredentials`.
@@ -441,25 +501,28 @@ class SessionSigner:
             raise InvalidCredentials("session signature invalid")
         try:
             payload = json.loads(_b64decode(body))
-            user, role, expires, token_id = (
+            user, role, expires, token_id, signed_in = (
                 payload["sub"],
                 payload["role"],
                 payload["exp"],
                 payload["tid"],
+                payload["ath"],
             )
         except (ValueError, KeyError, TypeError):
             raise InvalidCredentials("malformed session") from None
         if (
             not isinstance(user, str)
             or role not in ROLES
-            # bool is an int too; exp is always written as a whole number.
+            # bool is an int too; exp and ath are always written as whole numbers.
             or type(expires) is not int
-            or not (token_id is None or isinstance(token_id, int))
+            or type(signed_in) is not int
+            or not (token_id is None or type(token_id) is int)
         ):
             raise InvalidCredentials("malformed session")
-        if expires <= (time.time() if now is None else now):
+        current = time.time() if now is None else now
+        if expires <= current or signed_in + SESSION_MAX_AGE <= current:
             raise InvalidCredentials("session expired")
-        return Principal(user=user, role=role, token_id=token_id)
+        return Principal(user=user, role=role, token_id=token_id, signed_in_at=float(signed_in))
 
 
 async def authenticate(

@@ -19,20 +19,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tickbase.errors import (
     ConfigurationError,
+    DatabaseError,
     InvalidAlert,
     InvalidCredentials,
     InvalidSchedule,
     InvalidTask,
     InvalidTransition,
     InvalidWorkflow,
+    PayloadTooLarge,
     ScheduleNotFound,
     TaskFailed,
     TaskNotFound,
     TickbaseError,
     UnknownTaskType,
 )
+from tickbase.gateway.routing import allowed_methods
 
 logger = logging.getLogger("tickbase.gateway")
+
+RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -55,6 +60,7 @@ _BY_TYPE: list[tuple[type[Exception], int, str]] = [
     (ScheduleNotFound, 404, "NOT_FOUND"),
     (UnknownTaskType, 422, "UNKNOWN_TASK_TYPE"),
     (InvalidTransition, 409, "CONFLICT"),
+    (PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
     (InvalidTask, 422, "INVALID_TASK"),
     (InvalidSchedule, 422, "INVALID_SCHEDULE"),
     (InvalidWorkflow, 422, "INVALID_WORKFLOW"),
@@ -71,6 +77,10 @@ def api_error(exc: Exception) -> ApiError:
     for kind, status, code in _BY_TYPE:
         if isinstance(exc, kind):
             return ApiError(status, code, str(exc))
+    if isinstance(exc, DatabaseError | psycopg.OperationalError | psycopg.InterfaceError):
+        # A lost connection, an exhausted pool (PoolTimeout), a terminated
+        # backend: nothing the client did, and retrying soon may well work.
+        return ApiError(503, "UNAVAILABLE", "the database is unavailable: retry shortly")
     if isinstance(exc, TickbaseError):
         return ApiError(400, "BAD_REQUEST", str(exc))
     if isinstance(exc, psycopg.DataError):
@@ -89,10 +99,12 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
 
 
 def respond(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The HTTP response of an error (401s name the scheme to use; a 405 keeps its Allow)."""
+    """The HTTP response of an error (401s name the scheme to use; 503s when to retry)."""
     merged = dict(headers or {})
     if error.status == 401:
         merged["WWW-Authenticate"] = "Bearer"
+    elif error.status == 503:
+        merged["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return JSONResponse(error.body(), status_code=error.status, headers=merged or None)
 
 
@@ -115,16 +127,25 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED"}
         error = ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
-        return respond(error, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = allowed_methods(request.app.router.routes, request.scope)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        return respond(error, headers)
 
     @app.exception_handler(TickbaseError)
-    async def on_tickbase(_: Request, exc: TickbaseError) -> JSONResponse:
-        return respond(api_error(exc))
+    async def on_tickbase(request: Request, exc: TickbaseError) -> JSONResponse:
+        error = api_error(exc)
+        if error.status == 503:
+            logger.warning(
+                "database unavailable on %s %s: %s", request.method, request.url.path, exc
+            )
+        return respond(error)
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return respond(api_error(exc))
+    # Anything else (psycopg's errors among them) is answered, and logged once,
+    # by the request guard: an exception handler for Exception would log here
+    # and Starlette would re-raise it for uvicorn to log a second time.

@@ -9,7 +9,7 @@ the one shape of ``errors``. Listings page with an opaque ``cursor`` (the
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -18,15 +18,9 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from tickbase.app import App
 from tickbase.cluster.alerts import AlertStore
 from tickbase.cluster.nodes import list_nodes
-from tickbase.gateway.auth import (
-    SESSION_TTL_DEFAULT,
-    Principal,
-    SessionSigner,
-    TokenStore,
-    authenticate,
-    parse_bearer,
-)
+from tickbase.gateway.auth import SESSION_TTL_DEFAULT, Principal, SessionSigner, TokenStore
 from tickbase.gateway.errors import ApiError
+from tickbase.gateway.guard import request_principal
 from tickbase.gateway.schemas import (
     NAME_PATTERN,
     REQUEST_ID_PATTERN,
@@ -47,6 +41,7 @@ from tickbase.gateway.schemas import (
     TaskOut,
     TaskPage,
     TaskSubmit,
+    TriggerIn,
     TriggerOut,
     ValidationOut,
     WorkflowIn,
@@ -86,18 +81,12 @@ def gateway(request: Request) -> Gateway:
 
 async def current_principal(
     request: Request,
-    # Declared for the OpenAPI security scheme; the header is parsed below so
-    # that a malformed one is named as such rather than reported missing.
+    # Declared for the OpenAPI security scheme only: the request guard has
+    # already authenticated the request, before its body was read.
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     __: Annotated[str | None, Depends(_session)],
 ) -> Principal:
-    gw = gateway(request)
-    return await authenticate(
-        gw.tokens,
-        gw.signer,
-        bearer=parse_bearer(request.headers.get("authorization")),
-        session=request.query_params.get("session"),
-    )
+    return request_principal(request.scope)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -149,15 +138,20 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
     responses={200: {"model": TaskOut, "description": "requestId already used: that task"}},
 )
 async def submit_task(body: TaskSubmit, gw: Gw, principal: Admin, response: Response) -> Any:
-    """Enqueue a task. With a ``requestId`` the submission is idempotent per user."""
+    """Enqueue a task. With a ``requestId`` the submission is idempotent per user.
+
+    The answer is the row the insert returned (nothing is read after the
+    commit). When the database is unreachable the answer is 503 with
+    ``Retry-After``; only a ``requestId`` makes a retry after an unanswered
+    request safe (the connection may have died after the commit).
+    """
     if body.request_id is not None:
         submitted = await gw.service.submit(principal, body, body.request_id, action="tasks.submit")
         if not submitted.created:
             response.status_code = 200
-        task_id = submitted.task_id
-    else:
-        [(task_id, _)] = await gw.app.queue.enqueue_many([gw.service.enqueue_request(body)])
-    return (await gw.app.queue.get(task_id)).to_dict()
+        return submitted.task.to_dict()
+    task, _ = await gw.app.queue.enqueue_returning(gw.service.enqueue_request(body))
+    return task.to_dict()
 
 
 @router.get("/tasks", response_model=TaskPage, tags=["tasks"])
@@ -264,8 +258,18 @@ for _action in ("enable", "disable", "pause", "resume"):
 
 
 @router.post("/schedules/{name}/trigger", response_model=TriggerOut, tags=["schedules"])
-async def trigger_schedule(name: ScheduleName, gw: Gw, _: Admin) -> Any:
-    """Fire now, by hand (recorded as a manual trigger)."""
+async def trigger_schedule(
+    name: ScheduleName, gw: Gw, principal: Admin, body: TriggerIn | None = None
+) -> Any:
+    """Fire now, by hand (recorded as a manual trigger).
+
+    With a ``requestId`` the fire happens once per id and user, however often
+    the request is sent (over HTTP or the WebSocket): a repeat answers with
+    the first fire.
+    """
+    if body is not None and body.request_id is not None:
+        fired = await gw.service.trigger(principal, name, body.request_id)
+        return {"task_id": fired.task_id, "fire_at": fired.fire_at}
     task_id, fire_at = await gw.app.schedules.trigger(name)
     return {"task_id": task_id, "fire_at": fire_at}
 
@@ -404,14 +408,16 @@ async def nodes(gw: Gw, _: Reader) -> Any:
 
 
 @router.get("/stats", response_model=StatsOut, tags=["cluster"])
-async def stats(gw: Gw, _: Reader) -> Any:
-    """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag."""
-    import asyncio
+async def stats(request: Request, _: Reader) -> Any:
+    """Tasks by queue and status, throughput, backlog, latency, nodes, leader, schedule lag.
 
-    from tickbase.cluster.metrics import public_stats, read_stats_at
+    Read at most once a second, over one connection, however often asked.
+    """
+    from tickbase.cluster.metrics import public_stats
+    from tickbase.gateway.figures import ClusterFigures
 
-    assert gw.app.url is not None
-    return public_stats(await asyncio.to_thread(read_stats_at, gw.app.url))
+    figures: ClusterFigures = request.app.state.figures
+    return public_stats(await figures.stats())
 
 
 @router.get("/alerts", response_model=AlertPage, tags=["cluster"])
@@ -434,7 +440,9 @@ async def alerts(
 async def create_session(gw: Gw, principal: Reader) -> Any:
     """Exchange a token for a short-lived signed session (for browsers' WebSockets)."""
     if principal.token_id is None:
-        raise ApiError(403, "FORBIDDEN", "a session is made from an API token, not a session")
-    session = gw.signer.issue(principal, ttl=SESSION_TTL_DEFAULT)
-    expires = datetime.now(UTC) + timedelta(seconds=SESSION_TTL_DEFAULT)
+        raise ApiError(403, "FORBIDDEN", "a session is made from an API token")
+    # Renewing from a session keeps its sign-in time: the chain ends at the
+    # latest SESSION_MAX_AGE after the token was exchanged.
+    session, expires_at = gw.signer.issue_with_expiry(principal, ttl=SESSION_TTL_DEFAULT)
+    expires = datetime.fromtimestamp(expires_at, UTC)
     return {"session": session, "expires_at": expires, "role": principal.role}

@@ -19,23 +19,33 @@ WITH new_id AS (
            %(max_attempts)s, %(retry_delay)s, %(timeout)s,
            now() + make_interval(secs => coalesce(%(delay)s::float8, 0)), %(request_id)s
     FROM ledger
-    RETURNING id
+    RETURNING *
 )
-SELECT coalesce((SELECT id FROM task),
-                (SELECT task_id FROM tickbase.gateway_requests
-                 WHERE user_id = %(user_id)s AND request_id = %(request_id)s)) AS task_id,
-       (SELECT id FROM task) IS NOT NULL AS created;
+-- The whole task row comes back with the write, so nothing is read after the
+-- commit (a read that a lost connection could fail once the task exists).
+-- No row back: the requestId was taken by a request committed after this
+-- statement's snapshot; the caller reads it afresh.
+SELECT task.*, true AS created FROM task
+UNION ALL
+SELECT t.*, false AS created FROM tickbase.tasks t
+WHERE NOT EXISTS (SELECT FROM task)
+  AND t.id = (SELECT task_id FROM tickbase.gateway_requests
+              WHERE user_id = %(user_id)s AND request_id = %(request_id)s);
 
--- request_record --
--- Record a request whose task was made elsewhere (a schedule's manual fire).
+-- request_reserve --
+-- Claim a user's requestId for an operation that makes its task elsewhere (a
+-- schedule's manual fire), with the task's id reserved now; the caller makes
+-- the task under that id in the same transaction. No row back: this user's
+-- requestId is taken (by an earlier request, or one committing meanwhile: the
+-- insert waits for it), and the caller answers with that request instead.
 INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id)
-VALUES (%(user_id)s, %(request_id)s, %(action)s, %(task_id)s)
+VALUES (%(user_id)s, %(request_id)s, %(action)s, nextval('tickbase.tasks_id_seq'::regclass))
 ON CONFLICT (user_id, request_id) DO NOTHING
 RETURNING task_id;
 
 -- request_get --
 -- A user's request with the state of its task.
-SELECT r.request_id, r.action, r.task_id, t.status, t.result, t.error
+SELECT r.request_id, r.action, r.task_id, t.status, t.result, t.error, t.fire_at
 FROM tickbase.gateway_requests r
 JOIN tickbase.tasks t ON t.id = r.task_id
 WHERE r.user_id = %(user_id)s AND r.request_id = %(request_id)s;

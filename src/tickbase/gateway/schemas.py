@@ -220,6 +220,12 @@ class ScheduleOut(CamelModel):
     updated_at: datetime
 
 
+class TriggerIn(InModel):
+    """Optional body of a manual fire: with a ``requestId`` it fires once per id."""
+
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+
+
 class TriggerOut(CamelModel):
     task_id: int
     fire_at: datetime

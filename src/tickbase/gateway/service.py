@@ -9,7 +9,10 @@ HTTP polling sees exactly what the WebSocket would have sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from psycopg.rows import dict_row
 
 from tickbase.app import App
 from tickbase.db.sqlfile import load_queries
@@ -18,16 +21,31 @@ from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.hub import TaskState
 from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
-from tickbase.queue.models import EnqueueRequest
+from tickbase.queue.models import EnqueueRequest, Task
 
 Q = load_queries("tickbase.gateway")
 
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    task_id: int
+    task: Task
     created: bool
     """False when this user's requestId was already used: the existing task stands."""
+
+    @property
+    def task_id(self) -> int:
+        return self.task.id
+
+
+TRIGGER = "schedules.trigger"
+
+
+@dataclass(frozen=True, slots=True)
+class Triggered:
+    task_id: int
+    fire_at: datetime
+    created: bool
+    """False when this user's requestId was already used: that fire stands."""
 
 
 class GatewayService:
@@ -59,10 +77,11 @@ class GatewayService:
         """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id)."""
         request = self.enqueue_request(params)
         async with self.app.pool.connection() as conn:
-            cursor = await conn.execute(
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
                 Q["request_submit"],
                 {
-                    "user_id": principal.user,
+                    "user_id": principal.key,
                     "request_id": request_id,
                     "action": action,
                     "task_type": request.task_type,
@@ -76,27 +95,38 @@ class GatewayService:
                 },
             )
             row = await cursor.fetchone()
-        assert row is not None
-        return Submitted(int(row[0]), bool(row[1]))
+        if row is None:
+            # Taken by a request that committed after the statement began.
+            task = await self.app.queue.get(await self.request_task(principal, request_id))
+            return Submitted(task, created=False)
+        created = bool(row.pop("created"))
+        return Submitted(Task.from_row(row), created)
 
-    async def record(
-        self, principal: Principal, request_id: str, action: str, task_id: int
-    ) -> None:
-        """Record a request whose task was made by another operation (a manual fire)."""
-        async with self.app.pool.connection() as conn:
-            await conn.execute(
-                Q["request_record"],
-                {
-                    "user_id": principal.user,
-                    "request_id": request_id,
-                    "action": action,
-                    "task_id": task_id,
-                },
+    async def trigger(self, principal: Principal, name: str, request_id: str) -> Triggered:
+        """Fire schedule ``name`` now as ``principal``'s request ``request_id`` (once per id).
+
+        The request is recorded in the transaction that fires, so a re-sent
+        request (same id, however often, from any door) fires once; it is
+        answered with the first fire.
+        """
+        params = {"user_id": principal.key, "request_id": request_id, "action": TRIGGER}
+        async with self.app.pool.connection() as conn, conn.transaction():
+            reserved = await (await conn.execute(Q["request_reserve"], params)).fetchone()
+            if reserved is not None:
+                task_id, fire_at = await self.app.schedules.trigger(
+                    name, conn=conn, task_id=int(reserved[0])
+                )
+                return Triggered(task_id, fire_at, created=True)
+        _, action, task_id, *_, fire_at = await self._ledger(principal, request_id)
+        if action != TRIGGER:
+            raise ApiError(
+                409, "CONFLICT", f"requestId {request_id!r} was already used for {action}"
             )
+        return Triggered(int(task_id), fire_at, created=False)
 
     async def request_state(self, principal: Principal, request_id: str) -> RequestState:
         """The state of one of ``principal``'s requests (404 when unknown to that user)."""
-        _, action, task_id, status, result, error = await self._ledger(principal, request_id)
+        _, action, task_id, status, result, error, _ = await self._ledger(principal, request_id)
         return request_state(request_id, action, TaskState(task_id, status, result, error))
 
     async def request_task(self, principal: Principal, request_id: str) -> int:
@@ -106,7 +136,7 @@ class GatewayService:
     async def _ledger(self, principal: Principal, request_id: str) -> tuple[Any, ...]:
         async with self.app.pool.connection() as conn:
             cursor = await conn.execute(
-                Q["request_get"], {"user_id": principal.user, "request_id": request_id}
+                Q["request_get"], {"user_id": principal.key, "request_id": request_id}
             )
             row = await cursor.fetchone()
         if row is None:

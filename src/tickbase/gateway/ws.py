@@ -13,7 +13,8 @@ Protocol
     duplicate in-flight ``requestId`` or bad params get an ``error`` and the
     connection stays open. Failed authentication closes with 4401, a user's
     fourth connection with 4429, a connection silent for ``idle_seconds``
-    with 4408; frames over the size limit are closed by the server (1009).
+    with 4408, a binary frame with 1003; frames over the size limit are closed
+    by the server (1009).
 
 Why requests survive a restart
     ``tasks.submit`` writes the task and the user's ledger row in one
@@ -31,7 +32,6 @@ import contextlib
 import logging
 import re
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,6 +51,7 @@ logger = logging.getLogger("tickbase.gateway.ws")
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 CLOSE_IDLE = 4408
+CLOSE_UNSUPPORTED = 1003  # RFC 6455: a data type the endpoint cannot accept
 HANDLER_GRACE_SECONDS = 10.0
 CHANNELS = frozenset({"task", "alert"})
 WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
@@ -77,7 +78,12 @@ class ChannelRef(InModel):
 
 
 class WsLimits:
-    """Per-process limits of the WebSocket door."""
+    """Per-process limits of the WebSocket door, counted per principal key (token id).
+
+    The counts change only through the ``acquire_*``/``release_*`` pairs, and
+    each :class:`Connection` releases a request exactly once (it owns the set
+    of its in-flight ids), so no path can count a request twice.
+    """
 
     def __init__(
         self,
@@ -89,8 +95,39 @@ class WsLimits:
         self.max_connections_per_user = max_connections_per_user
         self.max_in_flight_per_user = max_in_flight_per_user
         self.idle_seconds = idle_seconds
-        self.connections: dict[str, int] = defaultdict(int)
-        self.in_flight: dict[str, int] = defaultdict(int)
+        self.connections: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+
+    def acquire_connection(self, key: str) -> bool:
+        """Count a new connection of ``key``; ``False`` (nothing counted) when at the cap."""
+        return _acquire(self.connections, key, self.max_connections_per_user)
+
+    def release_connection(self, key: str) -> None:
+        _release(self.connections, key)
+
+    def acquire_request(self, key: str) -> bool:
+        """Count a request in flight for ``key``; ``False`` (nothing counted) when at the cap."""
+        return _acquire(self.in_flight, key, self.max_in_flight_per_user)
+
+    def release_request(self, key: str) -> None:
+        _release(self.in_flight, key)
+
+
+def _acquire(counts: dict[str, int], key: str, cap: int) -> bool:
+    current = counts.get(key, 0)
+    if current >= cap:
+        return False
+    counts[key] = current + 1
+    return True
+
+
+def _release(counts: dict[str, int], key: str) -> None:
+    remaining = counts.get(key, 0) - 1
+    if remaining > 0:
+        counts[key] = remaining
+    else:
+        # Never below zero, and no entry kept per token that ever connected.
+        counts.pop(key, None)
 
 
 class Connection:
@@ -155,28 +192,43 @@ class Connection:
             while True:
                 try:
                     async with asyncio.timeout(self.limits.idle_seconds):
-                        text = await self.websocket.receive_text()
+                        message = await self.websocket.receive()
                 except TimeoutError:
                     await self.websocket.close(
                         CLOSE_IDLE, f"idle for {self.limits.idle_seconds:g} s"
+                    )
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                if text is None:
+                    await self.websocket.close(
+                        CLOSE_UNSUPPORTED, "binary frames are not supported: send JSON as text"
                     )
                     return
                 await self.handle(text)
         except (WebSocketDisconnect, RuntimeError):
             return
         finally:
-            self._closed = True
-            self._unwatch_alerts()
-            for unwatch in self._unwatch.values():
-                unwatch()
-            self.limits.in_flight[self.principal.user] -= len(self.in_flight)
-            # An acked request is honoured even if its client left: let the
-            # handlers finish writing (they are short), then drop the rest.
-            handlers = [task for task in self._tasks if task.get_name() == "handler"]
-            if handlers:
-                await asyncio.wait(handlers, timeout=HANDLER_GRACE_SECONDS)
-            for task in self._tasks:
-                task.cancel()
+            await self._shut()
+
+    async def _shut(self) -> None:
+        self._closed = True
+        self._unwatch_alerts()
+        for unwatch in self._unwatch.values():
+            unwatch()
+        self._unwatch.clear()
+        # An acked request is honoured even if its client left: let the
+        # handlers finish writing (they are short), then drop the rest.
+        handlers = [task for task in self._tasks if task.get_name() == "handler"]
+        if handlers:
+            await asyncio.wait(handlers, timeout=HANDLER_GRACE_SECONDS)
+        for task in list(self._tasks):
+            task.cancel()
+        # What is still counted (requests waiting for their task, handlers cut
+        # short) is released here, each id once: _finish owns the count.
+        for request_id in list(self.in_flight):
+            self._finish(request_id)
 
     async def handle(self, text: str) -> None:
         try:
@@ -222,8 +274,7 @@ class Connection:
                 request_id, "DUPLICATE_REQUEST", f"request {request_id!r} is already in flight"
             )
             return
-        user = self.principal.user
-        if self.limits.in_flight[user] >= self.limits.max_in_flight_per_user:
+        if not self.limits.acquire_request(self.principal.key):
             await self.error(
                 request_id,
                 "RATE_LIMITED",
@@ -232,7 +283,6 @@ class Connection:
             return
         params = frame.get("params", {})
         self.in_flight.add(request_id)
-        self.limits.in_flight[user] += 1
         if action == "tasks.submit":
             self.writing[request_id] = asyncio.Event()
         await self.send({"type": "ack", "requestId": request_id})
@@ -273,9 +323,10 @@ class Connection:
             await event.wait()
 
     def _finish(self, request_id: str) -> None:
+        """Release ``request_id``'s in-flight slot (once, however often it is called)."""
         if request_id in self.in_flight:
             self.in_flight.discard(request_id)
-            self.limits.in_flight[self.principal.user] -= 1
+            self.limits.release_request(self.principal.key)
 
     # ---- pushes --------------------------------------------------------------------
 
@@ -288,6 +339,9 @@ class Connection:
 
         ``fresh``: the task was just created (an old one, found by a re-sent
         requestId, may have ended long ago: it is read at once)."""
+
+        if self._closed:
+            return  # the client left while the task was written: nobody to tell
 
         def on_state(state: TaskState) -> None:
             self._spawn(self._on_state(request_id, action, state))
@@ -359,10 +413,13 @@ async def _cancel(conn: Connection, request_id: str, params: dict[str, Any]) -> 
 
 async def _trigger(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
     ref = ScheduleRef.model_validate(params)
-    task_id, fire_at = await conn.service.app.schedules.trigger(ref.name)
-    await conn.service.record(conn.principal, request_id, "schedules.trigger", task_id)
+    fired = await conn.service.trigger(conn.principal, ref.name, request_id)
     await conn.send(
-        {"type": "success", "requestId": request_id, "data": {"name": ref.name, "fireAt": fire_at}}
+        {
+            "type": "success",
+            "requestId": request_id,
+            "data": {"name": ref.name, "fireAt": fired.fire_at},
+        }
     )
     return True
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from tickbase.errors import InvalidTask
+from tickbase.errors import InvalidTask, PayloadTooLarge
 from tickbase.types import TaskStatus
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -19,6 +19,10 @@ PRIORITY_MIN, PRIORITY_MAX = 0, 1000
 TASK_TYPE_MAX = 200
 KEY_MAX = 200
 DEFAULT_QUEUE = "default"
+# A payload is a task's arguments, stored in its row and read at every claim: a
+# few KiB normally. Large data (bars, files) belongs in tables or files that
+# the payload names. Results have their own limit (TICKBASE_RESULT_MAX_BYTES).
+PAYLOAD_MAX_BYTES = 512 * 1024
 
 _strict_json = json.JSONEncoder(
     allow_nan=False, ensure_ascii=False, separators=(",", ":"), check_circular=True
@@ -50,6 +54,18 @@ def encode_json(value: Any, field_name: str) -> str:
     if b"\\u0000" in text and holds_nul(value):  # the escape may be literal text
         raise InvalidTask(field_name, value, "contains the character U+0000 (PostgreSQL cannot)")
     return text.decode()
+
+
+def encode_payload(value: Any, field_name: str = "payload") -> str:
+    """:func:`encode_json` of a payload, refused past :data:`PAYLOAD_MAX_BYTES`.
+
+    Every producer (enqueue, schedules, workflow steps) encodes payloads
+    here, so none can store what another would refuse.
+    """
+    text = encode_json(value, field_name)
+    if len(text) > PAYLOAD_MAX_BYTES // 4 and len(text.encode()) > PAYLOAD_MAX_BYTES:
+        raise PayloadTooLarge(field_name, len(text.encode()), PAYLOAD_MAX_BYTES)
+    return text
 
 
 def holds_nul(value: Any) -> bool:
@@ -102,7 +118,7 @@ class EnqueueRequest:
             )
         if not isinstance(self.payload, dict):
             raise InvalidTask("payload", self.payload, "must be a JSON object (a dict of kwargs)")
-        self.payload_json = encode_json(self.payload, "payload")
+        self.payload_json = encode_payload(self.payload)
         if self.run_at is not None or self.delay is not None:
             self._check_timing()
         if type(self.max_attempts) is not int or self.max_attempts < 1:

@@ -58,6 +58,24 @@ WITH inserted AS (
 )
 SELECT id FROM inserted;
 
+-- task_enqueue_returning --
+-- task_enqueue_one returning the whole new row: a caller that answers with the
+-- task (the gateway) reads nothing after the commit, so a connection lost
+-- once the task exists cannot turn into an error that invites a resubmit.
+-- No row back = dedupe conflict.
+INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
+                            timeout, run_at, dedupe_key, request_id, concurrency_key,
+                            concurrency_limit)
+VALUES (%(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
+        %(retry_delay)s, %(timeout)s,
+        coalesce(%(run_at)s::timestamptz,
+                 now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+        %(dedupe_key)s, %(request_id)s, %(concurrency_key)s, %(concurrency_limit)s)
+ON CONFLICT (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
+    DO NOTHING
+RETURNING *;
+
 -- task_find_active_by_dedupe_keys --
 -- The unfinished tasks holding these dedupe keys.
 SELECT id, dedupe_key FROM tickbase.tasks

@@ -66,6 +66,28 @@ class TaskQueue:
         async with self.pool.connection() as pooled:
             return await _enqueue(pooled, requests)
 
+    async def enqueue_returning(self, request: EnqueueRequest) -> tuple[Task, bool]:
+        """Insert one request and return its row as stored, and whether it was created.
+
+        The row comes back with the insert (one statement): nothing is read
+        after the commit, so once the task exists no error can follow that
+        would make a caller submit it again. ``created`` is ``False`` when the
+        dedupe key is held by an unfinished task: that task is returned.
+        """
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            try:
+                await cursor.execute(
+                    Q["task_enqueue_returning"], _enqueue_one_params(request), prepare=True
+                )
+            except psycopg.errors.CheckViolation as exc:
+                raise _check_violation(exc) from None
+            row = await cursor.fetchone()
+            if row is not None:
+                return Task.from_row(row), True
+            [(task_id, created)] = await _enqueue(conn, [request])
+            return await self._get(conn, task_id), created
+
     async def claim(
         self,
         conn: AsyncConn,
@@ -358,10 +380,7 @@ async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[
             )
             ids = [row[0] for row in await cursor.fetchall()]
     except psycopg.errors.CheckViolation as exc:
-        name = exc.diag.constraint_name or ""
-        raise InvalidTask(
-            _CONSTRAINT_FIELDS.get(name, name), None, str(exc.diag.message_primary)
-        ) from None
+        raise _check_violation(exc) from None
     result: list[tuple[int, bool]] = []
     missing = [r.dedupe_key for r, task_id in zip(requests, ids, strict=True) if task_id is None]
     holders: dict[str, int] = {}
@@ -379,6 +398,11 @@ async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[
             [again] = await _enqueue(conn, [request])
             result.append(again)
     return result
+
+
+def _check_violation(exc: psycopg.errors.CheckViolation) -> InvalidTask:
+    name = exc.diag.constraint_name or ""
+    return InvalidTask(_CONSTRAINT_FIELDS.get(name, name), None, str(exc.diag.message_primary))
 
 
 def _json_string(text: str) -> str:

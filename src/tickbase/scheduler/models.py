@@ -14,7 +14,7 @@ from tickbase.queue.models import (
     PRIORITY_MIN,
     QUEUE_NAME,
     TASK_TYPE_MAX,
-    encode_json,
+    encode_payload,
 )
 from tickbase.scheduler.triggers import Trigger, check_cron, load_zone, make_trigger
 
@@ -146,7 +146,7 @@ class ScheduleSpec:
         if not isinstance(self.payload, dict):
             raise InvalidSchedule("payload", self.payload, "must be a JSON object")
         try:
-            encode_json(self.payload, "payload")
+            encode_payload(self.payload)
         except InvalidTask as exc:
             raise InvalidSchedule("payload", self.payload, exc.reason) from None
         if type(self.max_retries) is not int or self.max_retries < 0:
@@ -167,7 +167,7 @@ class ScheduleSpec:
     def params(self, next_fire_at: datetime | None) -> dict[str, Any]:
         """Statement parameters of this spec."""
         values = asdict(self)
-        values["payload"] = encode_json(self.payload, "payload")
+        values["payload"] = encode_payload(self.payload)
         values["next_fire_at"] = next_fire_at
         return values
 

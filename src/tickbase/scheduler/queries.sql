@@ -171,13 +171,16 @@ FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
     schedule_id bigint, event text, fire_at timestamptz, task_id bigint, detail jsonb);
 
 -- schedule_trigger --
--- Fire now, by hand: a task with fire_at = now, and a 'triggered' event.
+-- Fire now, by hand: a task with fire_at = now, and a 'triggered' event. The
+-- task takes %(task_id)s when the caller reserved one (the gateway records the
+-- request under that id in the same transaction), else the next id.
 WITH s AS (
     SELECT * FROM tickbase.schedules WHERE id = %(id)s AND removed_at IS NULL
 ), fired AS (
-    INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, schedule_id, fire_at, created_at)
-    SELECT task_type, queue, priority, payload, max_retries + 1, retry_interval, timeout, id,
+    INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
+                                retry_delay, timeout, schedule_id, fire_at, created_at)
+    SELECT coalesce(%(task_id)s::bigint, nextval('tickbase.tasks_id_seq'::regclass)),
+           task_type, queue, priority, payload, max_retries + 1, retry_interval, timeout, id,
            clock_timestamp(), clock_timestamp()
     FROM s
     RETURNING id, schedule_id, fire_at

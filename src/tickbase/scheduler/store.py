@@ -123,12 +123,22 @@ class ScheduleStore:
             raise ScheduleNotFound(name)
         return await self.get(name)
 
-    async def trigger(self, name: str) -> tuple[int, datetime]:
-        """Fire now (manual): enqueue a task with ``fire_at = now``; return (task id, fire_at)."""
+    async def trigger(
+        self, name: str, *, conn: AsyncConn | None = None, task_id: int | None = None
+    ) -> tuple[int, datetime]:
+        """Fire now (manual): enqueue a task with ``fire_at = now``; return (task id, fire_at).
+
+        ``conn``: run on the caller's connection (in its transaction), so the
+        fire commits together with what the caller records about it.
+        ``task_id``: an id the caller reserved from ``tickbase.tasks_id_seq``.
+        """
         current = await self.get(name)
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(Q["schedule_trigger"], {"id": current.id})
-            row = await cursor.fetchone()
+        params = {"id": current.id, "task_id": task_id}
+        if conn is not None:
+            row = await (await conn.execute(Q["schedule_trigger"], params)).fetchone()
+        else:
+            async with self.pool.connection() as own:
+                row = await (await own.execute(Q["schedule_trigger"], params)).fetchone()
         if row is None:
             raise ScheduleNotFound(name)
         return int(row[0]), row[1]

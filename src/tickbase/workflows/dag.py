@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tickbase.errors import InvalidWorkflow
-from tickbase.queue.models import encode_json
+from tickbase.queue.models import encode_payload
 
 MODES = ("serial", "parallel")
 FAILURE_POLICIES = ("stop", "continue")
@@ -74,7 +74,7 @@ def validate(
             raise InvalidWorkflow(name, f"step {step.name!r}: unknown task type {step.task_type!r}")
         if not isinstance(step.payload, dict):
             raise InvalidWorkflow(name, f"step {step.name!r}: payload must be a JSON object")
-        encode_json(step.payload, f"payload of step {step.name!r}")
+        encode_payload(step.payload, f"payload of step {step.name!r}")
     for step in steps:
         for dependency in step.after:
             if dependency not in seen:
