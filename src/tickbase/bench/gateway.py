@@ -41,31 +41,30 @@ import asyncio
 import contextlib
 import itertools
 import math
-import os
-import resource
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
-import psutil
 from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
 
+from tickbase.bench.gateway_process import (
+    GatewayProcess,
+    fd_limit_of,
+    free_port,
+    gateway_process,
+    raise_fd_limit,
+)
 from tickbase.bench.harness import (
-    _PACKAGE_ROOT,
     BenchError,
     _deadline,
-    _stop,
-    _tail,
     migrated_database,
     percentile,
     print_figures,
@@ -107,11 +106,9 @@ IDLE_SETTLE_S = 5.0
 # File descriptors the gateway needs besides its WebSocket connections (pool, listener,
 # logs, the embedded libraries).
 SPARE_FDS = 200
-GATEWAY_STARTUP_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 OPEN_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
-HEALTH_POLL_S = 0.05
 
 FIGURES: tuple[str, ...] = (
     "requests",
@@ -213,7 +210,7 @@ async def run_gateway_bench(
 ) -> dict[str, float]:
     """Measure one gateway process; ``server_dsn`` must let its role run ``CREATE DATABASE``."""
     report = progress if progress is not None else _ignore
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     if fd_limit < connections + SPARE_FDS:
         report(
             f"warning: the file descriptor limit is {fd_limit:,}: "
@@ -225,11 +222,11 @@ async def run_gateway_bench(
         async with migrated_database(server_dsn, "gateway") as dsn:
             report(f"creating tokens (3 admin, {math.ceil(connections / 3):,} viewer) ...")
             admins, viewers = await _create_tokens(dsn, connections)
-            port = _free_port()
+            port = free_port()
             report(f"starting the gateway (node --roles api,worker) on 127.0.0.1:{port} ...")
-            async with _gateway(dsn, port, log_path) as gateway:
+            async with gateway_process(dsn, port, log_path, WORKER_CONCURRENCY) as gateway:
                 url = f"ws://127.0.0.1:{port}/ws"
-                figures["gateway_fd_limit"] = float(_fd_limit_of(gateway.pid))
+                figures["gateway_fd_limit"] = float(fd_limit_of(gateway.pid))
 
                 report(f"sequential: {requests:,} tasks.submit of {TASK_TYPE} ...")
                 figures.update(await _sequential(url, admins[0], requests, gateway, "seq"))
@@ -266,99 +263,6 @@ async def _create_tokens(dsn: str, connections: int) -> tuple[list[str], list[st
             *(create("viewer", f"bench-idle-{index:05d}") for index in range(count))
         )
     return list(admins), list(viewers)
-
-
-def _raise_fd_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the soft limit.
-
-    The gateway subprocess inherits the raised limit, so both sides of the idle
-    connections (one descriptor each) fit.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return soft if soft != resource.RLIM_INFINITY else 1 << 30
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        return wanted
-    return soft
-
-
-def _fd_limit_of(pid: int) -> int:
-    soft, _ = psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)
-    return int(soft) if soft != psutil.RLIM_INFINITY else 1 << 30
-
-
-def _free_port() -> int:
-    """A port free right now on 127.0.0.1 (the gateway binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class _Gateway:
-    """The running gateway subprocess."""
-
-    process: asyncio.subprocess.Process
-    log_path: Path
-    pid: int
-
-    def check_alive(self) -> None:
-        """Raise :class:`BenchError` with the log tail if the gateway has exited."""
-        if self.process.returncode is not None:
-            raise BenchError(
-                f"the gateway exited with status {self.process.returncode}:\n{_tail(self.log_path)}"
-            )
-
-    def rss_mib(self) -> float:
-        return float(psutil.Process(self.pid).memory_info().rss) / 2**20
-
-    def cpu_seconds(self) -> float:
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
-
-
-@contextlib.asynccontextmanager
-async def _gateway(dsn: str, port: int, log_path: Path) -> AsyncIterator[_Gateway]:
-    env = dict(os.environ)
-    env["DATABASE_URL"] = dsn
-    # This very copy of tickbase, even when it is not the installed one.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    # The child gets its own descriptor, so ours can be closed right after spawning.
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "tickbase", "node", "--roles", "api,worker"),
-            *("--host", "127.0.0.1", "--port", str(port), "-c", str(WORKER_CONCURRENCY)),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-    gateway = _Gateway(process=process, log_path=log_path, pid=process.pid)
-    try:
-        await _wait_healthy(gateway, port)
-        yield gateway
-    finally:
-        await _stop(process)
-
-
-async def _wait_healthy(gateway: _Gateway, port: int) -> None:
-    # trust_env=False: a proxy from the environment must not carry a loopback request.
-    async with (
-        httpx.AsyncClient(trust_env=False, timeout=2.0) as client,
-        _deadline(GATEWAY_STARTUP_TIMEOUT_S, "the gateway's /healthz"),
-    ):
-        while True:
-            gateway.check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                response = await client.get(f"http://127.0.0.1:{port}/healthz")
-                if response.status_code == 200:
-                    return
-            await asyncio.sleep(HEALTH_POLL_S)
 
 
 # ---- clients -----------------------------------------------------------------------
@@ -464,7 +368,7 @@ def _submit_params() -> dict[str, Any]:
 
 
 async def _round_trips(
-    client: _Client, prefix: str, count: int, gateway: _Gateway
+    client: _Client, prefix: str, count: int, gateway: GatewayProcess
 ) -> tuple[list[float], list[float]]:
     """``count`` sequential no-op submissions; (acks, round trips) in milliseconds."""
     acks: list[float] = []
@@ -478,7 +382,7 @@ async def _round_trips(
 
 
 async def _sequential(
-    url: str, token: str, requests: int, gateway: _Gateway, prefix: str
+    url: str, token: str, requests: int, gateway: GatewayProcess, prefix: str
 ) -> dict[str, float]:
     client = await _Client.open(url, token)
     try:
@@ -494,7 +398,7 @@ async def _sequential(
     }
 
 
-async def _loaded(url: str, token: str, requests: int, gateway: _Gateway) -> dict[str, float]:
+async def _loaded(url: str, token: str, requests: int, gateway: GatewayProcess) -> dict[str, float]:
     clients = [await _Client.open(url, token) for _ in range(LOADED_CONNECTIONS)]
     acks: list[float] = []
     trips: list[float] = []
@@ -538,7 +442,7 @@ async def _idle(
     viewers: Sequence[str],
     connections: int,
     admin: str,
-    gateway: _Gateway,
+    gateway: GatewayProcess,
     report: Callable[[str], None],
 ) -> dict[str, float]:
     rss_before = gateway.rss_mib()

@@ -84,14 +84,67 @@ def gateway(
     requests: int = typer.Option(
         2000, "--requests", min=1, help="tasks.submit requests per timed run."
     ),
+    abuse: bool = typer.Option(
+        False,
+        "--abuse",
+        help="Instead: what hostile clients cost (100 MB unauthenticated bodies, "
+        "keep-alive and half-open floods) and /healthz p99 meanwhile.",
+    ),
+    bodies: int = typer.Option(3, "--bodies", min=1, help="--abuse: big bodies to send."),
+    body_mib: int = typer.Option(100, "--body-mib", min=1, help="--abuse: size of each (MiB)."),
+    keepalive: int = typer.Option(
+        2000, "--keepalive", min=0, help="--abuse: keep-alive clients polling /healthz."
+    ),
+    half_open: int = typer.Option(
+        5000, "--half-open", min=0, help="--abuse: connections that send half a request."
+    ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="--abuse: measure this running gateway (http://HOST:PORT) instead of starting one.",
+    ),
+    pid: int | None = typer.Option(
+        None, "--pid", min=1, help="--abuse with --url: the gateway's process id (for its RSS)."
+    ),
+    header_timeout: float = typer.Option(
+        10.0,
+        "--header-timeout",
+        min=0.1,
+        help="--abuse with --url: the header timeout that gateway is expected to enforce (s).",
+    ),
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """One gateway process: WebSocket ack and no-op round-trip latency, idle connections held."""
-    from tickbase.bench.gateway import run_gateway_command
+    """One gateway process: WebSocket ack and round-trip latency, idle connections held; or --abuse."""
     from tickbase.bench.harness import BenchError
 
+    if (url is None) != (pid is None):
+        fail("bench gateway: --url and --pid go together (the gateway's address and its pid)")
+    if url is not None and not abuse:
+        fail("bench gateway: --url measures a running gateway only with --abuse")
     try:
+        if abuse:
+            from tickbase.bench.gateway_abuse import AbuseLoad, ExistingGateway, run_abuse_command
+
+            existing = (
+                ExistingGateway(url, pid, header_timeout)
+                if url is not None and pid is not None
+                else None
+            )
+            load = AbuseLoad(
+                big_bodies=bodies,
+                big_body_bytes=body_mib * 2**20,
+                keepalive_connections=keepalive,
+                half_open_connections=half_open,
+            )
+            run(
+                run_abuse_command(
+                    database_url=database_url, as_json=as_json, load=load, existing=existing
+                )
+            )
+            return
+        from tickbase.bench.gateway import run_gateway_command
+
         run(
             run_gateway_command(
                 database_url=database_url,

@@ -109,13 +109,17 @@ def raise_fd_limit() -> int:
     """Raise this process's soft descriptor limit to its hard limit; return the new soft limit.
 
     The default soft limit (often 1024) is a relic of ``select()``; servers
-    (Go's runtime, nginx's ``worker_rlimit_nofile``) raise it at start.
+    (Go's runtime, nginx's ``worker_rlimit_nofile``) raise it at start. An
+    unlimited hard limit is not a value the kernel accepts for descriptors, so
+    then the soft limit goes to 2**20 (Linux's default ``nr_open``) at most.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft if soft != resource.RLIM_INFINITY else 1 << 30
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        return wanted
     return soft
 
 
