@@ -285,6 +285,18 @@ def test_stats_and_metrics_endpoint(database_url: str, processes: Processes) -> 
     assert 'tickbase_tasks{queue="md",status="pending"} 2.0' in text
     assert "tickbase_backlog 2.0" in text
     assert "tickbase_enqueue_to_start_seconds_bucket" in text
+    # A burst of scrapes is served over the exporter's one connection.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(10) as scrapers:
+        assert all("tickbase_backlog 2.0" in t for t in scrapers.map(lambda _: scrape(), range(30)))
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        (connections,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tickbase-metrics:%'"
+        ).fetchone() or (0,)
+    assert connections == 1
     exporter.send_signal(signal.SIGINT)
     exporter.wait(timeout=10)
 

@@ -75,15 +75,20 @@ def register_cluster_commands(cli: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host"),
         database_url: str | None = DatabaseUrlOption,
     ) -> None:
-        """Serve Prometheus /metrics (read from the database at each scrape) until Ctrl-C."""
+        """Serve Prometheus /metrics (no token: keep it on 127.0.0.1) until Ctrl-C.
+
+        The figures are read over one connection, at most once a second.
+        """
         import time
 
         from prometheus_client import CollectorRegistry, start_http_server
 
-        from tickbase.cluster.metrics import ClusterCollector
+        from tickbase.cluster.metrics import CachedStats, ClusterCollector
 
         registry = CollectorRegistry()
-        registry.register(ClusterCollector(_url(database_url)))
+        registry.register(
+            ClusterCollector(CachedStats(_url(database_url), label="tickbase-metrics").read)
+        )
         start_http_server(port, addr=host, registry=registry)
         console.print(f"serving http://{host}:{port}/metrics (Ctrl-C to stop)")
         try:

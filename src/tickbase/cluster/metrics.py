@@ -7,7 +7,11 @@ keeps counters that a restart would lose.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +42,10 @@ LATENCY_BUCKETS = (
     60.0,
 )
 DURATION_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+# Figures served to scrapes are at most this old: a flood of scrapes costs one
+# read per second, not one each.
+MAX_AGE_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def read_stats_at(url: str) -> dict[str, Any]:
@@ -91,24 +99,76 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     }
 
 
-class ClusterCollector(Collector):
-    """Prometheus collector of the cluster's figures, read at each scrape.
+class CachedStats:
+    """:func:`read_stats` over ONE connection of its own, at most once per ``max_age``.
 
-    ``source`` is a database URL (read over a connection of its own at each
-    scrape) or a function returning figures already read (a cache).
+    Thread-safe (Prometheus' HTTP server scrapes from a thread per request):
+    callers arriving while a read is under way wait for it and share it. A lost
+    connection is reconnected at the next read.
+
+    Example::
+
+        stats = CachedStats(url, label="tickbase-metrics")
+        figures = stats.read()
+        stats.close()
+    """
+
+    def __init__(self, url: str, *, label: str, max_age: float = MAX_AGE_SECONDS) -> None:
+        self.url = url
+        self.max_age = max_age
+        self._application_name = f"{label}:{os.getpid()}"
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self._stats: dict[str, Any] | None = None
+        self._read_at = -float("inf")
+
+    def read(self) -> dict[str, Any]:
+        """The figures, at most ``max_age`` seconds old."""
+        with self._lock:
+            if self._stats is None or time.monotonic() - self._read_at > self.max_age:
+                self._stats = self._read()
+                self._read_at = time.monotonic()
+            return self._stats
+
+    def close(self) -> None:
+        """Close the connection (a later :meth:`read` opens a new one)."""
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _read(self) -> dict[str, Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            self._conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                application_name=self._application_name,
+            )
+            configure_connection(self._conn)
+        try:
+            return read_stats(self._conn)
+        except psycopg.OperationalError:
+            self.close()
+            raise
+
+
+class ClusterCollector(Collector):
+    """Prometheus collector of the cluster's figures: ``source()`` at each scrape.
 
     Example::
 
         registry = CollectorRegistry()
-        registry.register(ClusterCollector(url))
+        registry.register(ClusterCollector(CachedStats(url, label="tickbase-metrics").read))
         start_http_server(9108, registry=registry)
     """
 
-    def __init__(self, source: str | Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Any]:
-        stats = read_stats_at(self.source) if isinstance(self.source, str) else self.source()
+        stats = self.source()
         tasks = GaugeMetricFamily(
             "tickbase_tasks", "Tasks by queue and status", labels=["queue", "status"]
         )
