@@ -248,3 +248,31 @@ async def test_submit_under_backend_kills_never_500s_or_doubles(
         "SELECT count(*) FROM tickbase.tasks WHERE task_type = 't.add'"
     ).fetchone()
     assert stored == (statuses.count(201),)
+
+
+async def test_revoking_a_token_closes_its_open_connections(
+    gw: RunningGateway, sql_conn: psycopg.Connection[Any]
+) -> None:
+    tokens = TokenStore(gw.app.pool)
+    doomed = await tokens.create("viewer", name="doomed")
+    other = await tokens.create("viewer", name="other")
+    async with gw.ws(doomed.token) as ws, gw.ws(other.token) as kept:
+        await tokens.revoke(doomed.id)  # NOTIFY: closed at once
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(3):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert "revoked" in closed.value.rcvd.reason
+        await kept.send(json.dumps({"type": "request", "requestId": "p", "action": "ping"}))
+        assert json.loads(await kept.recv())["type"] == "ack"  # others stay open
+    # A revocation whose NOTIFY never reached this gateway (written by SQL
+    # here) is caught by the gateway's periodic check.
+    quiet = await tokens.create("viewer", name="quiet")
+    async with gw.ws(quiet.token) as ws:
+        sql_conn.execute(
+            "UPDATE tickbase.api_tokens SET revoked_at = now() WHERE id = %s", (quiet.id,)
+        )
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(10):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -35,9 +35,14 @@ ORDER BY id;
 
 -- api_token_revoke --
 -- Revoke a live token; no row back when it is unknown or already revoked.
-UPDATE tickbase.api_tokens SET revoked_at = now()
-WHERE id = %(id)s AND revoked_at IS NULL
-RETURNING id;
+-- The NOTIFY (sent at commit) lets every gateway close the token's open
+-- WebSocket connections at once.
+WITH revoked AS (
+    UPDATE tickbase.api_tokens SET revoked_at = now()
+    WHERE id = %(id)s AND revoked_at IS NULL
+    RETURNING id
+)
+SELECT id, pg_notify('tickbase_token_revoked', id::text) FROM revoked;
 
 -- api_token_bootstrap_lock --
 -- Serialise bootstrap attempts across processes until the transaction ends.

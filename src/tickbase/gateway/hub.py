@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ class TaskState:
 
 TaskWatcher = Callable[[TaskState], None]
 AlertWatcher = Callable[[dict[str, Any]], None]
+RevocationWatcher = Callable[[], None]
 
 
 class Hub:
@@ -73,6 +74,7 @@ class Hub:
         # NOTIFY arrived reads the task once; other new watches need no read.
         self._recently_final: dict[int, float] = {}
         self._alert_watchers: set[AlertWatcher] = set()
+        self._token_watchers: dict[int, set[RevocationWatcher]] = defaultdict(set)
         self._unsubscribe: list[Callable[[], None]] = []
         self._checks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -82,6 +84,9 @@ class Hub:
             self.listener.subscribe("tickbase_task_done", self._on_done, self._on_reconnect),
             self.listener.subscribe("tickbase_task_started", self._on_started),
             self.listener.subscribe("tickbase_alerts", self._on_alert),
+            self.listener.subscribe(
+                "tickbase_token_revoked", self._on_revoked, self._on_tokens_reconnect
+            ),
         ]
         await self.listener.start()
         self._poller = asyncio.create_task(self._safety_poll(), name="tickbase-hub-poll")
@@ -159,16 +164,20 @@ class Hub:
     def _on_reconnect(self) -> None:
         self._spawn(list(self._watchers))
 
-    def _spawn(self, ids: list[int]) -> None:
-        task = asyncio.get_running_loop().create_task(self.check(ids))
+    def _spawn_work(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
+
+    def _spawn(self, ids: list[int]) -> None:
+        self._spawn_work(self.check(ids))
 
     async def _safety_poll(self) -> None:
         while True:
             await asyncio.sleep(SAFETY_POLL_SECONDS)
             try:
                 await self.check(list(self._watchers))
+                await self.check_tokens()
             except Exception as exc:  # a database hiccup must not end the poll
                 logger.warning("gateway poll of watched tasks failed (%s)", exc)
 
@@ -188,6 +197,46 @@ class Hub:
                 watcher(alert)
             except Exception:
                 logger.exception("an alert watcher failed")
+
+    # ---- token revocations ---------------------------------------------------------
+
+    def watch_token(self, token_id: int, watcher: RevocationWatcher) -> Callable[[], None]:
+        """Call ``watcher`` once when the token is revoked (by any process)."""
+        self._token_watchers[token_id].add(watcher)
+
+        def unwatch() -> None:
+            watchers = self._token_watchers.get(token_id)
+            if watchers is not None:
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._token_watchers[token_id]
+
+        return unwatch
+
+    async def check_tokens(self) -> None:
+        """Tell the watchers of every watched token that is no longer live."""
+        ids = list(self._token_watchers)
+        if not ids:
+            return
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["tokens_revoked_among"], {"ids": ids})
+            revoked = [token_id for (token_id,) in await cursor.fetchall()]
+        for token_id in revoked:
+            self._revoked(token_id)
+
+    def _on_revoked(self, payload: str) -> None:
+        for token_id in _ids(payload):
+            self._revoked(token_id)
+
+    def _on_tokens_reconnect(self) -> None:
+        self._spawn_work(self.check_tokens())
+
+    def _revoked(self, token_id: int) -> None:
+        for watcher in self._token_watchers.pop(token_id, set()):
+            try:
+                watcher()
+            except Exception:
+                logger.exception("a revocation watcher failed")
 
 
 def _ids(payload: str) -> list[int]:

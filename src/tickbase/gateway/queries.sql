@@ -50,6 +50,14 @@ FROM tickbase.gateway_requests r
 JOIN tickbase.tasks t ON t.id = r.task_id
 WHERE r.user_id = %(user_id)s AND r.request_id = %(request_id)s;
 
+-- tokens_revoked_among --
+-- Which of these token ids are revoked (or gone): a revocation NOTIFY missed
+-- while the listener was down is caught by this.
+SELECT id FROM unnest(%(ids)s::bigint[]) AS watched(id)
+WHERE NOT EXISTS (
+    SELECT FROM tickbase.api_tokens t WHERE t.id = watched.id AND t.revoked_at IS NULL
+);
+
 -- request_states --
 -- The state of several tasks (fan-out of a NOTIFY to waiting requests).
 SELECT id, status, result, error FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]);

@@ -12,7 +12,8 @@ Protocol
     frame. A malformed frame, an unknown type or action, a missing or
     duplicate in-flight ``requestId`` or bad params get an ``error`` and the
     connection stays open. Failed authentication closes with 4401, a user's
-    fourth connection with 4429, a connection silent for ``idle_seconds``
+    fourth connection with 4429, its token's revocation with 4401, a
+    connection silent for ``idle_seconds``
     with 4408, a binary frame with 1003; frames over the size limit are closed
     by the server (1009).
 
@@ -156,6 +157,11 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._unwatch_alerts = hub.watch_alerts(self._on_alert)
+        self._unwatch_token = (
+            hub.watch_token(principal.token_id, self._on_revoked)
+            if principal.token_id is not None
+            else _nothing
+        )
 
     # ---- sending -------------------------------------------------------------------
 
@@ -212,9 +218,19 @@ class Connection:
         finally:
             await self._shut()
 
+    def _on_revoked(self) -> None:
+        # Revoking a token ends what it opened: its connections close at once,
+        # on every gateway (a NOTIFY), not at their next authentication.
+        self._spawn(self._close_revoked(), name="revoked")
+
+    async def _close_revoked(self) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.websocket.close(CLOSE_UNAUTHORIZED, "the API token was revoked")
+
     async def _shut(self) -> None:
         self._closed = True
         self._unwatch_alerts()
+        self._unwatch_token()
         for unwatch in self._unwatch.values():
             unwatch()
         self._unwatch.clear()
@@ -377,6 +393,10 @@ class Connection:
 
 Handler = Callable[[Connection, str, dict[str, Any]], Awaitable[bool]]
 """An action: returns False when its final frame comes later (a task's end)."""
+
+
+def _nothing() -> None:
+    """Unwatch of nothing (a principal without a token)."""
 
 
 async def _submit(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
