@@ -41,27 +41,10 @@ ORDER BY input.ord;
 
 -- task_enqueue_one --
 -- task_enqueue_many for a single row: scalar parameters plan and bind several
--- times faster than thirteen one-element arrays. No row back = dedupe conflict.
-WITH inserted AS (
-    INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, run_at, dedupe_key, request_id, concurrency_key,
-                                concurrency_limit)
-    VALUES (%(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
-            %(retry_delay)s, %(timeout)s,
-            coalesce(%(run_at)s::timestamptz,
-                     now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
-            %(dedupe_key)s, %(request_id)s, %(concurrency_key)s, %(concurrency_limit)s)
-    ON CONFLICT (dedupe_key)
-        WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
-        DO NOTHING
-    RETURNING id
-)
-SELECT id FROM inserted;
-
--- task_enqueue_returning --
--- task_enqueue_one returning the whole new row: a caller that answers with the
--- task (the gateway) reads nothing after the commit, so a connection lost
--- once the task exists cannot turn into an error that invites a resubmit.
+-- times faster than thirteen one-element arrays. The whole new row comes back
+-- (id first, as the table defines it): a caller that answers with the task
+-- (the gateway) reads nothing after the commit, so a connection lost once the
+-- task exists cannot turn into an error that invites a resubmit.
 -- No row back = dedupe conflict.
 INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
                             timeout, run_at, dedupe_key, request_id, concurrency_key,

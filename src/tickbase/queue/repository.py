@@ -78,7 +78,7 @@ class TaskQueue:
             cursor = conn.cursor(row_factory=dict_row)
             try:
                 await cursor.execute(
-                    Q["task_enqueue_returning"], _enqueue_one_params(request), prepare=True
+                    Q["task_enqueue_one"], _enqueue_one_params(request), prepare=True
                 )
             except psycopg.errors.CheckViolation as exc:
                 raise _check_violation(exc) from None
