@@ -20,8 +20,9 @@ async def nodes(app: tickbase.App) -> list[dict[str, Any]]:
 
 
 async def test_register_heartbeat_deregister(app: tickbase.App) -> None:
+    assert app.url is not None
     beat = NodeHeartbeat(
-        app.pool, "node-a", roles=["worker"], queues=["q1"], interval=0.2, running=lambda: 7
+        app.url, "node-a", roles=["worker"], queues=["q1"], interval=0.2, running=lambda: 7
     )
     task = asyncio.create_task(beat.run())
 
