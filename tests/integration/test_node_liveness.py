@@ -239,3 +239,62 @@ async def test_a_removed_node_registers_again_and_its_tasks_complete(
     assert leader.dead_nodes == [] and leader.rescued == []
     assert events == ["started", "succeeded"]
     assert node_down_alerts(sql_conn) == []
+
+
+async def test_a_live_node_reaped_anyway_loses_its_run_cleanly(
+    database_url: str, sql_conn: psycopg.Connection[Any], leader: Leader
+) -> None:
+    """Should a live node be reaped all the same (here: its heartbeat is set back
+    a minute just before a pass), its task is rescued; the node registers again,
+    its worker stops the rescued run at its next lease renewal, and the task runs
+    again and succeeds once: no double completion, no corrupted row."""
+    app = tickbase.App(settings=fast_settings(database_url, heartbeat_seconds=INTERVAL))
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    @app.task(retries=1)
+    async def waits() -> str:
+        await release.wait()
+        finished.append(1)
+        return "done"
+
+    stop = asyncio.Event()
+    async with app:
+        handle = await waits.defer()
+        running = asyncio.create_task(app.run(scheduler=False, stop=stop))
+        try:
+
+            async def is_running() -> bool:
+                return (await handle.get()).status is tickbase.TaskStatus.RUNNING
+
+            await wait_until(is_running, timeout=10, message="the task running")
+            for _ in range(5):  # the node's own beat may land between the two statements
+                sql_conn.execute(
+                    "UPDATE tickbase.nodes SET heartbeat_at = now() - interval '1 minute'"
+                    " WHERE node_id = %s",
+                    (app.node_id,),
+                )
+                report = await leader.keeper.run_once()
+                assert report is not None
+                if report.dead_nodes == [app.node_id]:
+                    break
+            assert report.rescued == [(handle.id, "retrying")]
+            await wait_until(
+                lambda: asyncio.sleep(0, heartbeat_at(sql_conn, app.node_id)),
+                timeout=5,
+                message="registration again",
+            )
+
+            async def second_attempt_running() -> bool:
+                task = await handle.get()
+                return task.attempts == 2 and task.status is tickbase.TaskStatus.RUNNING
+
+            await wait_until(second_attempt_running, timeout=10, message="the second run")
+            release.set()
+            assert await handle.result(timeout=10) == "done"
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 15)
+        events = [e.event for e in await app.queue.events(handle.id)]
+    assert finished == [1]  # the rescued run was stopped, not completed
+    assert events == ["started", "rescued", "retrying", "started", "succeeded"]

@@ -28,10 +28,10 @@ Failure cases
     A node that finds it has been removed all the same (its heartbeat matches
     no row: it was silent too long, or someone deleted the row) registers
     again at once and logs a warning. Tasks it was running that the leader
-    rescued meanwhile are lost to it: its worker learns so at its next lease
-    renewal and stops their handlers, and a late result is refused by the
-    completion's guard (running, same node, same attempt), so the rescued run
-    is the one that counts. Tasks that were not rescued (the row alone was
+    rescued meanwhile are lost to it: its worker stops their handlers at its
+    next lease renewal, or at once should it claim the task again itself, and
+    a late result is refused by the completion's guard (running, same node,
+    same attempt), so the rescued run is the one that counts. Tasks that were not rescued (the row alone was
     deleted) keep running and complete as usual.
 """
 
