@@ -550,8 +550,13 @@ class App:
             notifier = AlertNotifier(self.pool)
             roles.extend([self.ticker(lease), self.housekeeper(lease, notifier)])
             role_names.append("scheduler")
+        if self.url is None:
+            raise TickbaseError("the app is not open: use `async with app:` first")
+        # The heartbeat gets the URL, not the pool: it keeps a connection of
+        # its own, so a pool starved by request handling cannot make the
+        # leader declare this live node dead.
         heartbeat = NodeHeartbeat(
-            self.pool,
+            self.url,
             self.node_id,
             roles=role_names,
             queues=queues,

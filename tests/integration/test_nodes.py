@@ -20,8 +20,9 @@ async def nodes(app: tickbase.App) -> list[dict[str, Any]]:
 
 
 async def test_register_heartbeat_deregister(app: tickbase.App) -> None:
+    assert app.url is not None
     beat = NodeHeartbeat(
-        app.pool, "node-a", roles=["worker"], queues=["q1"], interval=0.2, running=lambda: 7
+        app.url, "node-a", roles=["worker"], queues=["q1"], interval=0.2, running=lambda: 7
     )
     task = asyncio.create_task(beat.run())
 
@@ -108,3 +109,42 @@ async def test_workers_rescue_expired_leases_only_without_a_leader(
     await lease.release()
     [(_, status)] = await app.queue.rescue(unless_leader=True)
     assert status == "retrying"
+
+
+async def test_rescue_writes_the_events_a_failure_writes(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """A task failed (or retried) by a rescue has the same event as one failed by
+    its worker: ``failed`` / ``retrying`` with the error, on the node that ran it;
+    a cancel-requested one ends ``cancelled``. The ``rescued`` event says who rescued it."""
+    retried, failed, cancelled = await app.enqueue_many(
+        [
+            tickbase.EnqueueRequest("t", max_attempts=2),
+            tickbase.EnqueueRequest("t", max_attempts=1),
+            tickbase.EnqueueRequest("t", max_attempts=3),
+        ]
+    )
+    await claimed_by_dead_node(app, sql_conn)
+    await app.queue.cancel(cancelled.id)
+    lease = Lease(app.pool, holder="live", ttl=10)
+    assert await lease.acquire()
+    report = await Housekeeper(app.pool, lease, node_id="live").run_once()
+    assert report is not None and len(report.rescued) == 3
+
+    async def history(task_id: int) -> list[tuple[str, str | None]]:
+        return [
+            (e.event, e.node_id)
+            for e in await app.queue.events(task_id)
+            if e.event not in {"started", "cancel_requested"}
+        ]
+
+    assert await history(retried.id) == [("rescued", "live"), ("retrying", "ghost")]
+    assert await history(failed.id) == [("rescued", "live"), ("failed", "ghost")]
+    assert await history(cancelled.id) == [("rescued", "live"), ("cancelled", "ghost")]
+    [failed_event] = [e for e in await app.queue.events(failed.id) if e.event == "failed"]
+    task = await app.queue.get(failed.id)
+    assert failed_event.detail == task.error and failed_event.detail["type"] == "NodeDead"
+    # Counted like any other failure by whoever counts 'failed' events.
+    assert sql_conn.execute(
+        "SELECT count(*) FROM tickbase.task_events WHERE event = 'failed'"
+    ).fetchone() == (1,)

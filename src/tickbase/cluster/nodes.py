@@ -1,10 +1,38 @@
 """This process as a node of the cluster: registration, heartbeats, reaping the dead.
 
-Every tickbase process that runs a role registers a row in ``tickbase.nodes``
-and heartbeats (default every 5 s) with its metrics: running tasks, CPU and
-memory (psutil). A node silent for three of its intervals is dead: the
-leader's housekeeping removes it and rescues the tasks it was running, without
-waiting for their leases. A clean shutdown deregisters at once.
+Overview
+    Every tickbase process that runs a role registers a row in
+    ``tickbase.nodes`` and heartbeats (default every 5 s) with its metrics:
+    running tasks, CPU and memory (psutil). A node silent for three of its
+    intervals is dead: the leader's housekeeping removes it and rescues the
+    tasks it was running, without waiting for their leases. A clean shutdown
+    deregisters at once.
+
+A live node is never declared dead
+    Being declared dead costs a live node its running tasks (they are
+    rescued and run again elsewhere) and raises a ``node_down`` alert, so the
+    heartbeat must get through whatever else the process is doing:
+
+    * it has a connection of its own (:class:`~tickbase.db.dedicated.DedicatedConnection`,
+      ``application_name`` ``tickbase-heartbeat:<node id>``), never one from the
+      shared pool, which request handling can exhaust and which refills slowly
+      after a burst of terminated backends;
+    * every attempt, connecting included, is bounded (at most one interval,
+      between 1 and 5 s; the connection's ``statement_timeout`` is the same),
+      and a failed attempt is retried after a short backoff (0.1 s doubling,
+      at most half an interval) rather than at the next interval, so a
+      terminated backend costs one interval and a fraction, well inside the
+      three that make a node dead.
+
+Failure cases
+    A node that finds it has been removed all the same (its heartbeat matches
+    no row: it was silent too long, or someone deleted the row) registers
+    again at once and logs a warning. Tasks it was running that the leader
+    rescued meanwhile are lost to it: its worker stops their handlers at its
+    next lease renewal, or at once should it claim the task again itself, and
+    a late result is refused by the completion's guard (running, same node,
+    same attempt), so the rescued run is the one that counts. Tasks that were not rescued (the row alone was
+    deleted) keep running and complete as usual.
 """
 
 from __future__ import annotations
@@ -20,9 +48,9 @@ from typing import Any
 import orjson
 import psutil
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from tickbase._version import __version__
+from tickbase.db.dedicated import BACKOFF_FIRST, Backoff, DedicatedConnection
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 
@@ -30,20 +58,29 @@ Q = load_queries("tickbase.cluster")
 logger = logging.getLogger("tickbase.nodes")
 
 HEARTBEAT_INTERVAL_DEFAULT = 5.0  # seconds
+ATTEMPT_TIMEOUT_MIN = 1.0  # seconds
+ATTEMPT_TIMEOUT_MAX = 5.0  # seconds
+APPLICATION_NAME = "tickbase-heartbeat"
+
+_BEAT_ERRORS = (psycopg.Error, OSError, TimeoutError)
 
 
 class NodeHeartbeat:
     """Register this process, heartbeat until stopped, then deregister.
 
+    ``url`` is the database's conninfo: the heartbeat opens its own
+    connection (see the module docstring for why not the pool). ``on_beat``
+    hooks run on that connection after each successful beat.
+
     Example::
 
-        beat = NodeHeartbeat(pool, node_id, roles=["worker"], running=lambda: 3)
+        beat = NodeHeartbeat(app.url, node_id, roles=["worker"], running=lambda: 3)
         task = asyncio.create_task(beat.run()); ...; beat.stop(); await task
     """
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[AsyncConn],
+        url: str,
         node_id: str,
         *,
         roles: Sequence[str],
@@ -52,13 +89,29 @@ class NodeHeartbeat:
         running: Callable[[], int] = lambda: 0,
         on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
     ) -> None:
-        self.pool = pool
         self.node_id = node_id
         self.roles = list(roles)
         self.queues = list(queues) if queues else None
         self.interval = interval
         self.running = running
         self.on_beat = list(on_beat)
+        self.attempt_timeout = min(max(interval, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX)
+        """Seconds one attempt (connect, beat, each hook) may take before it is abandoned."""
+        self.link = DedicatedConnection(
+            url,
+            application_name=f"{APPLICATION_NAME}:{node_id}",
+            connect_timeout=self.attempt_timeout,
+            # A beat stuck behind a lock (or a hook's slow query) is cut short
+            # by the server too, so the connection is free for the next one.
+            server_settings={"statement_timeout": f"{int(self.attempt_timeout * 1000)}"},
+        )
+        self.beats = 0
+        """Heartbeats that reached the database."""
+        self.failures = 0
+        """Attempts that failed (each is retried after a short backoff)."""
+        self.reregistrations = 0
+        """Times this node found itself removed and registered again."""
+        self._registered = False
         self._stopping = asyncio.Event()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # prime: the first reading is always 0
@@ -68,38 +121,64 @@ class NodeHeartbeat:
 
     async def run(self) -> None:
         """Heartbeat every ``interval`` seconds until :meth:`stop`; deregister on the way out."""
-        registered = False
+        backoff = Backoff(maximum=max(self.interval / 2, BACKOFF_FIRST))
         try:
             while not self._stopping.is_set():
                 try:
-                    async with self.pool.connection() as conn:
-                        if not registered:
-                            await self._register(conn)
-                            registered = True
-                        cursor = await conn.execute(
-                            Q["node_heartbeat"],
-                            {
-                                "node_id": self.node_id,
-                                "metrics": orjson.dumps(self.metrics()).decode(),
-                            },
-                        )
-                        if await cursor.fetchone() is None:
-                            logger.warning(
-                                "node %s was declared dead; registering again", self.node_id
-                            )
-                            await self._register(conn)
-                        for hook in self.on_beat:
-                            await hook(conn)
-                except (psycopg.Error, OSError) as exc:
-                    registered = False
-                    logger.warning("node heartbeat failed (%s)", exc)
+                    async with asyncio.timeout(self.attempt_timeout):
+                        await self._beat()
+                except _BEAT_ERRORS as exc:
+                    await self.link.discard()
+                    self.failures += 1
+                    delay = backoff.next()
+                    logger.warning("node heartbeat failed (%r); retrying in %.1fs", exc, delay)
+                else:
+                    backoff.reset()
+                    delay = self.interval
+                    await self._run_hooks()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
+                    async with asyncio.timeout(delay):
                         await self._stopping.wait()
         finally:
-            with contextlib.suppress(psycopg.Error, OSError):
-                async with self.pool.connection() as conn:
+            with contextlib.suppress(*_BEAT_ERRORS):
+                async with asyncio.timeout(self.attempt_timeout):
+                    conn = await self.link.get()
                     await conn.execute(Q["node_deregister"], {"node_id": self.node_id})
+            await self.link.close()
+
+    async def _beat(self) -> None:
+        conn = await self.link.get()
+        if not self._registered:
+            await self._register(conn)
+            self._registered = True
+        cursor = await conn.execute(
+            Q["node_heartbeat"],
+            {"node_id": self.node_id, "metrics": orjson.dumps(self.metrics()).decode()},
+        )
+        if await cursor.fetchone() is None:
+            # Removed while alive: silent too long (the leader reaped it) or
+            # the row was deleted. Once per removal, since the row is back.
+            self.reregistrations += 1
+            logger.warning(
+                "node %s was removed from the cluster while alive; registering again "
+                "(tasks the leader rescued meanwhile run again elsewhere)",
+                self.node_id,
+            )
+            await self._register(conn)
+        self.beats += 1
+
+    async def _run_hooks(self) -> None:
+        # A failing hook is not a failed beat: it is logged, and only a broken
+        # connection is replaced.
+        for hook in self.on_beat:
+            try:
+                async with asyncio.timeout(self.attempt_timeout):
+                    await hook(await self.link.get())
+            except _BEAT_ERRORS as exc:
+                logger.warning("node heartbeat hook %s failed (%r)", _name(hook), exc)
+                await self.link.discard()
+            except Exception:
+                logger.exception("node heartbeat hook %s failed", _name(hook))
 
     async def _register(self, conn: AsyncConn) -> None:
         await conn.execute(
@@ -134,3 +213,7 @@ async def list_nodes(conn: AsyncConn) -> list[dict[str, Any]]:
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(Q["node_list"])
     return list(await cursor.fetchall())
+
+
+def _name(hook: Callable[..., object]) -> str:
+    return str(getattr(hook, "__qualname__", repr(hook)))

@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
 
-from tickbase.db.pool import AsyncConn, connect
+from tickbase.db.dedicated import Backoff, DedicatedConnection
+from tickbase.db.pool import AsyncConn
 
 logger = logging.getLogger("tickbase.listener")
 
@@ -47,10 +49,9 @@ class Listener:
     """
 
     def __init__(self, url: str) -> None:
-        self._url = url
+        self._link = DedicatedConnection(url, application_name=f"tickbase-listener:{os.getpid()}")
         self._callbacks: dict[str, list[NotifyCallback]] = defaultdict(list)
         self._reconnect_callbacks: list[ReconnectCallback] = []
-        self._conn: AsyncConn | None = None
         self._task: asyncio.Task[None] | None = None
         self._listening: set[str] = set()
         self.connected = asyncio.Event()
@@ -92,16 +93,15 @@ class Listener:
         await self._close()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(maximum=RECONNECT_BACKOFF_MAX)
         first = True
         while True:
             try:
-                conn = await connect(self._url)
-                self._conn = conn
+                conn = await self._link.get()
                 self._listening = set()
                 await self._listen_new_channels(conn)
                 self.connected.set()
-                backoff = 0.1
+                backoff.reset()
                 if not first:
                     self.reconnects += 1
                     logger.info("listener reconnected; subscribers re-poll")
@@ -119,12 +119,12 @@ class Listener:
                     await self._listen_new_channels(conn)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 self.connected.clear()
-                logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
-            await self._close()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+                delay = backoff.next()
+                logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
+                await self._link.discard()
+                await asyncio.sleep(delay)
 
     async def _listen_new_channels(self, conn: AsyncConn) -> None:
         for channel in [c for c in self._callbacks if c not in self._listening]:
@@ -139,7 +139,4 @@ class Listener:
                 logger.exception("listener callback failed on %s", channel)
 
     async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await self._link.close()

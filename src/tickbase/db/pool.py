@@ -7,6 +7,8 @@ queue block itself (it must refuse what JSON cannot hold), and sent as text.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import select
 from typing import Any
@@ -92,10 +94,34 @@ def create_pool(
     )
 
 
-async def connect(url: str, *, autocommit: bool = True) -> AsyncConn:
-    """One configured connection outside any pool (listener, migrations, CLI)."""
-    conn = await psycopg.AsyncConnection.connect(
-        url, autocommit=autocommit, application_name=f"tickbase:{os.getpid()}"
-    )
+async def connect(
+    url: str,
+    *,
+    autocommit: bool = True,
+    application_name: str | None = None,
+    connect_timeout: float | None = None,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncConn:
+    """One configured connection outside any pool (listener, heartbeat, migrations, CLI).
+
+    ``application_name`` (default ``tickbase:pid``) lets an operator, or a
+    test, tell it apart in ``pg_stat_activity``. ``connect_timeout``
+    bounds the whole attempt, in seconds; ``server_settings`` are session
+    settings, as for :func:`create_pool`.
+    """
+    kwargs: dict[str, Any] = {
+        "autocommit": autocommit,
+        "application_name": application_name or f"tickbase:{os.getpid()}",
+    }
+    if server_settings:
+        kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in server_settings.items())
+    if connect_timeout is None:
+        conn = await psycopg.AsyncConnection.connect(url, **kwargs)
+    else:
+        kwargs["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        # libpq rounds its timeout to whole seconds, at least 2, and counts it
+        # per address tried: the asyncio bound is the one the caller asked for.
+        async with asyncio.timeout(connect_timeout):
+            conn = await psycopg.AsyncConnection.connect(url, **kwargs)
     configure_connection(conn)
     return conn

@@ -449,9 +449,16 @@ WITH lost AS (
     WHERE t.id = lost.id
     RETURNING t.id, t.status, t.node_id, t.error
 ), events AS (
+    -- Two events each: 'rescued' by this node, then the one a failure reported
+    -- by the worker writes (task_finish_many): retrying or failed with the
+    -- error, or cancelled, on the node that ran it. Whoever reads a task's
+    -- history, or counts 'failed' events, sees a rescued failure as a failure.
     INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
     SELECT id, 'rescued', %(node_id)s,
            jsonb_build_object('from_node', node_id, 'status', status, 'error', error)
+    FROM rescued
+    UNION ALL
+    SELECT id, status, node_id, CASE WHEN status = 'cancelled' THEN NULL ELSE error END
     FROM rescued
 ), notified AS (
     SELECT pg_notify('tickbase_task_done', string_agg(id::text, ','))

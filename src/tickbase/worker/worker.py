@@ -404,6 +404,14 @@ class Worker:
         self._track(task, self._execute(task, start))
 
     def _track(self, task: ClaimedTask, work: Any) -> None:
+        # Claimed again while an older attempt runs here: a rescue re-queued it
+        # (this node was reaped, or the lease expired). The older run is lost: it
+        # stops now, as the next lease renewal (by id) would not tell it apart.
+        superseded = self._running.get(task.id)
+        if superseded is not None:
+            logger.warning("task %d: claimed again, stopping its older run", task.id)
+            superseded.stop_reason = "lost"
+            superseded.task.cancel()
         running_task = asyncio.ensure_future(work)
         self._running[task.id] = _Running(task, running_task)
 
@@ -424,11 +432,16 @@ class Worker:
         else:
             self._report_success(task, value)
         finally:
-            self._release(task.id)
+            self._release(task)
 
-    def _release(self, task_id: int) -> None:
-        self._running.pop(task_id, None)
+    def _release(self, task: ClaimedTask) -> None:
+        if self._own(task):  # not a superseded attempt's: that entry is gone
+            del self._running[task.id]
         self._slot_freed.set()
+
+    def _own(self, task: ClaimedTask) -> bool:
+        entry = self._running.get(task.id)
+        return entry is not None and entry.claimed.attempt == task.attempt
 
     # ---- reporting -------------------------------------------------------------
 
@@ -455,8 +468,9 @@ class Worker:
         self._report(task, "failed", None, encode_error(exc, message=message))
 
     def _report_stopped(self, task: ClaimedTask) -> None:
-        entry = self._running.get(task.id)
-        reason = entry.stop_reason if entry else None
+        if not self._own(task):
+            return  # superseded: lost, and the id's bookkeeping is the new attempt's
+        reason = self._running[task.id].stop_reason
         if reason == "cancel":
             self._report(
                 task,
