@@ -488,7 +488,8 @@ class App:
             self._claims = create_pool(
                 self.url,
                 min_size=1,
-                max_size=FETCHERS,
+                # One more than the fetchers hold: the lease renewals' own.
+                max_size=FETCHERS + 1,
                 name="tickbase-claim",
                 server_settings={"synchronous_commit": "off"},
             )

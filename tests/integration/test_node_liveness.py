@@ -26,6 +26,7 @@ from tickbase.cluster.housekeeping import Housekeeper, PassReport
 from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.pool import AsyncConn, create_pool
+from tickbase.queue.repository import TaskQueue
 
 INTERVAL = 0.3  # seconds: silent for 0.9 s, a node is dead
 
@@ -298,3 +299,48 @@ async def test_a_live_node_reaped_anyway_loses_its_run_cleanly(
         events = [e.event for e in await app.queue.events(handle.id)]
     assert finished == [1]  # the rescued run was stopped, not completed
     assert events == ["started", "rescued", "retrying", "started", "succeeded"]
+
+
+async def test_leases_are_renewed_while_the_shared_pool_is_starved(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """Old code: the worker renewed its leases through the shared pool, so a
+    gateway holding every shared connection for longer than a lease had the
+    running task rescued (and run again) by another node."""
+    app = tickbase.App(settings=fast_settings(database_url, pool_max_size=2, lease_seconds=1.5))
+    runs: list[int] = []
+
+    @app.task(name="t.long")
+    async def long() -> str:
+        runs.append(1)
+        await asyncio.sleep(4)
+        return "done"
+
+    rescuer_pool = create_pool(database_url, max_size=1, name="rescuer")
+    await rescuer_pool.open(wait=True)
+    rescued: list[tuple[int, str]] = []
+    async with app:
+        worker = app.worker(concurrency=2)
+        working = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.started.wait(), 10)
+            handle = await app.defer("t.long")
+            await wait_until(
+                lambda: asyncio.sleep(0, bool(runs)), timeout=10, message="the task to start"
+            )
+            rescuer = TaskQueue(rescuer_pool)
+            async with held(app.pool, 2):
+                deadline = time.monotonic() + 3.5  # over two leases of 1.5 s
+                while time.monotonic() < deadline:
+                    rescued += await rescuer.rescue(node_id="rescuer")
+                    await asyncio.sleep(0.2)
+            result = await handle.result(timeout=10)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(working, 15)
+            await rescuer_pool.close()
+    assert rescued == [] and runs == [1] and result == "done"
+    (attempt,) = sql_conn.execute(
+        "SELECT attempts FROM tickbase.tasks WHERE id = %s", (handle.id,)
+    ).fetchone() or (None,)
+    assert attempt == 1

@@ -573,22 +573,26 @@ class Worker:
             started = time.monotonic()
             try:
                 ids = list(self._running)
-                if ids:
-                    async with self.pool.connection() as conn:
-                        to_stop = await self.queue.heartbeat(
-                            conn, self.node_id, ids, self.settings.lease_seconds
-                        )
-                    for task_id, lost in to_stop:
-                        if lost:
-                            logger.warning("task %d: lease lost, stopping its handler", task_id)
-                        self._stop_task(task_id, "lost" if lost else "cancel")
-                # The leader rescues and reconciles; without one (no node with
-                # the scheduler role) workers rescue expired leases themselves.
-                rescued = await self.queue.rescue(node_id=self.node_id, unless_leader=True)
+                # The claim pool, not the shared one that a gateway here can hold for
+                # longer than a lease (a crash loses at most one beat's async commit).
+                async with self.claim_pool.connection() as conn:
+                    lease = self.settings.lease_seconds
+                    to_stop = (
+                        await self.queue.heartbeat(conn, self.node_id, ids, lease) if ids else []
+                    )
+                    # The leader rescues and reconciles; without one (no node with
+                    # the scheduler role) workers rescue expired leases themselves.
+                    rescued = await self.queue.rescue(
+                        conn, node_id=self.node_id, unless_leader=True
+                    )
+                    if rescued:
+                        await reconcile(conn)
+                for task_id, lost in to_stop:
+                    if lost:
+                        logger.warning("task %d: lease lost, stopping its handler", task_id)
+                    self._stop_task(task_id, "lost" if lost else "cancel")
                 if rescued:
                     logger.warning("rescued %d tasks whose lease expired", len(rescued))
-                    async with self.pool.connection() as conn:
-                        await reconcile(conn)
             except (psycopg.Error, OSError) as exc:
                 logger.warning("heartbeat failed (%s)", exc)
             logger.debug("heartbeat took %.1f ms", (time.monotonic() - started) * 1000)
