@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from tickbase.db.pool import AsyncConn, connect
+from tickbase.errors import DatabaseError
 
 logger = logging.getLogger("tickbase.listener")
 
@@ -119,7 +120,8 @@ class Listener:
                     await self._listen_new_channels(conn)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError) as exc:
+            # DatabaseError: connect() reports an unreachable server that way
+            except (psycopg.Error, DatabaseError, OSError) as exc:
                 self.connected.clear()
                 logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
             await self._close()

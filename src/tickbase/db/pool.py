@@ -17,6 +17,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.embedded import EmbeddedServer
+from tickbase.db.urls import connection_failure
 from tickbase.settings import Settings
 
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -93,9 +94,18 @@ def create_pool(
 
 
 async def connect(url: str, *, autocommit: bool = True) -> AsyncConn:
-    """One configured connection outside any pool (listener, migrations, CLI)."""
-    conn = await psycopg.AsyncConnection.connect(
-        url, autocommit=autocommit, application_name=f"tickbase:{os.getpid()}"
-    )
+    """One configured connection outside any pool (listener, migrations, CLI).
+
+    A server that cannot be reached raises :class:`~tickbase.errors.DatabaseError`
+    of one line naming host and port (never the password). This is the first
+    connection every CLI command and ``App.open`` makes, so it is the one place
+    that turns libpq's multi-line report into that message.
+    """
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=autocommit, application_name=f"tickbase:{os.getpid()}"
+        )
+    except psycopg.OperationalError as exc:
+        raise connection_failure(url, exc) from None
     configure_connection(conn)
     return conn
