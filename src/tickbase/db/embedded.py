@@ -246,12 +246,19 @@ class EmbeddedServer:
         # Trust still rules here, so the password in the URL is simply ignored.
         url = secured.url("postgres")
         try:
-            with psycopg.connect(url, autocommit=True) as conn:
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise connection_failure(url, exc) from None
+        try:
+            with conn:
                 set_superuser_password(conn, SUPERUSER, password)
                 write_hba(self.hba_file, self._server_owner())
                 conn.execute("SELECT pg_reload_conf()")
         except psycopg.Error as exc:
-            raise connection_failure(url, exc) from None
+            raise DatabaseError(
+                f"could not convert the embedded database at {self.pgdata} to password "
+                f"authentication: {exc}; it is retried at the next start"
+            ) from None
         self._wait_for_password_required(server)
         logger.warning(
             "converted the embedded database at %s to password authentication "
