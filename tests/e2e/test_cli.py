@@ -16,6 +16,7 @@ from tests.e2e.conftest import Processes, run_cli, tickbase_env
 from tests.support.gateway import free_port
 from tests.support.waiting import wait_until_sync
 from tickbase.db.embedded import EmbeddedServer
+from tickbase.db.urls import redact_url
 
 
 def task_count(conn: psycopg.Connection[Any]) -> int:
@@ -153,15 +154,22 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         assert started.returncode == 0, started.stderr
         first_pid = server.running()
         assert first_pid is not None
+        # `db start` shows the URL without the password; `db url` prints the working one
         url = run_cli("db", "url", env=env).stdout.strip().splitlines()[-1]
-        assert url == started.stdout.strip().splitlines()[-1]
-        status = json.loads(run_cli("db", "status", "--json", env=env).stdout)
-        assert status["server"]["pid"] == first_pid.pid and status["server"]["started_now"] is False
+        assert redact_url(url) == started.stdout.strip().splitlines()[-1]
+        assert first_pid.password and first_pid.password not in started.stdout
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("tickbase",)
+        status_text = run_cli("db", "status", "--json", env=env).stdout
+        assert first_pid.password not in status_text
+        status = json.loads(status_text)
+        assert status["server"]["pid"] == first_pid.pid and status["server"]["running"] is True
 
         # `up` reuses the running server and leaves it running on exit; on the
         # embedded database's first start it prints an admin token, once
         up, first_lines = start_up(processes, env)
         assert sum("admin token" in line for line in first_lines) == 1, first_lines
+        assert not any(first_pid.password in line for line in first_lines)
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
         again = server.running()

@@ -40,6 +40,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))
 
 
+def run_sync(call: Callable[[], T]) -> T:
+    """``call()`` with tickbase errors turned into exit 1, like :func:`run`."""
+    try:
+        return call()
+    except TickbaseError as exc:
+        fail(str(exc))
+
+
 def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from tickbase.cli.common import DatabaseUrlOption, JsonOption, run
+from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, run_sync
 from tickbase.cli.render import console, print_json, table
 
 cli = typer.Typer(help="Database: embedded server lifecycle and migrations.", no_args_is_help=True)
@@ -20,15 +20,20 @@ def _settings(database_url: str | None) -> Any:
 
 @cli.command()
 def start() -> None:
-    """Start the embedded server detached (it keeps running for other processes)."""
+    """Start the embedded server detached (it keeps running for other processes).
+
+    Prints its URL without the password (output like this ends up in logs);
+    ``tickbase db url`` prints the working one.
+    """
     from tickbase.db.embedded import EmbeddedServer
+    from tickbase.db.urls import redact_url
 
     settings = _settings(None)
-    url, started = EmbeddedServer(settings.home).ensure_running()
+    url, started = run_sync(lambda: EmbeddedServer(settings.home).ensure_running())
     console.print(
         "started embedded PostgreSQL" if started else "embedded PostgreSQL already running"
     )
-    print(url)
+    print(redact_url(url))
 
 
 @cli.command()
@@ -45,10 +50,14 @@ def stop() -> None:
 
 @cli.command()
 def url(database_url: str | None = DatabaseUrlOption) -> None:
-    """Print the connection URL (last line), starting the embedded server if needed."""
+    """Print the connection URL (last line), starting the embedded server if needed.
+
+    For the embedded server it holds the superuser password (from
+    ``TICKBASE_HOME/pg.password``): it is meant for you, e.g. ``psql "$(tickbase db url)"``.
+    """
     from tickbase.db.pool import resolve_database_url
 
-    resolved, _ = resolve_database_url(_settings(database_url))
+    resolved, _ = run_sync(lambda: resolve_database_url(_settings(database_url)))
     print(resolved)
 
 
@@ -76,29 +85,35 @@ def migrate(database_url: str | None = DatabaseUrlOption) -> None:
 
 @cli.command()
 def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
-    """Which server is used and whether its migrations are current."""
+    """Which server is used and whether its migrations are current.
+
+    Never starts the embedded server: when it is not running, says so (exit 0).
+    URLs are shown without their password.
+    """
     from tickbase.db import migrate as migrations
     from tickbase.db.embedded import EmbeddedServer
     from tickbase.db.pool import connect
+    from tickbase.db.urls import redact_url
 
     settings = _settings(database_url)
 
     async def body() -> dict[str, Any]:
         if settings.database_url:
-            server: dict[str, Any] = {"kind": "external", "url": _redact(settings.database_url)}
             target = settings.database_url
+            server: dict[str, Any] = {"kind": "external", "url": redact_url(target)}
         else:
-            embedded = EmbeddedServer(settings.home)
-            target, started = embedded.ensure_running()
-            info = embedded.running()
+            info = EmbeddedServer(settings.home).running()
             server = {
                 "kind": "embedded",
                 "home": str(settings.home),
+                "running": info is not None,
                 "pid": info.pid if info else None,
                 "port": info.port if info else None,
-                "url": target,
-                "started_now": started,
+                "url": redact_url(info.url()) if info else None,
             }
+            if info is None:
+                return _not_running(server)
+            target = info.url()
         conn = await connect(target)
         try:
             version = (await (await conn.execute("SHOW server_version")).fetchone() or ("?",))[0]
@@ -119,6 +134,12 @@ def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOpt
         print_json(result)
         return
     server = result["server"]
+    if server.get("running") is False:
+        console.print(
+            f"embedded PostgreSQL of {server['home']} is not running "
+            "(`tickbase db start` starts it)"
+        )
+        return
     rows = [(key, value) for key, value in server.items()]
     rows += [
         ("server_version", result["server_version"]),
@@ -142,14 +163,15 @@ def show_sql() -> None:
         print(migration.sql)
 
 
-def _redact(url: str) -> str:
-    """The URL without its password (never print secrets)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+def _not_running(server: dict[str, Any]) -> dict[str, Any]:
+    """``status`` of an embedded server that is not running: the same keys, no figures."""
+    from tickbase.db.migrate import available_migrations
 
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:
-        return "<unparseable url>"
-    if "password" in parts:
-        parts["password"] = "***"
-    return make_conninfo("", **parts)
+    return {
+        "server": server,
+        "server_version": None,
+        "schema_version": None,
+        "code_version": max((m.version for m in available_migrations()), default=0),
+        "current": None,
+        "pending": [],
+    }

@@ -234,12 +234,14 @@ def register_run_commands(cli: typer.Typer) -> None:
         app = load_app(app_spec, database_url)
 
         async def body() -> None:
+            from tickbase.db.urls import redact_url
+
             stop = asyncio.Event()
             _stop_on_signals(stop)
             try:
                 async with app:
                     where = "embedded PostgreSQL" if not app.settings.database_url else "PostgreSQL"
-                    console.print(f"[bold]tickbase up[/]: {where} at {app.url}")
+                    console.print(f"[bold]tickbase up[/]: {where} at {redact_url(app.url or '')}")
                     console.print(
                         f"worker: all queues, concurrency {concurrency}; "
                         f"task types: {', '.join(app.registry.names())}"

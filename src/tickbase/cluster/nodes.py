@@ -53,6 +53,7 @@ from tickbase._version import __version__
 from tickbase.db.dedicated import BACKOFF_FIRST, Backoff, DedicatedConnection
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.errors import DatabaseError
 
 Q = load_queries("tickbase.cluster")
 logger = logging.getLogger("tickbase.nodes")
@@ -62,7 +63,8 @@ ATTEMPT_TIMEOUT_MIN = 1.0  # seconds
 ATTEMPT_TIMEOUT_MAX = 5.0  # seconds
 APPLICATION_NAME = "tickbase-heartbeat"
 
-_BEAT_ERRORS = (psycopg.Error, OSError, TimeoutError)
+# DatabaseError: db.pool.connect() reports an unreachable server that way.
+_BEAT_ERRORS = (psycopg.Error, DatabaseError, OSError, TimeoutError)
 
 
 class NodeHeartbeat:

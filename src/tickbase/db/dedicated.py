@@ -71,7 +71,7 @@ class DedicatedConnection:
         try:
             conn = await link.get()
             await conn.execute("SELECT 1")
-        except (psycopg.Error, OSError):
+        except (psycopg.Error, DatabaseError, OSError):
             await link.discard()  # the next get() reconnects
         ...
         await link.close()

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from tickbase.db.dedicated import Backoff, DedicatedConnection
 from tickbase.db.pool import AsyncConn
+from tickbase.errors import DatabaseError
 
 logger = logging.getLogger("tickbase.listener")
 
@@ -119,7 +120,8 @@ class Listener:
                     await self._listen_new_channels(conn)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError, TimeoutError) as exc:
+            # DatabaseError: connect() reports an unreachable server that way
+            except (psycopg.Error, DatabaseError, OSError, TimeoutError) as exc:
                 self.connected.clear()
                 delay = backoff.next()
                 logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)

@@ -19,6 +19,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.embedded import EmbeddedServer
+from tickbase.db.urls import connection_failure
 from tickbase.settings import Settings
 
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -108,6 +109,11 @@ async def connect(
     test, tell it apart in ``pg_stat_activity``. ``connect_timeout``
     bounds the whole attempt, in seconds; ``server_settings`` are session
     settings, as for :func:`create_pool`.
+
+    A server that cannot be reached raises :class:`~tickbase.errors.DatabaseError`
+    of one line naming host and port (never the password). This is the first
+    connection every CLI command and ``App.open`` makes, so it is the one place
+    that turns libpq's multi-line report into that message.
     """
     kwargs: dict[str, Any] = {
         "autocommit": autocommit,
@@ -115,13 +121,16 @@ async def connect(
     }
     if server_settings:
         kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in server_settings.items())
-    if connect_timeout is None:
-        conn = await psycopg.AsyncConnection.connect(url, **kwargs)
-    else:
-        kwargs["connect_timeout"] = max(2, math.ceil(connect_timeout))
-        # libpq rounds its timeout to whole seconds, at least 2, and counts it
-        # per address tried: the asyncio bound is the one the caller asked for.
-        async with asyncio.timeout(connect_timeout):
+    try:
+        if connect_timeout is None:
             conn = await psycopg.AsyncConnection.connect(url, **kwargs)
+        else:
+            kwargs["connect_timeout"] = max(2, math.ceil(connect_timeout))
+            # libpq rounds its timeout to whole seconds, at least 2, and counts it
+            # per address tried: the asyncio bound is the one the caller asked for.
+            async with asyncio.timeout(connect_timeout):
+                conn = await psycopg.AsyncConnection.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise connection_failure(url, exc) from None
     configure_connection(conn)
     return conn
