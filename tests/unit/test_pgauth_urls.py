@@ -46,6 +46,10 @@ def test_the_password_file_is_created_0600_once_and_tightened_when_loosened(
 
 def test_urls_are_shown_without_their_password() -> None:
     url = "postgresql://u:s3cret@db.example:6543/x"
-    assert "s3cret" not in redact_url(url) and "password=***" in redact_url(url)
+    assert redact_url(url) == "postgresql://u:***@db.example:6543/x"  # still a URL
+    in_query = "postgresql://u@h/x?password=s3cret&sslmode=require"
+    assert redact_url(in_query) == "postgresql://u@h/x?password=***&sslmode=require"
+    assert redact_url("host=h password=s3cret dbname=x") == "password=*** dbname=x host=h"
+    assert redact_url("postgresql://u@h/x") == "postgresql://u@h/x"
     assert describe_target(url) == "db.example:6543"
     assert describe_target("postgresql://u@/x?host=/run/pg&port=5") == "socket /run/pg, port 5"

@@ -8,6 +8,7 @@ naming the host and port (:func:`connection_failure`) instead of a traceback.
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -16,13 +17,32 @@ from tickbase.errors import DatabaseError
 
 
 def redact_url(url: str) -> str:
-    """``url`` (URL or ``key=value`` form) with its password replaced by ``***``."""
+    """``url`` with its password replaced by ``***``, in the form it was given.
+
+    A ``postgresql://`` URL stays a URL (what ``tickbase db url`` prints, with
+    the secret hidden); a ``key=value`` string stays one.
+    """
     try:
         parts = conninfo_to_dict(url)
     except psycopg.Error:
         return "<unparseable url>"
-    if "password" in parts:
-        parts["password"] = "***"
+    if "password" not in parts:
+        return url
+    split = urlsplit(url)
+    if split.scheme in ("postgres", "postgresql"):
+        netloc = split.netloc
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = urlencode(
+            [
+                (key, "***" if key == "password" else value)
+                for key, value in parse_qsl(split.query, keep_blank_values=True)
+            ],
+            safe="/*",
+        )
+        return urlunsplit(split._replace(netloc=netloc, query=query))
+    parts["password"] = "***"
     return make_conninfo("", **parts)
 
 
