@@ -56,11 +56,13 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str], cwd: Path = REPO, **kwargs: Any
+    ) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "tickbase", *args],
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
