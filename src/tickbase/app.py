@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool
@@ -164,6 +166,25 @@ class TaskFunction(Generic[P, R]):
         return self.app.sync.enqueue(self.request(kwargs))
 
 
+def default_task_name(function: Callable[..., Any]) -> str:
+    """``module.qualname`` of a handler, with a script's own name for ``__main__``.
+
+    A task defined in ``script.py`` is named ``script.f`` whether the script
+    runs as ``python script.py`` (a producer) or is imported by
+    ``--app script:app`` (a worker): otherwise the two would never agree.
+    """
+    module = function.__module__
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        path = getattr(main, "__file__", None)
+        if spec is not None and spec.name:
+            module = spec.name.removesuffix(".__main__")
+        elif path:
+            module = Path(path).stem
+    return f"{module}.{function.__qualname__}"
+
+
 class App:
     """A tickbase application: task definitions plus a connection to the database.
 
@@ -273,7 +294,7 @@ class App:
 
         def register(function: Callable[P, R]) -> TaskFunction[P, R]:
             definition = TaskDefinition(
-                name or f"{function.__module__}.{function.__qualname__}",
+                name or default_task_name(function),
                 function,
                 queue=queue,
                 priority=priority,
@@ -565,6 +586,7 @@ class App:
             running=running_tasks,
             # A missing leader cannot report its own absence: every node checks.
             on_beat=[_check_leader_missing],
+            task_types=self.registry.published() if worker else None,
         )
         beating = asyncio.create_task(heartbeat.run())
         tasks = [asyncio.create_task(role.run()) for role in roles]

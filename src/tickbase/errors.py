@@ -127,9 +127,13 @@ class InvalidTransition(TickbaseError):
 class UnknownTaskType(TickbaseError, LookupError):
     """No handler is registered for a task type."""
 
-    def __init__(self, task_type: str, known: Iterable[str] = ()) -> None:
+    def __init__(self, task_type: str, known: Iterable[str] = (), *, reason: str = "") -> None:
         self.task_type = task_type
-        message = f"no handler registered for task type {task_type}"
+        message = (
+            f"unknown task type {task_type!r}: {reason}"
+            if reason
+            else f"no handler registered for task type {task_type}"
+        )
         close = difflib.get_close_matches(task_type, list(known), n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"

@@ -248,7 +248,10 @@ def test_the_python_quick_start_runs_verbatim_beside_tickbase_up(
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip().splitlines()[-1] == "{'symbol': 'BTCUSDT', 'bars': 100}"
+        import ast
+
+        printed_result = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+        assert printed_result == {"symbol": "BTCUSDT", "bars": 100}
 
         def statuses() -> list[tuple[str, str]]:
             return sql_conn.execute(

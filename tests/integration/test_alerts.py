@@ -588,6 +588,7 @@ async def test_default_rules(store: AlertStore) -> None:
         ("data-completeness", "data_completeness", 95.0, 0.0, True),
         ("failures-last-hour", "failures_last_hour", 5.0, 0.0, True),
         ("leader-missing", "leader_missing", None, 30.0, True),
+        ("no-worker-for-type", "no_worker_for_type", 0.0, 60.0, True),
         ("node-down", "node_down", None, 0.0, True),
         ("schedule-lag", "schedule_lag", 60.0, 0.0, True),
     ]

@@ -89,16 +89,27 @@ async def test_result_wakes_on_notify_not_poll(database_url: str) -> None:
         assert time.monotonic() - started < 2
 
 
-async def test_unknown_task_type_fails_with_clear_error(fresh_app: tickbase.App) -> None:
-    async with fresh_app as app, running_worker(app):
-        handle = await app.defer("nobody.handles.this", {})
-        with pytest.raises(TaskFailed) as excinfo:
-            await handle.result(timeout=10)
-    assert excinfo.value.status == "failed"
-    assert excinfo.value.error is not None
-    assert (
-        excinfo.value.error["message"] == "no handler registered for task type nobody.handles.this"
-    )
+async def test_a_type_without_handler_waits_for_a_worker_that_has_one(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """Old code: the worker claimed every type and failed this one (UnknownTaskType)."""
+    producer = tickbase.App(settings=fast_settings(database_url))
+    other = tickbase.App(settings=fast_settings(database_url))
+
+    @other.task(name="other.double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async with producer as app, running_worker(app):
+        handle = await app.defer("other.double", {"x": 21})
+        await asyncio.sleep(1.0)  # several claims and polls of a worker without it
+        assert (await handle.get()).status == "pending"
+        events = sql_conn.execute(
+            "SELECT count(*) FROM tickbase.task_events WHERE task_id = %s", (handle.id,)
+        ).fetchone()
+        assert events == (0,)
+        async with other, running_worker(other):
+            assert await handle.result(timeout=10) == 42
 
 
 async def test_retries_then_success(fresh_app: tickbase.App) -> None:

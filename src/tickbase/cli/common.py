@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -72,6 +74,10 @@ def load_app(spec: str | None, database_url: str | None) -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         fail(f"--app must look like module:attribute, got {spec!r}")
+    # As uvicorn and celery -A do: a module in the current directory is found
+    # however tickbase was started (the console script does not put it on the path).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -19,7 +19,6 @@ from tickbase.cli.common import (
     run,
 )
 from tickbase.cli.render import console, fail, print_json
-from tickbase.errors import TickbaseError
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -275,7 +274,9 @@ def register_run_commands(cli: typer.Typer) -> None:
         payload: str = typer.Option(
             "{}", "--payload", "-p", help="JSON object: the task's kwargs."
         ),
-        queue: str = typer.Option("default", "--queue"),
+        queue: str | None = typer.Option(
+            None, "--queue", help="Default: the queue the type's handler declares."
+        ),
         priority: int = typer.Option(0, "--priority", help="0 runs first; up to 1000."),
         delay: float | None = typer.Option(None, "--delay", help="Seconds before it may run."),
         run_at: str | None = typer.Option(None, "--run-at", help="ISO 8601 time with zone."),
@@ -300,24 +301,39 @@ def register_run_commands(cli: typer.Typer) -> None:
                 when = datetime.fromisoformat(run_at)
             except ValueError:
                 fail(f"invalid run_at {run_at!r}: not an ISO 8601 time")
-        try:
-            request = EnqueueRequest(
-                task_type,
-                data,
-                queue=queue,
-                priority=priority,
-                delay=delay,
-                run_at=when,
-                max_attempts=retries + 1,
-                timeout=timeout,
-                dedupe_key=dedupe_key,
-            )
-        except TickbaseError as exc:
-            fail(str(exc))
 
         async def body() -> Any:
+            from tickbase.cluster.nodes import known_task_types
+            from tickbase.errors import UnknownTaskType
+
             app = load_app(None, database_url)
             async with app:
+                definition = app.registry.get(task_type)
+                if definition is not None:
+                    declared = definition.queue
+                else:
+                    # Refused alike by the gateway: a type no live worker
+                    # handles and no schedule fires is most likely a typo.
+                    async with app.pool.connection() as conn:
+                        known = await known_task_types(conn)
+                    if task_type not in known:
+                        raise UnknownTaskType(
+                            task_type,
+                            [*app.registry.names(), *known],
+                            reason="no live worker handles it and no schedule fires it",
+                        )
+                    declared = known[task_type].get("queue") or "default"
+                request = EnqueueRequest(
+                    task_type,
+                    data,
+                    queue=queue or declared,
+                    priority=priority,
+                    delay=delay,
+                    run_at=when,
+                    max_attempts=retries + 1,
+                    timeout=timeout,
+                    dedupe_key=dedupe_key,
+                )
                 [handle] = await app.enqueue_many([request])
                 return handle
 

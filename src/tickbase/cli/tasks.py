@@ -62,19 +62,32 @@ def show(
 ) -> None:
     """One task with its lifecycle events."""
 
-    async def body(app: Any) -> tuple[Any, list[Any]]:
-        return await app.queue.get(task_id), await app.queue.events(task_id)
+    async def body(app: Any) -> tuple[Any, list[Any], str | None]:
+        from tickbase.cluster.nodes import known_task_types
 
-    task, events = run(with_app(database_url, body))
+        task = await app.queue.get(task_id)
+        waiting = None
+        if task.status in ("pending", "retrying"):
+            async with app.pool.connection() as conn:
+                known = await known_task_types(conn)
+            if not known.get(task.task_type, {}).get("handled"):
+                waiting = f"no live worker handles type {task.task_type}"
+        return task, await app.queue.events(task_id), waiting
+
+    task, events, waiting = run(with_app(database_url, body))
     if as_json:
         data = task.to_dict()
+        data["waiting"] = waiting
         data["events"] = [
             {"at": e.at.isoformat(), "event": e.event, "node_id": e.node_id, "detail": e.detail}
             for e in events
         ]
         print_json(data)
         return
-    table(f"task {task.id}", ["field", "value"], list(task.to_dict().items()))
+    rows = list(task.to_dict().items())
+    if waiting is not None:
+        rows.append(("waiting", waiting))
+    table(f"task {task.id}", ["field", "value"], rows)
     table(
         "events",
         ["at", "event", "node", "detail"],

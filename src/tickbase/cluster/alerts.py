@@ -80,6 +80,7 @@ ALERT_KINDS = frozenset(
         "leader_missing",
         "schedule_lag",
         "data_completeness",
+        "no_worker_for_type",
     }
 )
 ALERT_STATES = ("firing", "resolved")

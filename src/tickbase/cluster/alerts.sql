@@ -112,6 +112,26 @@ WITH clock AS (
     WHERE r.enabled AND r.kind = 'schedule_lag'
 
     UNION ALL
+    -- Due tasks of a type no live worker handles (workers claim only their own
+    -- types): one alert per type, since its oldest task became due.
+    SELECT r.name, w.task_type, w.n, w.oldest,
+           w.n || ' tasks of type ' || w.task_type || ' are waiting: no live worker handles it',
+           jsonb_build_object('task_type', w.task_type, 'waiting', w.n, 'oldest_due_at', w.oldest)
+    FROM scope r CROSS JOIN clock c
+    CROSS JOIN LATERAL (
+        SELECT t.task_type, count(*)::float8 AS n, min(t.run_at) AS oldest
+        FROM tickbase.tasks t
+        WHERE r.kind = 'no_worker_for_type' AND t.status IN ('pending', 'retrying')
+          AND t.run_at <= c.now
+          AND NOT EXISTS (
+              SELECT 1 FROM tickbase.nodes n
+              WHERE n.task_types ? t.task_type
+                AND n.heartbeat_at > c.now - make_interval(secs => 3 * n.heartbeat_interval))
+        GROUP BY t.task_type
+    ) w
+    WHERE r.enabled AND r.kind = 'no_worker_for_type' AND w.n > r.threshold
+
+    UNION ALL
     -- A collected series below the threshold (percent complete: here BELOW
     -- fires) at its last integrity check; a check older than a day is ignored
     -- (the series is no longer collected).

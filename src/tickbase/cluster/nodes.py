@@ -42,7 +42,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -90,8 +90,11 @@ class NodeHeartbeat:
         interval: float = HEARTBEAT_INTERVAL_DEFAULT,
         running: Callable[[], int] = lambda: 0,
         on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
+        task_types: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.node_id = node_id
+        self.task_types = {name: dict(defaults) for name, defaults in (task_types or {}).items()}
+        """The task types this node's worker runs, with their enqueue defaults (published)."""
         self.roles = list(roles)
         self.queues = list(queues) if queues else None
         self.interval = interval
@@ -193,6 +196,7 @@ class NodeHeartbeat:
                 "queues": self.queues,
                 "version": __version__,
                 "interval": self.interval,
+                "task_types": orjson.dumps(self.task_types).decode(),
             },
         )
 
@@ -206,6 +210,17 @@ class NodeHeartbeat:
                 "rss_bytes": memory.rss,
                 "threads": self._process.num_threads(),
             }
+
+
+async def known_task_types(conn: AsyncConn) -> dict[str, dict[str, Any]]:
+    """Task types some live node's worker handles (with the enqueue defaults its
+    handler declares, and ``handled: True``) or a stored schedule fires (with
+    the schedule's queue, ``handled: False``)."""
+    cursor = await conn.execute(Q["known_task_types"])
+    return {
+        task_type: {**defaults, "handled": handled}
+        for task_type, defaults, handled in await cursor.fetchall()
+    }
 
 
 async def list_nodes(conn: AsyncConn) -> list[dict[str, Any]]:

@@ -35,11 +35,13 @@ FROM tickbase.leases WHERE name = %(name)s;
 
 -- node_register --
 -- Register (or re-register after a lost connection) this process.
-INSERT INTO tickbase.nodes (node_id, host, pid, roles, queues, version, heartbeat_interval)
-VALUES (%(node_id)s, %(host)s, %(pid)s, %(roles)s, %(queues)s, %(version)s, %(interval)s)
+INSERT INTO tickbase.nodes (node_id, host, pid, roles, queues, version, heartbeat_interval,
+                            task_types)
+VALUES (%(node_id)s, %(host)s, %(pid)s, %(roles)s, %(queues)s, %(version)s, %(interval)s,
+        %(task_types)s::jsonb)
 ON CONFLICT (node_id) DO UPDATE
 SET roles = excluded.roles, queues = excluded.queues, heartbeat_at = clock_timestamp(),
-    heartbeat_interval = excluded.heartbeat_interval;
+    heartbeat_interval = excluded.heartbeat_interval, task_types = excluded.task_types;
 
 -- node_heartbeat --
 -- Say we are alive, with our metrics. No row back: we were declared dead
@@ -55,7 +57,7 @@ DELETE FROM tickbase.nodes WHERE node_id = %(node_id)s;
 -- node_list --
 -- Nodes with their liveness (dead = silent for three of their intervals).
 SELECT node_id, host, pid, roles, queues, version, started_at, heartbeat_at,
-       heartbeat_interval, metrics,
+       heartbeat_interval, metrics, task_types,
        heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval) AS alive,
        EXISTS (SELECT 1 FROM tickbase.leases l
                WHERE l.name = 'leader' AND l.holder = n.node_id
@@ -117,3 +119,21 @@ SELECT extract(epoch FROM started_at - greatest(run_at, created_at))::float8 AS 
 FROM (SELECT started_at, run_at, created_at, finished_at FROM tickbase.tasks
       ORDER BY id DESC LIMIT 10000) recent
 WHERE started_at > clock_timestamp() - interval '5 minutes';
+
+-- known_task_types --
+-- The task types a producer may enqueue: those live nodes' workers handle,
+-- with the enqueue defaults their handlers declare (the newest node's win),
+-- and those stored schedules fire (with the schedule's queue). handled says
+-- whether a live worker runs the type now.
+WITH live AS (
+    SELECT DISTINCT ON (t.key) t.key AS task_type, t.value AS defaults
+    FROM tickbase.nodes n, jsonb_each(n.task_types) t
+    WHERE n.heartbeat_at > clock_timestamp() - make_interval(secs => 3 * n.heartbeat_interval)
+    ORDER BY t.key, n.started_at DESC
+)
+SELECT task_type, defaults, true AS handled FROM live
+UNION ALL
+SELECT DISTINCT ON (s.task_type) s.task_type, jsonb_build_object('queue', s.queue), false
+FROM tickbase.schedules s
+WHERE s.removed_at IS NULL AND NOT EXISTS (SELECT 1 FROM live WHERE live.task_type = s.task_type)
+ORDER BY 1;

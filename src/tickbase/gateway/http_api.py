@@ -150,7 +150,7 @@ async def submit_task(body: TaskSubmit, gw: Gw, principal: Admin, response: Resp
         if not submitted.created:
             response.status_code = 200
         return submitted.task.to_dict()
-    task, _ = await gw.app.queue.enqueue_returning(gw.service.enqueue_request(body))
+    task, _ = await gw.app.queue.enqueue_returning(await gw.service.enqueue_request(body))
     return task.to_dict()
 
 

@@ -15,13 +15,14 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from tickbase.app import App
+from tickbase.cluster.nodes import known_task_types
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import UnknownTaskType
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.hub import TaskState
 from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
-from tickbase.queue.models import EnqueueRequest, Task
+from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest, Task
 
 Q = load_queries("tickbase.gateway")
 
@@ -54,20 +55,40 @@ class GatewayService:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def enqueue_request(self, params: TaskSubmit) -> EnqueueRequest:
-        """Validate a submission into an enqueue request (defaults from the task's definition)."""
+    async def enqueue_request(self, params: TaskSubmit) -> EnqueueRequest:
+        """Validate a submission into an enqueue request, with the defaults the
+        task's handler declares: from this process's registry, else as a live
+        node publishes them (its worker may run types this gateway never
+        imported), else a stored schedule's queue. Any other type is refused.
+        """
         definition = self.app.registry.get(params.task_type)
-        if definition is None:
-            raise UnknownTaskType(params.task_type, {n: n for n in self.app.registry.names()})
+        if definition is not None:
+            defaults: dict[str, Any] = {
+                "queue": definition.queue,
+                "priority": definition.priority,
+                "max_attempts": definition.max_attempts,
+                "retry_delay": definition.retry_delay,
+                "timeout": definition.timeout,
+            }
+        else:
+            async with self.app.pool.connection() as conn:
+                known = await known_task_types(conn)
+            if params.task_type not in known:
+                raise UnknownTaskType(
+                    params.task_type,
+                    [*self.app.registry.names(), *known],
+                    reason="no live worker handles it and no schedule fires it",
+                )
+            defaults = known[params.task_type]
         return EnqueueRequest(
             params.task_type,
             params.payload,
-            queue=params.queue or definition.queue,
-            priority=definition.priority if params.priority is None else params.priority,
+            queue=params.queue or defaults.get("queue") or DEFAULT_QUEUE,
+            priority=defaults.get("priority", 0) if params.priority is None else params.priority,
             delay=params.delay_seconds,
-            max_attempts=definition.max_attempts,
-            retry_delay=definition.retry_delay,
-            timeout=definition.timeout,
+            max_attempts=defaults.get("max_attempts", 1),
+            retry_delay=defaults.get("retry_delay", 1.0),
+            timeout=defaults.get("timeout"),
             request_id=params.request_id,
         )
 
@@ -75,7 +96,7 @@ class GatewayService:
         self, principal: Principal, params: TaskSubmit, request_id: str, action: str
     ) -> Submitted:
         """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id)."""
-        request = self.enqueue_request(params)
+        request = await self.enqueue_request(params)
         async with self.app.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(

@@ -76,6 +76,10 @@ WHERE dedupe_key = ANY(%(dedupe_keys)s::text[])
 -- queue) are released when the statement commits. Limited tasks (rate limit,
 -- concurrency key) and queues with a concurrency limit are left to
 -- task_claim_limited: this statement reads only the (queue, false) ranges.
+-- %(types)s (NULL: any) are the task types the worker has handlers for: a task
+-- of another type stays pending for a worker that can run it, never failed
+-- (the due tasks of other types in a served queue are filtered, not skipped by
+-- an index range: the no-worker-for-type alert names a type that piles up).
 WITH RECURSIVE waiting_queues AS (
     (SELECT queue FROM tickbase.tasks
      WHERE status IN ('pending', 'retrying') AND %(queues)s::text[] IS NULL
@@ -99,7 +103,7 @@ WITH RECURSIVE waiting_queues AS (
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM tickbase.tasks
         WHERE queue = served.queue AND NOT limited AND status IN ('pending', 'retrying')
-          AND run_at <= now()
+          AND run_at <= now() AND (%(types)s::text[] IS NULL OR task_type = ANY(%(types)s::text[]))
         ORDER BY priority, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -140,13 +144,15 @@ SELECT pg_advisory_xact_lock(%(lock_key)s)
 WHERE EXISTS (
         SELECT 1 FROM tickbase.tasks
         WHERE status IN ('pending', 'retrying') AND limited AND run_at <= now()
-          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])))
+          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+          AND (%(types)s::text[] IS NULL OR task_type = ANY(%(types)s::text[])))
    OR EXISTS (
         SELECT 1 FROM tickbase.queue_limits l
         WHERE (%(queues)s::text[] IS NULL OR l.queue = ANY(%(queues)s::text[]))
           AND EXISTS (SELECT 1 FROM tickbase.tasks t
                       WHERE t.queue = l.queue AND NOT t.limited
-                        AND t.status IN ('pending', 'retrying') AND t.run_at <= now()));
+                        AND t.status IN ('pending', 'retrying') AND t.run_at <= now()
+                        AND (%(types)s::text[] IS NULL OR t.task_type = ANY(%(types)s::text[]))));
 
 -- task_claim_limited --
 -- Second statement of a limited claim (under the lock of the gate): claim up to
@@ -179,7 +185,7 @@ WITH RECURSIVE clock AS (
                            AND s.started_at > clock.now
                                - make_interval(secs => l.rate_window_seconds)) AS free
     FROM tickbase.task_limits l, clock
-    WHERE l.rate_max IS NOT NULL
+    WHERE l.rate_max IS NOT NULL AND (%(types)s::text[] IS NULL OR l.task_type = ANY(%(types)s::text[]))
 ), keys AS (
     (SELECT concurrency_key AS key FROM tickbase.tasks
      WHERE concurrency_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
@@ -197,7 +203,7 @@ WITH RECURSIVE clock AS (
     CROSS JOIN LATERAL (
         SELECT id, queue, task_type, rate_limited, priority, run_at FROM tickbase.tasks
         WHERE queue = q.queue AND NOT limited AND status IN ('pending', 'retrying')
-          AND run_at <= clock.now
+          AND run_at <= clock.now AND (%(types)s::text[] IS NULL OR task_type = ANY(%(types)s::text[]))
         ORDER BY priority, run_at, id
         LIMIT least(greatest(q.free, 0), %(limit)s)
     ) c
@@ -227,6 +233,7 @@ WITH RECURSIVE clock AS (
     ) h
     WHERE keys.key IS NOT NULL AND h.status IN ('pending', 'retrying') AND h.run_at <= clock.now
       AND (%(queues)s::text[] IS NULL OR h.queue = ANY(%(queues)s::text[]))
+      AND (%(types)s::text[] IS NULL OR h.task_type = ANY(%(types)s::text[]))
 ), ranked AS (
     SELECT c.*,
            row_number() OVER (PARTITION BY c.queue
@@ -340,7 +347,8 @@ WHERE s.started_at < clock_timestamp() - make_interval(secs => coalesce(
 -- When the next not-yet-due task becomes due (the worker sleeps until then).
 SELECT min(run_at) FROM tickbase.tasks
 WHERE status IN ('pending', 'retrying') AND run_at > now()
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]));
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(types)s::text[] IS NULL OR task_type = ANY(%(types)s::text[]));
 
 -- task_finish_many --
 -- Record the outcome of a batch of executions of one node. The guard

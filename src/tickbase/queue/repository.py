@@ -96,9 +96,14 @@ class TaskQueue:
         limit: int,
         queues: Sequence[str] | None,
         lease_seconds: float,
+        task_types: Sequence[str] | None = None,
     ) -> list[ClaimedTask]:
-        """Claim up to ``limit`` due tasks for ``node_id``."""
-        params = _claim_params(node_id, limit, queues, lease_seconds)
+        """Claim up to ``limit`` due tasks for ``node_id``.
+
+        ``task_types`` (None: any) are the types the claimer can run; tasks of
+        other types stay pending for a worker that can.
+        """
+        params = _claim_params(node_id, limit, queues, lease_seconds, task_types)
         cursor = await conn.execute(Q["task_claim"], params, prepare=True)
         return [ClaimedTask(*row) for row in await cursor.fetchall()]
 
@@ -110,6 +115,7 @@ class TaskQueue:
         limit: int,
         queues: Sequence[str] | None,
         lease_seconds: float,
+        task_types: Sequence[str] | None = None,
     ) -> list[ClaimedTask] | None:
         """Claim up to ``limit`` due tasks governed by a limit, within every limit.
 
@@ -117,7 +123,7 @@ class TaskQueue:
         list when some were due but every one is held back by its limits.
         """
         params = {
-            **_claim_params(node_id, limit, queues, lease_seconds),
+            **_claim_params(node_id, limit, queues, lease_seconds, task_types),
             "lock_key": LIMITS_LOCK_KEY,
         }
         async with conn.transaction():
@@ -127,11 +133,18 @@ class TaskQueue:
             cursor = await conn.execute(Q["task_claim_limited"], params, prepare=True)
             return [ClaimedTask(*row) for row in await cursor.fetchall()]
 
-    async def next_run_at(self, conn: AsyncConn, queues: Sequence[str] | None) -> datetime | None:
-        """When the next waiting (not yet due) task becomes due."""
-        cursor = await conn.execute(
-            Q["task_next_run_at"], {"queues": list(queues) if queues else None}, prepare=True
-        )
+    async def next_run_at(
+        self,
+        conn: AsyncConn,
+        queues: Sequence[str] | None,
+        task_types: Sequence[str] | None = None,
+    ) -> datetime | None:
+        """When the next waiting (not yet due) task of these queues and types becomes due."""
+        params = {
+            "queues": list(queues) if queues else None,
+            "types": list(task_types) if task_types is not None else None,
+        }
+        cursor = await conn.execute(Q["task_next_run_at"], params, prepare=True)
         row = await cursor.fetchone()
         return row[0] if row else None
 
@@ -306,13 +319,18 @@ class TaskQueue:
 
 
 def _claim_params(
-    node_id: str, limit: int, queues: Sequence[str] | None, lease_seconds: float
+    node_id: str,
+    limit: int,
+    queues: Sequence[str] | None,
+    lease_seconds: float,
+    task_types: Sequence[str] | None,
 ) -> dict[str, Any]:
     return {
         "node_id": node_id,
         "limit": limit,
         "queues": list(queues) if queues else None,
         "lease_seconds": lease_seconds,
+        "types": list(task_types) if task_types is not None else None,
     }
 
 

@@ -109,6 +109,19 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._definitions)
 
+    def published(self) -> dict[str, dict[str, Any]]:
+        """Every type with the enqueue defaults its handler declares (what a node publishes)."""
+        return {
+            name: {
+                "queue": d.queue,
+                "priority": d.priority,
+                "max_attempts": d.max_attempts,
+                "retry_delay": d.retry_delay,
+                "timeout": d.timeout,
+            }
+            for name, d in sorted(self._definitions.items())
+        }
+
     def limits(self) -> list[TaskLimits]:
         """The limits of every task type defined here that has any."""
         return [d.limits for d in self._definitions.values() if d.limits.limited]

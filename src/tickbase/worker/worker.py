@@ -247,6 +247,7 @@ class Worker:
                 limit=free,
                 queues=self.queues,
                 lease_seconds=self.settings.lease_seconds,
+                task_types=self.registry.names(),
             )
         finally:
             self._reserved -= free
@@ -368,7 +369,7 @@ class Worker:
         timeout = min(
             self.settings.poll_interval, max(self._limited_retry_at - time.monotonic(), 0.0)
         )
-        next_due = await self.queue.next_run_at(conn, self.queues)
+        next_due = await self.queue.next_run_at(conn, self.queues, self.registry.names())
         if next_due is not None:
             until = (next_due - datetime.now(UTC)).total_seconds()
             timeout = min(timeout, max(until, 0.0))
