@@ -80,6 +80,21 @@ class Processes:
                 process.stdout.close()
 
 
+def start_up(
+    processes: Processes, env: dict[str, str], *args: str, cwd: Path = REPO
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``tickbase up ARGS``; return it and the lines it printed until it is ready
+    (all it printed, should it exit first)."""
+    up = processes.start("up", *args, env=env, cwd=cwd)
+    assert up.stdout is not None
+    lines: list[str] = []
+    for line in up.stdout:
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    return up, lines
+
+
 @pytest.fixture
 def processes() -> Iterator[Processes]:
     procs = Processes()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import Processes, run_cli, tickbase_env
+from tests.e2e.conftest import Processes, run_cli, start_up, tickbase_env
 from tests.support.gateway import free_port
 from tests.support.waiting import wait_until_sync
 from tickbase.db.embedded import EmbeddedServer
@@ -23,18 +22,6 @@ def task_count(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(*) FROM tickbase.tasks").fetchone()
     assert row is not None
     return int(row[0])
-
-
-def start_up(processes: Processes, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start ``tickbase up``; return it and the lines it printed until it is ready."""
-    up = processes.start("up", env=env)
-    assert up.stdout is not None
-    lines: list[str] = []
-    for line in up.stdout:
-        lines.append(line)
-        if "press Ctrl-C" in line:
-            break
-    return up, lines
 
 
 def test_enqueue_list_show_cancel_retry(

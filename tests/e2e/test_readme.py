@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.conftest import REPO, Processes, run_cli, tickbase_env
+from tests.e2e.conftest import REPO, Processes, run_cli, start_up, tickbase_env
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.slow
@@ -225,17 +225,10 @@ def test_the_python_quick_start_runs_verbatim_beside_tickbase_up(
     env = tickbase_env(database_url)
     procs = Processes()
     try:
-        up = procs.start(
-            *("up", "--app", "quickstart:app", "--port", str(free_port())), env=env, cwd=tmp_path
+        _, printed = start_up(
+            procs, env, "--app", "quickstart:app", "--port", str(free_port()), cwd=tmp_path
         )
-        assert up.stdout is not None
-        printed: list[str] = []
-        for line in up.stdout:
-            printed.append(line)
-            if "press Ctrl-C" in line:
-                break
-        else:
-            raise AssertionError("tickbase up exited before it was ready:\n" + "".join(printed))
+        assert "press Ctrl-C" in printed[-1], "tickbase up exited first:\n" + "".join(printed)
         procs.start(
             *("worker", "--app", "quickstart:app", "--queues", "marketdata"), env=env, cwd=tmp_path
         )

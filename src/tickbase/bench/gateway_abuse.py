@@ -168,7 +168,7 @@ async def run_abuse_command(
             print(line, file=sys.stderr, flush=True)
 
     if existing is not None:
-        figures = await measure_abuse(existing.url, _existing(existing), load, existing, progress)
+        figures = await measure_abuse(_existing(existing), existing, load, progress)
     else:
         settings = load_settings(database_url=database_url)
         server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings)
@@ -198,19 +198,18 @@ async def run_abuse_bench(
                 dsn, port, Path(tmp) / "gateway.log", WORKER_CONCURRENCY
             ) as gateway:
                 base = f"http://127.0.0.1:{port}"
-                return await measure_abuse(
-                    base, gateway, load, ExistingGateway(base, gateway.pid, header_timeout), report
-                )
+                target = ExistingGateway(base, gateway.pid, header_timeout)
+                return await measure_abuse(gateway, target, load, report)
 
 
 async def measure_abuse(
-    base_url: str,
     gateway: GatewayProcess,
-    load: AbuseLoad,
     target: ExistingGateway,
+    load: AbuseLoad,
     report: Callable[[str], None],
 ) -> dict[str, float]:
-    """Both workloads against the gateway at ``base_url``."""
+    """Both workloads against the gateway at ``target.url`` (process ``gateway``)."""
+    base_url = target.url
     parts = urlsplit(base_url)
     if parts.scheme != "http" or not parts.hostname:
         raise BenchError(f"--url must be http://HOST:PORT, got {base_url!r}")

@@ -303,26 +303,11 @@ def register_run_commands(cli: typer.Typer) -> None:
                 fail(f"invalid run_at {run_at!r}: not an ISO 8601 time")
 
         async def body() -> Any:
-            from tickbase.cluster.nodes import known_task_types
-            from tickbase.errors import UnknownTaskType
-
             app = load_app(None, database_url)
             async with app:
-                definition = app.registry.get(task_type)
-                if definition is not None:
-                    declared = definition.queue
-                else:
-                    # Refused alike by the gateway: a type no live worker
-                    # handles and no schedule fires is most likely a typo.
-                    async with app.pool.connection() as conn:
-                        known = await known_task_types(conn)
-                    if task_type not in known:
-                        raise UnknownTaskType(
-                            task_type,
-                            [*app.registry.names(), *known],
-                            reason="no live worker handles it and no schedule fires it",
-                        )
-                    declared = known[task_type].get("queue") or "default"
+                # Refused alike by the gateway: see Registry.defaults_for.
+                defaults = await app.registry.defaults_for(task_type, app.pool)
+                declared = defaults.get("queue") or "default"
                 request = EnqueueRequest(
                     task_type,
                     data,

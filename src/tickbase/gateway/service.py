@@ -15,9 +15,7 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from tickbase.app import App
-from tickbase.cluster.nodes import known_task_types
 from tickbase.db.sqlfile import load_queries
-from tickbase.errors import UnknownTaskType
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.hub import TaskState
@@ -61,25 +59,7 @@ class GatewayService:
         node publishes them (its worker may run types this gateway never
         imported), else a stored schedule's queue. Any other type is refused.
         """
-        definition = self.app.registry.get(params.task_type)
-        if definition is not None:
-            defaults: dict[str, Any] = {
-                "queue": definition.queue,
-                "priority": definition.priority,
-                "max_attempts": definition.max_attempts,
-                "retry_delay": definition.retry_delay,
-                "timeout": definition.timeout,
-            }
-        else:
-            async with self.app.pool.connection() as conn:
-                known = await known_task_types(conn)
-            if params.task_type not in known:
-                raise UnknownTaskType(
-                    params.task_type,
-                    [*self.app.registry.names(), *known],
-                    reason="no live worker handles it and no schedule fires it",
-                )
-            defaults = known[params.task_type]
+        defaults = await self.app.registry.defaults_for(params.task_type, self.app.pool)
         return EnqueueRequest(
             params.task_type,
             params.payload,

@@ -7,6 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
+from tickbase.cluster.nodes import known_task_types
+from tickbase.db.pool import AsyncConn
 from tickbase.errors import ConfigurationError, UnknownTaskType
 from tickbase.queue.limits import RateLimit, TaskLimits
 from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME
@@ -81,6 +85,16 @@ class TaskDefinition:
     def max_attempts(self) -> int:
         return self.retries + 1
 
+    def enqueue_defaults(self) -> dict[str, Any]:
+        """What its tasks are enqueued with unless the caller says otherwise."""
+        return {
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "retry_delay": self.retry_delay,
+            "timeout": self.timeout,
+        }
+
 
 class Registry:
     """Task type → definition. Every registry knows the built-in tasks."""
@@ -111,16 +125,29 @@ class Registry:
 
     def published(self) -> dict[str, dict[str, Any]]:
         """Every type with the enqueue defaults its handler declares (what a node publishes)."""
-        return {
-            name: {
-                "queue": d.queue,
-                "priority": d.priority,
-                "max_attempts": d.max_attempts,
-                "retry_delay": d.retry_delay,
-                "timeout": d.timeout,
-            }
-            for name, d in sorted(self._definitions.items())
-        }
+        return {name: d.enqueue_defaults() for name, d in sorted(self._definitions.items())}
+
+    async def defaults_for(
+        self, task_type: str, pool: AsyncConnectionPool[AsyncConn]
+    ) -> dict[str, Any]:
+        """The enqueue defaults of ``task_type`` for a producer (the gateway, the CLI).
+
+        From this registry, else as a live node publishes them (its worker may
+        run types this process never imported), else a stored schedule's queue.
+        Any other type is refused with "did you mean": most likely a typo.
+        """
+        definition = self.get(task_type)
+        if definition is not None:
+            return definition.enqueue_defaults()
+        async with pool.connection() as conn:
+            known = await known_task_types(conn)
+        if task_type not in known:
+            raise UnknownTaskType(
+                task_type,
+                [*self.names(), *known],
+                reason="no live worker handles it and no schedule fires it",
+            )
+        return known[task_type]
 
     def limits(self) -> list[TaskLimits]:
         """The limits of every task type defined here that has any."""
