@@ -17,6 +17,7 @@ def test_rules_webhooks_and_listing(database_url: str, sql_conn: psycopg.Connect
         "data-completeness",
         "failures-last-hour",
         "leader-missing",
+        "no-worker-for-type",
         "node-down",
         "schedule-lag",
     ]

@@ -32,12 +32,11 @@ def test_defer_sync_and_blocking_result(database_url: str, processes: Processes)
             [tickbase.EnqueueRequest("tickbase.echo", {"n": n}) for n in range(5)]
         )
         assert [client.result(h.id, timeout=20) for h in handles] == [{"n": n} for n in range(5)]
-        failing = client.enqueue(tickbase.EnqueueRequest("no.such.type"))
-        with pytest.raises(
-            tickbase.TaskFailed, match=r"no handler registered for task type no\.such\.type"
-        ):
-            client.result(failing.id, timeout=20)
-        assert client.get(failing.id).status is tickbase.TaskStatus.FAILED
+        # No worker handles this type: it waits pending instead of failing.
+        waiting = client.enqueue(tickbase.EnqueueRequest("no.such.type"))
+        with pytest.raises(tickbase.ResultTimeout, match=r"it is pending"):
+            client.result(waiting.id, timeout=1.5)
+        assert client.get(waiting.id).status is tickbase.TaskStatus.PENDING
     finally:
         client.close()
         worker.send_signal(signal.SIGTERM)

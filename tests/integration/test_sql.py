@@ -18,6 +18,7 @@ PARAMS: dict[str, Any] = {
     "task_type": "t",
     "queue": "default",
     "queues": ["default"],
+    "types": None,
     "priority": 0,
     "payload": "{}",
     "max_attempts": 1,
@@ -60,9 +61,10 @@ def test_every_named_query_explains(name: str, sql_conn: psycopg.Connection[Any]
     assert plan, name
 
 
+@pytest.mark.parametrize("types", [None, ["t"]])
 @pytest.mark.parametrize("queues", [None, ["q1"], ["q1", "q3"]])
 def test_dequeue_reads_its_partial_index(
-    queues: list[str] | None, sql_conn: psycopg.Connection[Any]
+    queues: list[str] | None, types: list[str] | None, sql_conn: psycopg.Connection[Any]
 ) -> None:
     # A realistic table: many finished tasks, a backlog in several queues.
     sql_conn.execute(
@@ -73,7 +75,7 @@ def test_dequeue_reads_its_partial_index(
         "INSERT INTO tickbase.tasks (task_type, queue) SELECT 't', 'q' || (i % 5) FROM generate_series(1, 5000) i"
     )
     sql_conn.execute("ANALYZE tickbase.tasks")
-    params = {**PARAMS, "queues": queues, "limit": 100}
+    params = {**PARAMS, "queues": queues, "types": types, "limit": 100}
     plan = "\n".join(
         row[0] for row in sql_conn.execute(b"EXPLAIN " + QUERIES["task_claim"].encode(), params)
     )
@@ -102,11 +104,13 @@ def test_limited_claim_reads_indexes(sql_conn: psycopg.Connection[Any]) -> None:
         " FROM generate_series(1, 5000) i"
     )
     sql_conn.execute("ANALYZE tickbase.tasks")
-    for name in ("task_claim_limited_gate", "task_claim_limited"):
-        plan = "\n".join(
-            row[0] for row in sql_conn.execute(b"EXPLAIN " + QUERIES[name].encode(), PARAMS)
-        )
-        assert "Seq Scan on tasks" not in plan, (name, plan)
+    for types in (None, ["t", "rated"]):
+        for name in ("task_claim_limited_gate", "task_claim_limited"):
+            params = {**PARAMS, "types": types}
+            plan = "\n".join(
+                row[0] for row in sql_conn.execute(b"EXPLAIN " + QUERIES[name].encode(), params)
+            )
+            assert "Seq Scan on tasks" not in plan, (name, types, plan)
 
 
 MARKET_QUERIES = load_queries("tickbase.marketdata")
