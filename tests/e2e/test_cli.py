@@ -320,22 +320,24 @@ def test_limits_cli(database_url: str) -> None:
 
 def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Processes) -> None:
     """No market-data source answers (as on a machine without internet): ``tickbase up``
-    says so once per symbol and feeds the symbols from the replay source, marked
-    ``source = replay`` in the CLI and the API, indicators included."""
+    says so once per symbol, stores nothing under BTCUSDT and replays the real series
+    under their own names (``REPLAY:EURUSD-1h`` at 1h), marked ``source = replay`` in
+    the CLI, indicators included."""
     port = free_port()
     env = tickbase_env(database_url, TICKBASE_POLL_INTERVAL="0.2", TICKBASE_API_PORT=str(port))
     up, lines = start_up(processes, env)
     assert any("market data: BTCUSDT, ETHUSDT (1h, 4h, 1d)" in line for line in lines), lines
 
-    def listed() -> list[dict[str, Any]]:
+    def listed(symbol: str = "REPLAY:EURUSD-1h") -> list[dict[str, Any]]:
         shown = run_cli(
-            "klines", "list", "BTCUSDT", "--interval", "1h", "--json", database_url=database_url
+            "klines", "list", symbol, "--interval", "1h", "--json", database_url=database_url
         )
         rows: list[dict[str, Any]] = json.loads(shown.stdout) if shown.returncode == 0 else []
         return rows
 
     wait_until_sync(lambda: len(listed()) == 100, timeout=30, message="replayed K-lines stored")
     assert {row["source"] for row in listed()} == {"replay"}
+    assert listed("BTCUSDT") == []
 
     with psycopg.connect(database_url, autocommit=True) as conn:
 
@@ -343,11 +345,13 @@ def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Pro
             row = conn.execute(
                 "SELECT count(*) FROM tickbase.indicator_state WHERE source = 'replay'"
             ).fetchone()
-            return row is not None and row[0] == 6
+            return row is not None and row[0] == 3
 
         wait_until_sync(indicators_advanced, timeout=30, message="indicators after the klines")
+        btc = conn.execute("SELECT count(*) FROM tickbase.klines WHERE symbol = 'BTCUSDT'")
+        assert btc.fetchone() == (0,)
     computed = run_cli(
-        "indicators", "BTCUSDT", "--interval", "1d", "--json", database_url=database_url
+        "indicators", "REPLAY:SPX-1d", "--interval", "1d", "--json", database_url=database_url
     )
     rows = json.loads(computed.stdout)
     assert len(rows) == 100 and rows[-1]["ema55"] is not None

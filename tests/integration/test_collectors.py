@@ -21,18 +21,19 @@ import pytest
 import tickbase
 from tests.support.fake_exchange import FakeExchange, Fault
 from tests.support.gateway import free_port
+from tests.support.grid import grid_klines
 from tests.support.waiting import wait_until
 from tickbase.cluster.alerts import evaluate_alerts
+from tickbase.marketdata.bars import load_bars
 from tickbase.marketdata.collector import FailurePolicy, Kline
 from tickbase.marketdata.pipeline import MarketData, MarketSources, install
+from tickbase.marketdata.replay import REPLAY_SERIES, ReplayKlines
 from tickbase.marketdata.sources import (
     BinanceKlines,
     CoinGeckoOhlc,
     FearGreedIndex,
     FredObservations,
     GlassnodeMetric,
-    ReplayKlines,
-    replay_klines,
 )
 from tickbase.marketdata.store import KlineStore
 
@@ -192,14 +193,15 @@ async def test_garbage_is_refused_whole_and_never_stored(
     record = await MarketData(app.pool, sources).collect_klines("BTCUSDT", ["1h"])
     one = record["intervals"]["1h"]
     assert outcomes(one)[0] == ("binance", "invalid")
-    assert one["served_by"] == "replay", "nothing live cached: the replay source"
-    assert {row[0] for row in klines_rows(sql_conn, "BTCUSDT")} == {"replay"}
+    assert one["served_by"] is None and one["stored"] == 0, "no live source, nothing cached"
+    assert klines_rows(sql_conn, "BTCUSDT") == [], "recorded data never under a live symbol"
+    assert set(record["replay"]) == set(REPLAY_SERIES), "offline: the replayed series instead"
 
 
 async def test_out_of_order_and_duplicated_bars_are_refused(
     app: tickbase.App, fake: FakeExchange, sql_conn: psycopg.Connection[Any]
 ) -> None:
-    bars = replay_klines("spx-1d", "1h", 5)
+    bars = grid_klines("spx-1d", "1h", 5)
     rows = binance_rows(bars)
     sources = sources_at(fake.url)
     sources.klines = sources.klines[:1]
@@ -208,7 +210,7 @@ async def test_out_of_order_and_duplicated_bars_are_refused(
         fake.inject(KLINES, Fault.json(bad))
         record = await market.collect_klines("SPX", ["1h"])
         assert outcomes(record["intervals"]["1h"])[0] == ("binance", "invalid")
-    assert {row[0] for row in klines_rows(sql_conn, "SPX")} == {"replay"}
+    assert klines_rows(sql_conn, "SPX") == []
     # a flat bar and zero volume are market data
     flat = [*rows[:-1], [rows[-1][0], "10", "10", "10", "10", "0", *rows[-1][6:]]]
     fake.inject(KLINES, Fault.json(flat))
@@ -216,7 +218,7 @@ async def test_out_of_order_and_duplicated_bars_are_refused(
     assert record["intervals"]["1h"]["served_by"] == "binance"
 
 
-async def test_offline_start_feeds_replay_says_so_once_and_returns_to_live(
+async def test_offline_start_replays_real_series_says_so_once_and_returns_to_live(
     app: tickbase.App,
     fake: FakeExchange,
     sql_conn: psycopg.Connection[Any],
@@ -227,21 +229,88 @@ async def test_offline_start_feeds_replay_says_so_once_and_returns_to_live(
     with caplog.at_level(logging.INFO, logger="tickbase.marketdata"):
         for _ in range(2):
             record = await market.collect_klines("BTCUSDT", ["1h", "1d"])
-            assert {r["served_by"] for r in record["intervals"].values()} == {"replay"}
-            assert all(r["live"] is False for r in record["intervals"].values())
+            assert {r["served_by"] for r in record["intervals"].values()} == {None}
+            for symbol, series in REPLAY_SERIES.items():
+                (interval, one), *others = record["replay"][symbol].items()
+                assert (interval, others) == (series.interval, [])
+                assert one["served_by"] == "replay" and one["live"] is False
     said = [r for r in caplog.records if "no live source answers" in r.message]
-    assert len(said) == 1 and "replay" in said[0].message
-    latest = await KlineStore(app.pool).latest("BTCUSDT", "1h")
-    assert {bar.source for bar in latest} == {"replay"}
+    assert len(said) == 1 and "REPLAY:ES-1m" in said[0].message
+    assert klines_rows(sql_conn, "BTCUSDT") == [], "no replayed row under BTCUSDT"
+    stored = sql_conn.execute(
+        "SELECT DISTINCT source, symbol, interval FROM tickbase.klines ORDER BY symbol"
+    ).fetchall()
+    assert stored == [
+        ("replay", "REPLAY:ES-1m", "1m"),
+        ("replay", "REPLAY:EURUSD-1h", "1h"),
+        ("replay", "REPLAY:SPX-1d", "1d"),
+    ], "each replayed series at its own interval only"
 
     caplog.clear()
     market.sources.klines = sources_at(fake.url).klines  # the network is back
     with caplog.at_level(logging.INFO, logger="tickbase.marketdata"):
         record = await market.collect_klines("BTCUSDT", ["1h", "1d"])
     assert {r["served_by"] for r in record["intervals"].values()} == {"binance"}
+    assert "replay" not in record
     assert any("live data again" in r.message for r in caplog.records)
     latest = await KlineStore(app.pool).latest("BTCUSDT", "1h")
     assert {bar.source for bar in latest} == {"binance"}, "reads follow the live source"
+
+
+@pytest.mark.parametrize("symbol", sorted(REPLAY_SERIES))
+async def test_replayed_closes_are_the_files_closes_exactly(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any], symbol: str
+) -> None:
+    """Shifted in time by whole weeks, never rescaled and never forward-filled: the stored
+    closes are a run of consecutive rows of the real file, with the file's own gaps."""
+    series = REPLAY_SERIES[symbol]
+    market = MarketData(app.pool, sources_at(f"http://127.0.0.1:{free_port()}"))
+    record = await market.collect_klines(symbol, [series.interval, "4h"])
+    assert record["intervals"][series.interval]["stored"] == 100
+    assert record["intervals"]["4h"]["served_by"] is None, "never stamped onto another grid"
+    rows = sql_conn.execute(
+        "SELECT open_time, close, is_filled FROM tickbase.klines WHERE symbol = %s "
+        "ORDER BY open_time",
+        (symbol,),
+    ).fetchall()
+    assert len(rows) == 100 and not any(filled for *_, filled in rows)
+    file = load_bars(series.sample)
+    closes = [bar.close for bar in file]
+    stored = [close for _, close, _ in rows]
+    starts = [i for i in range(len(file)) if closes[i] == stored[0]]
+    loop = closes + closes  # the file plays in a loop
+    matching = [i for i in starts if loop[i : i + 100] == stored]
+    assert matching, f"{symbol}: stored closes are not consecutive closes of {series.sample}"
+    start = matching[0]
+    week = 7 * 86_400
+    for offset, (at, _, _) in enumerate(rows):
+        bar = file[(start + offset) % len(file)]
+        shift = (at - bar.open_time).total_seconds()
+        assert shift % week == 0, "shifted by whole weeks: same weekday and time of day"
+
+
+async def test_anomalies_are_one_warning_line_per_series_and_run(
+    app: tickbase.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    bars = [
+        Kline(b.open_time, b.open, b.high, b.low, b.close, b.volume) for b in load_bars("es-1m")
+    ]
+    window = bars[:50]
+    jumped = [
+        dataclasses.replace(b, high=b.high * 2, close=b.close * 2) if i in (10, 20, 30) else b
+        for i, b in enumerate(window)
+    ]
+    store = KlineStore(app.pool)
+    with caplog.at_level(logging.WARNING, logger="tickbase.marketdata"):
+        await store.upsert("replay", "REPLAY:ES-1m", "1m", jumped)
+    said = [r.getMessage() for r in caplog.records if "moved more than" in r.getMessage()]
+    # bars 10, 11, 20, 21, 30, 31: each jump up and its fall back
+    assert len(said) == 1, said
+    assert said[0].startswith("replay REPLAY:ES-1m 1m: 6 bars moved more than 20% (kept, flagged)")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tickbase.marketdata"):
+        await store.upsert("replay", "REPLAY:ES-1m", "1m", jumped)  # the next run, same window
+    assert not [r for r in caplog.records if "moved more than" in r.getMessage()]
 
 
 async def test_sentiment_default_then_live_then_stale_cache(
@@ -314,7 +383,7 @@ async def test_a_25_percent_jump_in_a_real_series_is_kept_and_flagged(
     sql_conn: psycopg.Connection[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bars = replay_klines("spx-1d", "1h", 100)
+    bars = grid_klines("spx-1d", "1h", 100)
     jumped = [
         dataclasses.replace(
             b, open=b.open * 1.25, high=b.high * 1.25, low=b.low * 1.25, close=b.close * 1.25
@@ -332,7 +401,12 @@ async def test_a_25_percent_jump_in_a_real_series_is_kept_and_flagged(
     flagged = [row[2] for row in stored if row[4]]
     assert flagged == [bars[60].open_time], "only the jump, kept with its price"
     assert stored[60][3] == jumped[60].close
-    assert any("more than 20%" in r.message for r in caplog.records)
+    said = [r.getMessage() for r in caplog.records if "more than 20%" in r.getMessage()]
+    assert said == [
+        f"binance SPX 1h: 1 bar moved more than 20% (kept, flagged); first "
+        f"{bars[60].open_time.isoformat()} (close {jumped[60].close} from {bars[59].close}), "
+        f"largest {abs(jumped[60].close / bars[59].close - 1) * 100:.1f}%"
+    ]
 
 
 async def test_integrity_below_95_percent_fires_one_alert_per_series(
@@ -340,7 +414,7 @@ async def test_integrity_below_95_percent_fires_one_alert_per_series(
 ) -> None:
     now = datetime.now(UTC)
     market = MarketData(app.pool, sources_at("http://127.0.0.1:9"))
-    bars = replay_klines("spx-1d", "1h", 24, now)
+    bars = grid_klines("spx-1d", "1h", 24, now)
     await KlineStore(app.pool).upsert("binance", "BTCUSDT", "1h", bars)
     report = await market.check_integrity(["BTCUSDT"], ["1h"])
     assert report["series"][0]["completeness"] == 100.0

@@ -26,6 +26,7 @@ from tests.support.fake_exchange import (
     glassnode_null,
     read_macro,
 )
+from tests.support.grid import grid_klines
 from tickbase.marketdata.bars import load_bars
 from tickbase.marketdata.collector import (
     FailurePolicy,
@@ -45,9 +46,6 @@ from tickbase.marketdata.sources import (
     FearGreedIndex,
     FredObservations,
     GlassnodeMetric,
-    ReplayKlines,
-    check_klines,
-    replay_klines,
 )
 
 NOW = datetime(2024, 6, 3, 12, 7, 30, tzinfo=UTC)
@@ -106,7 +104,7 @@ def binance_row(kline: Kline, **changes: Any) -> list[Any]:
 
 
 def good_rows(count: int = 3) -> list[list[Any]]:
-    return [binance_row(k) for k in replay_klines("eurusd-1h", "1h", count, NOW)]
+    return [binance_row(k) for k in grid_klines("eurusd-1h", "1h", count, NOW)]
 
 
 ETH_1H = KlineRequest("ETHUSDT", "1h", 50)
@@ -120,7 +118,7 @@ async def test_binance_rows_are_the_replayed_sample_bars(
 ) -> None:
     bars = await fetch(binance(fake), client, ETH_1H)
 
-    expected = replay_klines("eurusd-1h", "1h", 50, NOW)
+    expected = grid_klines("eurusd-1h", "1h", 50, NOW)
     assert ohlcv(bars) == ohlcv(expected)
     assert [k.close_time for k in bars] == [k.close_time for k in expected]
     # ... which are the real EUR/USD hours, re-stamped on the grid:
@@ -148,7 +146,7 @@ async def test_coingecko_4h_candles_stamped_with_close_time(
     [(_, path, query)] = fake.requests()
     assert path == "/api/v3/coins/bitcoin/ohlc"
     assert query == {"vs_currency": "usd", "days": "7"}
-    expected = replay_klines("btcusd-1M", "4h", 42, NOW)[-30:]
+    expected = grid_klines("btcusd-1M", "4h", 42, NOW)[-30:]
     assert ohlcv(bars) == [(*t[:5], 0.0) for t in ohlcv(expected)]
     assert all(k.quote_volume is None and k.trade_count is None for k in bars)
 
@@ -160,7 +158,7 @@ async def test_coingecko_groups_30_minute_candles_into_hours(
     bars = await fetch(coingecko(fake), client, request)
 
     assert fake.requests()[0][2]["days"] == "1"  # 30 min candles: the size that divides 1h
-    halves = replay_klines("btcusd-1M", "30m", 48, NOW)
+    halves = grid_klines("btcusd-1M", "30m", 48, NOW)
     pairs = [halves[i : i + 2] for i in range(0, 48, 2)][-10:]
     assert [k.open_time for k in bars] == [a.open_time for a, _ in pairs]
     assert [(k.open, k.high, k.low, k.close) for k in bars] == [
@@ -262,7 +260,7 @@ async def test_glassnode_keeps_the_last_limit_points(
 
 def _binance_garbage() -> list[Any]:
     rows = good_rows()
-    bar = replay_klines("eurusd-1h", "1h", 1, NOW)[0]
+    bar = grid_klines("eurusd-1h", "1h", 1, NOW)[0]
     shifted = [*rows[:2], binance_row(bar, open_time=rows[1][0] + 1_800_000)]
     return [
         pytest.param(
@@ -351,7 +349,7 @@ async def test_binance_refuses_garbage_whole(
 async def test_flat_bar_and_zero_volume_are_valid(
     fake: FakeExchange, client: httpx.AsyncClient
 ) -> None:
-    first, second = replay_klines("eurusd-1h", "1h", 2, NOW)
+    first, second = grid_klines("eurusd-1h", "1h", 2, NOW)
     flat = binance_row(first, open="1.1", high="1.1", low="1.1", close="1.1")
     fake.inject("/api/v3/klines", Fault.json([flat, binance_row(second, volume="0")]))
 
@@ -364,7 +362,7 @@ async def test_flat_bar_and_zero_volume_are_valid(
 async def test_month_interval_skips_the_spacing_check(
     fake: FakeExchange, client: httpx.AsyncClient
 ) -> None:
-    bars = replay_klines("btcusd-1M", "1d", 2, NOW)
+    bars = grid_klines("btcusd-1M", "1d", 2, NOW)
     # Calendar months: 31 then 30 days apart.
     stamps = [datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)]
     rows = [
@@ -645,63 +643,3 @@ async def test_api_key_never_appears_in_errors_or_logs(
         assert all(key not in str(exc) for exc in shown_chain(failure)), failure
     assert all(key not in record.getMessage() for record in caplog.records)
     assert any(key in str(q) for _, _, q in fake.requests())  # it did travel, in the query
-
-
-# ---- replay -------------------------------------------------------------------------------
-
-
-async def test_replay_is_recorded_data_on_the_live_grid(client: httpx.AsyncClient) -> None:
-    assert ReplayKlines.live is False and ReplayKlines().live is False
-    assert ReplayKlines.rate_limit is None
-    source = ReplayKlines()
-    request = KlineRequest("ETHUSDT", "1m", 20)
-    before = datetime.now(UTC)
-    first = await fetch(source, client, request)
-    second = await fetch(source, client, request)
-    after = datetime.now(UTC)
-
-    assert len(first) == len(second) == 20
-    # Deterministic per open time: a slot in both answers holds the identical bar.
-    by_time = {k.open_time: k for k in first}
-    shared = [k for k in second if k.open_time in by_time]
-    assert len(shared) >= 19 and all(by_time[k.open_time] == k for k in shared)
-    # The last bar has closed; the next slot has not (when the call began).
-    minute = timedelta(minutes=1)
-    assert first[-1].open_time + minute <= after
-    assert first[-1].open_time + 2 * minute > before
-    assert all(k.open_time.second == 0 and k.open_time.microsecond == 0 for k in first)
-    # The prices are the EUR/USD sample's rows, picked by grid slot.
-    sample = load_bars("eurusd-1h")
-    for bar in first:
-        row = sample[int(bar.open_time.timestamp()) // 60 % len(sample)]
-        assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
-            row.open,
-            row.high,
-            row.low,
-            row.close,
-            row.volume,
-        )
-
-
-def test_replay_klines_is_a_pure_function_of_the_grid() -> None:
-    now = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
-    assert replay_klines("spx-1d", "1d", 30, now) == replay_klines("spx-1d", "1d", 30, now)
-    later = replay_klines("spx-1d", "1d", 30, now + timedelta(days=2))
-    assert later[:28] == replay_klines("spx-1d", "1d", 30, now)[2:]
-    # Exactly on a boundary, the bar closing at `now` is included.
-    bars = replay_klines("spx-1d", "1h", 3, now)
-    assert bars[-1].open_time == now - HOUR
-    assert bars[-1].close_time == now - timedelta(milliseconds=1)
-    assert check_klines("replay", bars, 3600) == bars
-
-
-async def test_replay_maps_symbols_and_refuses_months(client: httpx.AsyncClient) -> None:
-    source = ReplayKlines({"SPX": "spx-1d"}, default="goog-1d")
-    assert source.sample_for("SPX") == "spx-1d"
-    assert source.sample_for("BTCUSDT") == "goog-1d"
-    assert ReplayKlines().sample_for("BTCUSDT") == "btcusd-1M"
-    assert ReplayKlines().sample_for("AAPL") == "spx-1d"
-    with pytest.raises(SourceUnavailable, match=r"^replay: interval 1M has no fixed length$"):
-        await source.collect(client, KlineRequest("SPX", "1M", 5))
-    with pytest.raises(SourceUnavailable, match="no sample bar series"):
-        await ReplayKlines(default="nope").collect(client, KlineRequest("X", "1d", 5))

@@ -11,7 +11,7 @@ from sync and async tests alike::
 
 Routes and the real data behind each (nothing is generated):
 
-- ``GET /api/v3/klines`` (Binance): :func:`~tickbase.marketdata.sources.replay_klines` of
+- ``GET /api/v3/klines`` (Binance): :func:`~tests.support.grid.grid_klines` of
   the sample series mapped from the symbol. The samples have no quote volume, trade count
   or taker volumes: those Binance fields are sent as zeros.
 - ``GET /api/v3/coins/{id}/ohlc`` (CoinGecko): the same replayed bars, at CoinGecko's
@@ -57,8 +57,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tests.support.grid import FAKE_SERIES, grid_klines
 from tickbase.marketdata.collector import SourceUnavailable
-from tickbase.marketdata.sources import DEFAULT_REPLAY_SERIES, replay_klines
 
 MACRO = Path(__file__).resolve().parent.parent / "data" / "macro"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -148,7 +148,7 @@ class FakeExchange:
     """The fake exchange; ``with FakeExchange() as fake:`` serves it at ``fake.url``.
 
     ``now`` fixes the clock of the replayed bars (``None``: the real clock), so a test can
-    compare the served bars with :func:`replay_klines` at the same time. ``api_key`` is
+    compare the served bars with :func:`grid_klines` at the same time. ``api_key`` is
     the one key FRED and Glassnode accept.
     """
 
@@ -162,7 +162,7 @@ class FakeExchange:
     ) -> None:
         self.now = now
         self.api_key = api_key
-        self.series_for = dict(DEFAULT_REPLAY_SERIES if series_for is None else series_for)
+        self.series_for = dict(FAKE_SERIES if series_for is None else series_for)
         self.default_series = default_series
         self.port = 0
         self._lock = threading.Lock()
@@ -310,7 +310,7 @@ class FakeExchange:
         except ValueError:
             return _binance_error(-1100, "Illegal characters found in parameter 'limit'.")
         try:
-            bars = replay_klines(self._sample(symbol), interval, limit, self.now)
+            bars = grid_klines(self._sample(symbol), interval, limit, self.now)
         except SourceUnavailable:
             return _binance_error(-1120, f"the fake cannot replay interval {interval}")
         rows = [
@@ -340,7 +340,7 @@ class FakeExchange:
         # CoinGecko's automatic candle body: 1-2 days 30 min, 3-30 days 4 h, beyond 4 days.
         candle = "30m" if days <= 2 else "4h" if days <= 30 else "4d"
         size = {"30m": 1800, "4h": 14_400, "4d": 345_600}[candle]
-        bars = replay_klines(self._sample(symbol), candle, days * 86_400 // size, self.now)
+        bars = grid_klines(self._sample(symbol), candle, days * 86_400 // size, self.now)
         rows = [
             [_ms(k.open_time) + size * 1000, k.open, k.high, k.low, k.close]  # close time
             for k in bars

@@ -255,7 +255,7 @@ def register_run_commands(cli: typer.Typer) -> None:
                         console.print(
                             f"market data: {', '.join(market.symbols)} "
                             f"({', '.join(market.intervals)}) every 5 min, collecting now "
-                            "(no live source answering → the replay source, marked replay)"
+                            "(no live source answering → the replayed real series REPLAY:*, marked replay)"
                         )
                     console.print("press Ctrl-C to stop")
                     await _serve_roles(app, stop, api=(host, port), concurrency=concurrency)

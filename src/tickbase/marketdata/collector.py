@@ -360,7 +360,7 @@ class Collector:
 
     Example::
 
-        collector = Collector([BinanceKlines(), CoinGeckoOhlc()], client, offline=ReplayKlines())
+        collector = Collector([BinanceKlines(), CoinGeckoOhlc()], client)
         collection = await collector.collect(KlineRequest("BTCUSDT", "1h"))
     """
 

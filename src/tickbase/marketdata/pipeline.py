@@ -36,13 +36,13 @@ from tickbase.marketdata.collector import (
     SourceLimiter,
     interval_seconds,
 )
+from tickbase.marketdata.replay import ReplayKlines
 from tickbase.marketdata.sources import (
     BinanceKlines,
     CoinGeckoOhlc,
     FearGreedIndex,
     FredObservations,
     GlassnodeMetric,
-    ReplayKlines,
 )
 from tickbase.marketdata.state import IndicatorStates
 from tickbase.marketdata.store import KlineStore, ObservationStore, Q
@@ -74,7 +74,8 @@ class MarketSources:
     """The sources of each kind, in fallback order, built from the settings."""
 
     klines: list[Source]
-    replay: Source
+    replay: ReplayKlines
+    """Serves only its own ``REPLAY:*`` series, collected while the live chain is down."""
     sentiment: list[Source]
     macro: list[Source]
     onchain: list[Source]
@@ -150,22 +151,43 @@ class MarketData:
     ) -> dict[str, Any]:
         """Collect, clean and store the last ``limit`` bars of each interval of a symbol.
 
+        A live symbol is asked of the live chain only (then the stale cache): recorded
+        data is never stored under it. When no live source answers, the replayed series
+        (``REPLAY:*``, each at its own interval) are collected instead, under their own
+        names, and the record holds them under ``"replay"``. A ``REPLAY:*`` symbol is
+        asked of the replay source alone.
+
         Returns the record kept as the task's result: per interval, which source served,
         the steps, how many bars were stored and filled.
         """
+        replayed = symbol in self.sources.replay.series
+        chain: Sequence[Source] = [self.sources.replay] if replayed else self.sources.klines
         records: dict[str, Any] = {}
         async with self._client_factory() as client:
             for interval in intervals:
-                collector = self._collector(
-                    client,
-                    self.sources.klines,
-                    offline=self.sources.replay,
-                    cache_key=f"klines:{symbol}:{interval}",
-                )
+                collector = self._collector(client, chain, cache_key=f"klines:{symbol}:{interval}")
                 collection = await collector.collect(KlineRequest(symbol, interval, limit))
                 records[interval] = await self._store_klines(symbol, interval, collection)
-        self._say_offline_or_back(symbol, records)
-        return {"symbol": symbol, "intervals": records}
+        out: dict[str, Any] = {"symbol": symbol, "intervals": records}
+        if not replayed and self._say_offline_or_back(symbol, records):
+            out["replay"] = await self.collect_replay(limit=limit)
+        return out
+
+    async def collect_replay(self, *, limit: int = 100) -> dict[str, Any]:
+        """Collect every replayed series at its own interval; ``{symbol: {interval: record}}``."""
+        replay = self.sources.replay
+        records: dict[str, Any] = {}
+        async with self._client_factory() as client:
+            for series in replay.series.values():
+                collector = self._collector(client, [replay])
+                request = KlineRequest(series.symbol, series.interval, limit)
+                collection = await collector.collect(request)
+                records[series.symbol] = {
+                    series.interval: await self._store_klines(
+                        series.symbol, series.interval, collection
+                    )
+                }
+        return records
 
     async def _store_klines(
         self, symbol: str, interval: str, collection: Collection
@@ -176,7 +198,10 @@ class MarketData:
             return {**record, "stored": 0}
         source = collection.served_by
         latest = bars[-1]
-        closed = forward_fill(closed_bars(bars, interval, self._clock()), interval)
+        closed = closed_bars(bars, interval, self._clock())
+        if collection.live:
+            # A replayed file's gaps are the market being shut: they stay gaps.
+            closed = forward_fill(closed, interval)
         stored = await self.klines.upsert(source, symbol, interval, closed, durable=False)
         await self.cache.put(
             f"price:{symbol}",
@@ -207,21 +232,26 @@ class MarketData:
             )
         return {**record, "source": source, "stored": stored, "filled": filled}
 
-    def _say_offline_or_back(self, symbol: str, records: Mapping[str, Any]) -> None:
-        served = {r["served_by"] for r in records.values()}
-        replay = self.sources.replay.name
-        if served == {replay} and symbol not in self._offline:
-            self._offline.add(symbol)
-            logger.warning(
-                "%s: no live source answers (%s); feeding it from the replay source "
-                "(source = %s) until one does",
-                symbol,
-                ", ".join(s.name for s in self.sources.klines),
-                replay,
-            )
-        elif symbol in self._offline and served - {replay, "cache", None}:
+    def _say_offline_or_back(self, symbol: str, records: Mapping[str, Any]) -> bool:
+        """Say (once) when a live symbol goes offline and when it is back; whether it is offline."""
+        live = {r["served_by"] for r in records.values()} - {"cache", None}
+        if not live:
+            if symbol not in self._offline:
+                self._offline.add(symbol)
+                logger.warning(
+                    "%s: no live source answers (%s); nothing is stored under %s until one "
+                    "does; offline data: %s (source = %s)",
+                    symbol,
+                    ", ".join(s.name for s in self.sources.klines),
+                    symbol,
+                    ", ".join(self.sources.replay.series),
+                    self.sources.replay.name,
+                )
+            return True
+        if symbol in self._offline:
             self._offline.discard(symbol)
-            logger.warning("%s: live data again (%s)", symbol, ", ".join(sorted(served - {replay})))
+            logger.warning("%s: live data again (%s)", symbol, ", ".join(sorted(live)))
+        return False
 
     async def advance_indicators(self, source: str, symbol: str, interval: str) -> dict[str, Any]:
         """Feed the series' new bars to its saved indicator state; the latest values."""
@@ -416,11 +446,13 @@ def install(app: TaskHost, sources: MarketSources | None = None) -> MarketTasks:
     async def collect_klines(
         symbol: str, intervals: list[str] | None = None, limit: int = 100
     ) -> dict[str, Any]:
-        """Collect a symbol's K-lines (Binance → CoinGecko → cache → replay)."""
+        """Collect a symbol's K-lines (Binance → CoinGecko → cache; offline: the replay series)."""
         record = await pipeline().collect_klines(symbol, intervals or [], limit=limit)
+        series = {symbol: record["intervals"], **record.get("replay", {})}
         follow_ups = [
-            {"source": r["source"], "symbol": symbol, "interval": interval}
-            for interval, r in record["intervals"].items()
+            {"source": r["source"], "symbol": name, "interval": interval}
+            for name, by_interval in series.items()
+            for interval, r in by_interval.items()
             if r.get("stored")
         ]
         if follow_ups:

@@ -5,7 +5,9 @@
 -- bar already stored is updated (a source may revise a bar). A close more than
 -- %(anomaly_move)s (a fraction) from the previous close (the batch's previous
 -- bar, or the stored one before the batch) is kept and flagged is_anomaly; the
--- flagged bars come back with that previous close, for the log.
+-- newly flagged bars come back with that previous close, for the log (a bar
+-- stored flagged before with the same close is not reported again: collecting
+-- the same window every 5 minutes, or restarting, does not repeat the log).
 -- %(durable)s false: committed without waiting for the WAL flush (the
 -- collector's path: what it stores is re-fetched on its next run, and its
 -- task's synchronous outcome flushes the WAL past these rows anyway).
@@ -36,7 +38,11 @@ WITH b AS (
                      WHERE k.source = %(source)s AND k.symbol = %(symbol)s
                        AND k.interval = %(interval)s
                        AND k.open_time < (SELECT min(open_time) FROM b)
-                     ORDER BY k.open_time DESC LIMIT 1)) AS previous_close
+                     ORDER BY k.open_time DESC LIMIT 1)) AS previous_close,
+           coalesce((SELECT k.is_anomaly AND k.close = b.close FROM tickbase.klines k
+                     WHERE k.source = %(source)s AND k.symbol = %(symbol)s
+                       AND k.interval = %(interval)s AND k.open_time = b.open_time),
+                    false) AS already_flagged
     FROM b
 ), stored AS (
     INSERT INTO tickbase.klines AS k (source, symbol, interval, open_time, open, high, low,
@@ -73,7 +79,7 @@ WITH b AS (
 )
 SELECT 'anomaly' AS row_kind, j.open_time, j.close, j.previous_close
 FROM stored s JOIN judged j USING (open_time)
-WHERE s.is_anomaly
+WHERE s.is_anomaly AND NOT j.already_flagged
 UNION ALL
 SELECT 'saved', NULL, NULL, NULL FROM state_saved;
 

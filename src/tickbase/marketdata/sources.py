@@ -5,7 +5,8 @@
 - :class:`FearGreedIndex` ("alternative.me", sentiment): ``GET /fng/``;
 - :class:`FredObservations` ("fred", macro): ``GET /fred/series/observations`` (API key);
 - :class:`GlassnodeMetric` ("glassnode", onchain): ``GET /v1/metrics/{metric}`` (API key);
-- :class:`ReplayKlines` ("replay", klines, not live): the bundled sample series.
+
+(The replay source, not live, is :mod:`tickbase.marketdata.replay`.)
 
 Every source refuses a payload whole (:class:`InvalidPayload`, naming the source, the row
 and the problem): one bad row and nothing of it is stored. The kline checks are one
@@ -16,7 +17,6 @@ function, :func:`parse_time`. API keys travel only in query strings, which
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +27,6 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
-from tickbase.marketdata.bars import Bar, load_bars
 from tickbase.marketdata.collector import (
     FailurePolicy,
     InvalidPayload,
@@ -39,28 +38,23 @@ from tickbase.marketdata.collector import (
     SeriesRequest,
     Source,
     SourceSkipped,
-    SourceUnavailable,
     get_json,
-    interval_seconds,
     interval_step,
 )
 
 __all__ = [
     "COINGECKO_OHLC_DAYS",
     "DEFAULT_COIN_IDS",
-    "DEFAULT_REPLAY_SERIES",
     "BinanceKlines",
     "CoinGeckoOhlc",
     "FearGreedIndex",
     "FredObservations",
     "GlassnodeMetric",
-    "ReplayKlines",
     "check_klines",
     "coingecko_candle_seconds",
     "coingecko_days",
     "parse_number",
     "parse_time",
-    "replay_klines",
 ]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -703,102 +697,3 @@ class GlassnodeMetric(_HttpSource):
         series = f"{self.asset}:{wanted.series.strip('/')}"
         observations = [Observation(series, when, value) for when, value in points]
         return observations[-wanted.limit :] if wanted.limit > 0 else []
-
-
-# ---- replay ----------------------------------------------------------------------------
-
-DEFAULT_REPLAY_SERIES: Final[Mapping[str, str]] = MappingProxyType(
-    {"BTCUSDT": "btcusd-1M", "ETHUSDT": "eurusd-1h"}
-)
-"""The sample series :class:`ReplayKlines` replays for a symbol by default."""
-
-
-@functools.cache
-def _sample(name: str) -> tuple[Bar, ...]:
-    return tuple(load_bars(name))
-
-
-def replay_klines(
-    sample: str, interval: str, limit: int, now: datetime | None = None
-) -> list[Kline]:
-    """The bundled sample series ``sample`` re-stamped onto the ``interval`` grid.
-
-    The bars are the last ``limit`` grid slots that have closed by ``now`` (default: the
-    current time); slots open at whole multiples of the interval since the Unix epoch.
-    The slot opening at ``t`` (epoch seconds) carries sample row ``(t // step) % len(rows)``,
-    so one slot always holds the same prices: collecting again gives identical bars.
-    ``close_time`` is Binance's (open + interval − 1 ms); the other optional fields are
-    ``None`` (the samples have none). Raises :class:`SourceUnavailable` for an interval
-    without a fixed length (``"1M"``) and :class:`LookupError` for an unknown sample.
-    """
-    try:
-        step = interval_seconds(interval)
-    except ValueError:
-        raise SourceUnavailable(f"replay: interval {interval} has no fixed length") from None
-    rows = _sample(sample)
-    when = datetime.now(UTC) if now is None else now
-    if when.tzinfo is None:
-        raise ValueError(f"now must be timezone-aware, got {when!r}")
-    width = timedelta(seconds=step)
-    last = (when - EPOCH) // width - 1  # the last slot whose close (start + step) <= now
-    klines: list[Kline] = []
-    for slot in range(last - max(limit, 0) + 1, last + 1):
-        bar = rows[slot % len(rows)]
-        opens = EPOCH + slot * width
-        klines.append(
-            Kline(
-                open_time=opens,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-                close_time=opens + width - _MS,
-            )
-        )
-    return klines
-
-
-class ReplayKlines(Source):
-    """Recorded bars, not the market's: the bundled sample series replayed on the live grid.
-
-    ``live`` is False. No HTTP (the client is ignored) and no rate limit. A symbol maps to a
-    sample series by ``series_for`` (default :data:`DEFAULT_REPLAY_SERIES`), anything else
-    to ``default``. See :func:`replay_klines` for how bars are stamped.
-    """
-
-    name = "replay"
-    kind: Kind = "klines"
-    rate_limit = None
-    live = False
-
-    def __init__(
-        self, series_for: Mapping[str, str] | None = None, default: str = "spx-1d"
-    ) -> None:
-        self.series_for: Mapping[str, str] = dict(
-            DEFAULT_REPLAY_SERIES if series_for is None else series_for
-        )
-        self.default = default
-
-    def sample_for(self, symbol: str) -> str:
-        """The sample series replayed for ``symbol``."""
-        return self.series_for.get(symbol, self.default)
-
-    async def collect(self, client: httpx.AsyncClient, request: Request) -> Any:
-        """The replayed klines (already records) for ``request``."""
-        wanted = _kline_request(self.name, request)
-        try:
-            return replay_klines(self.sample_for(wanted.symbol), wanted.interval, wanted.limit)
-        except LookupError as exc:
-            raise SourceUnavailable(f"{self.name}: {exc}") from None
-
-    def validate(self, raw: Any, request: Request) -> list[Kline]:
-        """The replayed klines, checked like any other source's."""
-        wanted = _kline_request(self.name, request)
-        rows = _rows(self.name, raw, "klines")
-        for index, row in enumerate(rows):
-            if not isinstance(row, Kline):
-                raise InvalidPayload(
-                    f"{self.name}: row {index}: is {type(row).__name__}, not a Kline"
-                )
-        return check_klines(self.name, rows, interval_step(wanted.interval))

@@ -77,18 +77,33 @@ def upsert_params(
 
 
 def log_anomalies(source: str, symbol: str, interval: str, rows: Sequence[Any]) -> None:
-    """Log the bars ``klines_upsert`` flagged (its ``anomaly`` rows)."""
-    for kind, open_time, close, previous in rows:
-        if kind == "anomaly":
-            logger.warning(
-                "%s %s %s: close %s at %s moved more than 20%% from %s (kept, flagged)",
-                source,
-                symbol,
-                interval,
-                close,
-                open_time.isoformat(),
-                previous,
-            )
+    """One warning line for the bars ``klines_upsert`` newly flagged (its ``anomaly`` rows).
+
+    Reads ``replay REPLAY:ES-1m 1m: 3 bars moved more than 20% (kept, flagged); first
+    2026-12-01T17:12:00+00:00 (close 1631.25 from 1360.5), largest 27.4%``: one line per
+    series and upsert, never one per bar.
+    """
+    flagged = [(when, close, previous) for kind, when, close, previous in rows if kind == "anomaly"]
+    if not flagged:
+        return
+    flagged.sort(key=lambda row: row[0])
+    first_at, first_close, first_previous = flagged[0]
+    largest = max(abs(close - previous) / previous for _, close, previous in flagged if previous)
+    count = len(flagged)
+    logger.warning(
+        "%s %s %s: %d bar%s moved more than %d%% (kept, flagged); first %s (close %s from %s), "
+        "largest %.1f%%",
+        source,
+        symbol,
+        interval,
+        count,
+        "" if count == 1 else "s",
+        round(ANOMALY_MOVE * 100),
+        first_at.isoformat(),
+        first_close,
+        first_previous,
+        largest * 100,
+    )
 
 
 class KlineStore:
@@ -97,7 +112,7 @@ class KlineStore:
     Example::
 
         store = KlineStore(pool)
-        await store.upsert("replay", "BTCUSDT", "1h", bars)
+        await store.upsert("binance", "BTCUSDT", "1h", bars)
         latest = await store.latest("BTCUSDT", "1h", limit=100)
     """
 
