@@ -24,6 +24,7 @@ from tickbase._version import __version__
 from tickbase.app import App
 from tickbase.db.migrate import migration_status
 from tickbase.errors import InvalidCredentials
+from tickbase.gateway.admin_api import router as admin_router
 from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse_bearer
 from tickbase.gateway.docs import install_docs
 from tickbase.gateway.errors import install_error_handlers
@@ -84,6 +85,7 @@ def create_gateway(
     # any route, dependency or body parser runs.
     api.add_middleware(RequestGuard, limits=bounds)
     api.include_router(router)
+    api.include_router(admin_router)
     api.include_router(marketdata_router)
     install_docs(api)
 

@@ -3,34 +3,41 @@
 -- request_submit --
 -- A user's request that becomes a task, in one statement: the ledger row and
 -- the task are written together, or (requestId already used by this user)
--- neither, and the existing task is returned instead: a re-sent request never
--- runs twice.
+-- neither, and the existing task is returned instead, with the action and the
+-- body hash its request was recorded with (the caller refuses a different
+-- request under the same id): a re-sent request never runs twice.
 WITH new_id AS (
     SELECT nextval('tickbase.tasks_id_seq'::regclass) AS id
 ), ledger AS (
-    INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id)
-    SELECT %(user_id)s, %(request_id)s, %(action)s, id FROM new_id
+    INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id, body_hash)
+    SELECT %(user_id)s, %(request_id)s, %(action)s, id, %(body_hash)s FROM new_id
     ON CONFLICT (user_id, request_id) DO NOTHING
     RETURNING task_id
 ), task AS (
     INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
-                                retry_delay, timeout, run_at, request_id)
+                                retry_delay, timeout, run_at, dedupe_key, request_id)
     SELECT ledger.task_id, %(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb,
            %(max_attempts)s, %(retry_delay)s, %(timeout)s,
-           now() + make_interval(secs => coalesce(%(delay)s::float8, 0)), %(request_id)s
+           coalesce(%(run_at)s::timestamptz,
+                    now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+           %(dedupe_key)s, %(request_id)s
     FROM ledger
     RETURNING *
 )
 -- The whole task row comes back with the write, so nothing is read after the
 -- commit (a read that a lost connection could fail once the task exists).
 -- No row back: the requestId was taken by a request committed after this
--- statement's snapshot; the caller reads it afresh.
-SELECT task.*, true AS created FROM task
+-- statement's snapshot; the caller reads it afresh. A dedupeKey held by an
+-- unfinished task fails the whole statement (tasks_dedupe_key_active_idx):
+-- neither row is written.
+SELECT task.*, true AS created, %(action)s::text AS request_action,
+       %(body_hash)s::text AS request_body_hash
+FROM task
 UNION ALL
-SELECT t.*, false AS created FROM tickbase.tasks t
+SELECT t.*, false AS created, r.action AS request_action, r.body_hash AS request_body_hash
+FROM tickbase.gateway_requests r JOIN tickbase.tasks t ON t.id = r.task_id
 WHERE NOT EXISTS (SELECT FROM task)
-  AND t.id = (SELECT task_id FROM tickbase.gateway_requests
-              WHERE user_id = %(user_id)s AND request_id = %(request_id)s);
+  AND r.user_id = %(user_id)s AND r.request_id = %(request_id)s;
 
 -- request_reserve --
 -- Claim a user's requestId for an operation that makes its task elsewhere (a

@@ -8,10 +8,13 @@ HTTP polling sees exactly what the WebSocket would have sent.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from psycopg.rows import dict_row
 
 from tickbase.app import App
@@ -24,6 +27,8 @@ from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
 from tickbase.queue.models import EnqueueRequest, Task
 
 Q = load_queries("tickbase.gateway")
+T = TypeVar("T")
+DEDUPE_INDEX = "tasks_dedupe_key_active_idx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,42 +69,75 @@ class GatewayService:
             params.payload,
             queue=params.queue or definition.queue,
             priority=definition.priority if params.priority is None else params.priority,
+            run_at=params.run_at,
             delay=params.delay_seconds,
-            max_attempts=definition.max_attempts,
-            retry_delay=definition.retry_delay,
-            timeout=definition.timeout,
+            max_attempts=_given(params.max_attempts, definition.max_attempts),
+            retry_delay=float(_given(params.retry_delay, definition.retry_delay)),
+            timeout=_given(params.timeout, definition.timeout),
+            dedupe_key=params.dedupe_key,
             request_id=params.request_id,
         )
 
     async def submit(
         self, principal: Principal, params: TaskSubmit, request_id: str, action: str
     ) -> Submitted:
-        """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id)."""
+        """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id).
+
+        The same id again with the same body answers with the first task; with
+        a different body (or for another action) it is a 409: a client that
+        re-uses an id by mistake learns it instead of being handed a task it
+        did not ask for.
+        """
         request = self.enqueue_request(params)
+        digest = body_hash(params)
         async with self.app.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(
-                Q["request_submit"],
-                {
-                    "user_id": principal.key,
-                    "request_id": request_id,
-                    "action": action,
-                    "task_type": request.task_type,
-                    "queue": request.queue,
-                    "priority": request.priority,
-                    "payload": request.payload_json,
-                    "max_attempts": request.max_attempts,
-                    "retry_delay": float(request.retry_delay),
-                    "timeout": request.timeout,
-                    "delay": request.delay,
-                },
-            )
+            try:
+                await cursor.execute(
+                    Q["request_submit"],
+                    {
+                        "user_id": principal.key,
+                        "request_id": request_id,
+                        "action": action,
+                        "body_hash": digest,
+                        "task_type": request.task_type,
+                        "queue": request.queue,
+                        "priority": request.priority,
+                        "payload": request.payload_json,
+                        "max_attempts": request.max_attempts,
+                        "retry_delay": float(request.retry_delay),
+                        "timeout": request.timeout,
+                        "run_at": request.run_at,
+                        "delay": request.delay,
+                        "dedupe_key": request.dedupe_key,
+                    },
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != DEDUPE_INDEX:
+                    raise
+                raise ApiError(
+                    409,
+                    "CONFLICT",
+                    f"dedupeKey {request.dedupe_key!r} is held by an unfinished task",
+                ) from None
             row = await cursor.fetchone()
         if row is None:
             # Taken by a request that committed after the statement began.
             task = await self.app.queue.get(await self.request_task(principal, request_id))
             return Submitted(task, created=False)
         created = bool(row.pop("created"))
+        recorded_action = row.pop("request_action")
+        recorded_hash = row.pop("request_body_hash")
+        if not created and (
+            recorded_action != action or (recorded_hash is not None and recorded_hash != digest)
+        ):
+            raise ApiError(
+                409,
+                "CONFLICT",
+                f"requestId {request_id!r} was used for a different request: "
+                "send a new requestId for a new request",
+                {"requestId": request_id, "action": recorded_action},
+            )
         return Submitted(Task.from_row(row), created)
 
     async def trigger(self, principal: Principal, name: str, request_id: str) -> Triggered:
@@ -142,6 +180,21 @@ class GatewayService:
         if row is None:
             raise ApiError(404, "NOT_FOUND", f"no request {request_id!r} of this user")
         return tuple(row)
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def body_hash(params: TaskSubmit) -> str:
+    """A digest of what a submission asks for (its ``requestId`` left out).
+
+    Fields left out and fields sent as ``null`` are the same request; the
+    payload's key order does not matter.
+    """
+    fields = params.model_dump(mode="json", exclude={"request_id"}, exclude_none=True)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def request_state(request_id: str, action: str, state: TaskState) -> RequestState:
