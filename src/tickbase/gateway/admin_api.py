@@ -13,11 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from tickbase.cluster.alerts import AlertStore
-from tickbase.gateway.auth import TokenStore
-from tickbase.gateway.errors import ApiError
-from tickbase.gateway.http_api import ERRORS, Admin, Gw, Reader
-from tickbase.gateway.schemas import (
-    QUEUE_PATTERN,
+from tickbase.gateway.admin_schemas import (
     AlertRuleOut,
     AlertRuleUpdate,
     LimitsOut,
@@ -26,6 +22,10 @@ from tickbase.gateway.schemas import (
     TokenCreated,
     TokenOut,
 )
+from tickbase.gateway.auth import TokenStore
+from tickbase.gateway.errors import ApiError
+from tickbase.gateway.http_api import ERRORS, Admin, Gw, Reader
+from tickbase.gateway.schemas import QUEUE_PATTERN
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
