@@ -139,6 +139,10 @@ async def test_request_id_reused_with_another_body_is_a_conflict(gw: RunningGate
         assert first.status_code == 201, first.text
         again = await http.post("/api/v1/tasks", json=dict(reversed(list(body.items()))))
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+        explicit = await http.post("/api/v1/tasks", json={**body, "maxAttempts": 1, "queue": None})
+        assert explicit.status_code == 200 and explicit.json()["id"] == first.json()["id"]
+        more = await http.post("/api/v1/tasks", json={**body, "maxAttempts": 3})
+        assert more.status_code == 409, more.text
         other = await http.post("/api/v1/tasks", json={**body, "payload": {"a": 9, "b": 9}})
         assert other.status_code == 409, other.text
         error = other.json()["error"]

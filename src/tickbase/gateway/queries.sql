@@ -3,14 +3,15 @@
 -- request_submit --
 -- A user's request that becomes a task, in one statement: the ledger row and
 -- the task are written together, or (requestId already used by this user)
--- neither, and the existing task is returned instead, with the action and the
--- body hash its request was recorded with (the caller refuses a different
--- request under the same id): a re-sent request never runs twice.
+-- neither, and the existing task is returned instead, with the action its
+-- request was recorded with (the caller compares the task with the request
+-- and refuses a different one under the same id): a re-sent request never
+-- runs twice.
 WITH new_id AS (
     SELECT nextval('tickbase.tasks_id_seq'::regclass) AS id
 ), ledger AS (
-    INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id, body_hash)
-    SELECT %(user_id)s, %(request_id)s, %(action)s, id, %(body_hash)s FROM new_id
+    INSERT INTO tickbase.gateway_requests (user_id, request_id, action, task_id)
+    SELECT %(user_id)s, %(request_id)s, %(action)s, id FROM new_id
     ON CONFLICT (user_id, request_id) DO NOTHING
     RETURNING task_id
 ), task AS (
@@ -30,11 +31,9 @@ WITH new_id AS (
 -- statement's snapshot; the caller reads it afresh. A dedupeKey held by an
 -- unfinished task fails the whole statement (tasks_dedupe_key_active_idx):
 -- neither row is written.
-SELECT task.*, true AS created, %(action)s::text AS request_action,
-       %(body_hash)s::text AS request_body_hash
-FROM task
+SELECT task.*, true AS created, %(action)s::text AS request_action FROM task
 UNION ALL
-SELECT t.*, false AS created, r.action AS request_action, r.body_hash AS request_body_hash
+SELECT t.*, false AS created, r.action AS request_action
 FROM tickbase.gateway_requests r JOIN tickbase.tasks t ON t.id = r.task_id
 WHERE NOT EXISTS (SELECT FROM task)
   AND r.user_id = %(user_id)s AND r.request_id = %(request_id)s;

@@ -8,8 +8,6 @@ HTTP polling sees exactly what the WebSocket would have sent.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -89,7 +87,6 @@ class GatewayService:
         did not ask for.
         """
         request = self.enqueue_request(params)
-        digest = body_hash(params)
         async with self.app.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             try:
@@ -99,7 +96,6 @@ class GatewayService:
                         "user_id": principal.key,
                         "request_id": request_id,
                         "action": action,
-                        "body_hash": digest,
                         "task_type": request.task_type,
                         "queue": request.queue,
                         "priority": request.priority,
@@ -127,10 +123,8 @@ class GatewayService:
             return Submitted(task, created=False)
         created = bool(row.pop("created"))
         recorded_action = row.pop("request_action")
-        recorded_hash = row.pop("request_body_hash")
-        if not created and (
-            recorded_action != action or (recorded_hash is not None and recorded_hash != digest)
-        ):
+        task = Task.from_row(row)
+        if not created and (recorded_action != action or not same_request(task, request)):
             raise ApiError(
                 409,
                 "CONFLICT",
@@ -138,7 +132,7 @@ class GatewayService:
                 "send a new requestId for a new request",
                 {"requestId": request_id, "action": recorded_action},
             )
-        return Submitted(Task.from_row(row), created)
+        return Submitted(task, created)
 
     async def trigger(self, principal: Principal, name: str, request_id: str) -> Triggered:
         """Fire schedule ``name`` now as ``principal``'s request ``request_id`` (once per id).
@@ -186,15 +180,26 @@ def _given(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def body_hash(params: TaskSubmit) -> str:
-    """A digest of what a submission asks for (its ``requestId`` left out).
+def same_request(task: Task, request: EnqueueRequest) -> bool:
+    """Whether ``task`` is what ``request`` asks for: a re-sent request, not another
+    one under a re-used ``requestId``.
 
-    Fields left out and fields sent as ``null`` are the same request; the
-    payload's key order does not matter.
+    The stored fields are compared with the request's, defaults resolved (a
+    field left out and the same value sent are the same request; the
+    payload's key order does not matter). A relative ``delaySeconds`` cannot
+    be compared with a stored time and is not; an explicit ``runAt`` is.
     """
-    fields = params.model_dump(mode="json", exclude={"request_id"}, exclude_none=True)
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return (
+        task.task_type == request.task_type
+        and task.payload == request.payload
+        and task.queue == request.queue
+        and task.priority == request.priority
+        and task.max_attempts == request.max_attempts
+        and task.retry_delay == float(request.retry_delay)
+        and task.timeout == request.timeout
+        and task.dedupe_key == request.dedupe_key
+        and (request.run_at is None or task.run_at == request.run_at)
+    )
 
 
 def request_state(request_id: str, action: str, state: TaskState) -> RequestState:
