@@ -36,7 +36,7 @@ def test_rules_webhooks_and_listing(database_url: str, sql_conn: psycopg.Connect
     )
     assert changed.returncode == 0, changed.stderr
     rule = json.loads(changed.stdout)
-    assert (rule["threshold"], rule["for_seconds"], rule["enabled"]) == (7.0, 10.0, False)
+    assert (rule["threshold"], rule["forSeconds"], rule["enabled"]) == (7.0, 10.0, False)
 
     unknown = run_cli("alerts", "rule", "backlogg", "--threshold", "1", database_url=database_url)
     assert unknown.returncode == 1

@@ -217,10 +217,20 @@ def test_fuzz_every_operation(case: schemathesis.Case, gateway: Gateway) -> None
 def test_openapi_bodies_are_camel_case(openapi: dict[str, Any]) -> None:
     """Body fields are camelCase on the wire: no snake_case property in any schema."""
     schemas: dict[str, Any] = openapi["components"]["schemas"]
-    assert {"taskType", "payload", "queue", "priority", "delaySeconds", "requestId"} == set(
-        schemas["TaskSubmit"]["properties"]
-    )
-    assert {"taskType", "everySeconds", "maxRetries", "misfireGraceSeconds"} <= set(
+    assert {
+        "taskType",
+        "payload",
+        "queue",
+        "priority",
+        "delaySeconds",
+        "runAt",
+        "maxAttempts",
+        "retryDelay",
+        "timeout",
+        "dedupeKey",
+        "requestId",
+    } == set(schemas["TaskSubmit"]["properties"])
+    assert {"taskType", "intervalSeconds", "maxRetries", "misfireGraceSeconds"} <= set(
         schemas["ScheduleCreate"]["properties"]
     )
     assert "nextCursor" in schemas["TaskPage"]["properties"]

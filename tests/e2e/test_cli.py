@@ -54,7 +54,7 @@ def test_enqueue_list_show_cancel_retry(
     retried = json.loads(
         run_cli("tasks", "retry", str(task_id), "--json", database_url=database_url).stdout
     )
-    assert retried["new_id"] != task_id
+    assert retried["newId"] != task_id
     assert task_count(sql_conn) == 2
 
     table = run_cli("tasks", "list", database_url=database_url)
@@ -91,7 +91,7 @@ def test_unknown_task_and_cancel_errors(database_url: str) -> None:
 def test_db_status_and_url(database_url: str) -> None:
     status = run_cli("db", "status", "--json", database_url=database_url)
     data = json.loads(status.stdout)
-    assert data["current"] is True and data["schema_version"] == data["code_version"] >= 1
+    assert data["current"] is True and data["schemaVersion"] == data["codeVersion"] >= 1
     assert data["server"]["kind"] == "external"
     url = run_cli("db", "url", database_url=database_url)
     assert url.stdout.strip().splitlines()[-1] == database_url
@@ -195,8 +195,9 @@ def test_workflows_cli(database_url: str) -> None:
     started = json.loads(
         run_cli("workflows", "run", "eod", "--json", database_url=database_url).stdout
     )
-    assert started["status"] == "running" and started["steps"]["a"]["status"] == "enqueued"
-    assert started["steps"]["b"]["status"] == "waiting"
+    steps = {step["name"]: step for step in started["steps"]}  # as GET /api/v1/runs/{id}
+    assert started["status"] == "running" and steps["a"]["status"] == "enqueued"
+    assert steps["b"]["status"] == "waiting"
     shown = json.loads(
         run_cli("workflows", "show", "eod", "--json", database_url=database_url).stdout
     )
@@ -212,7 +213,7 @@ def test_workflows_cli(database_url: str) -> None:
             "workflows", "runs", "--run", str(started["id"]), "--json", database_url=database_url
         ).stdout
     )
-    assert one["steps"]["a"]["task_status"] == "pending"
+    assert one["steps"][0]["name"] == "a" and one["steps"][0]["taskStatus"] == "pending"
     missing = run_cli("workflows", "run", "nope", database_url=database_url)
     assert missing.returncode == 1 and "no workflow with this name is stored" in missing.stderr
 
@@ -262,7 +263,7 @@ def test_stats_and_metrics_endpoint(database_url: str, processes: Processes) -> 
         )
     stats = json.loads(run_cli("stats", "--json", database_url=database_url).stdout)
     assert stats["tasks"] == [{"queue": "md", "status": "pending", "count": 2}]
-    assert stats["backlog"] == 2 and stats["nodes_alive"] == 0 and stats["leader"] is None
+    assert stats["backlog"] == 2 and stats["nodesAlive"] == 0 and stats["leader"] is None
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -30,7 +30,7 @@ def test_db_status_reports_a_stopped_embedded_server_without_starting_it(tmp_pat
             "port": None,
             "url": None,
         }
-        assert status["schema_version"] is None and status["code_version"] >= 1
+        assert status["schemaVersion"] is None and status["codeVersion"] >= 1
 
         as_table = run_cli("db", "status", env=env)
         assert as_table.returncode == 0, as_table.stderr
@@ -58,8 +58,13 @@ def test_an_unreachable_database_url_is_one_line_naming_host_and_port(
 ) -> None:
     done = run_cli(*command, database_url=UNREACHABLE)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "error: cannot connect to PostgreSQL at 127.0.0.1:1: Connection refused"
-    ]
+    message = "cannot connect to PostgreSQL at 127.0.0.1:1: Connection refused"
+    if "--json" in command:  # the error is JSON too, in the HTTP API's shape
+        [line] = done.stderr.strip().splitlines()
+        assert json.loads(line) == {
+            "error": {"code": "UNAVAILABLE", "message": message, "details": None}
+        }
+    else:
+        assert done.stderr.strip().splitlines() == [f"error: {message}"]
     assert done.stdout == ""
     assert "secret" not in done.stdout + done.stderr

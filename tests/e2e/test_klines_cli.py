@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic.alias_generators import to_camel
 
 from tests.e2e.conftest import run_cli
 
@@ -57,7 +58,7 @@ def test_import_keeps_good_rows_reports_bad_ones(
         "klines", "list", "GOOG", "--interval", "1d", "--json", database_url=database_url
     )
     bars = json.loads(listed.stdout)
-    assert [b["open_time"][:10] for b in bars] == [
+    assert [b["openTime"][:10] for b in bars] == [
         "2004-08-19",
         "2004-08-20",
         "2004-08-23",
@@ -65,7 +66,7 @@ def test_import_keeps_good_rows_reports_bad_ones(
         "2004-08-25",
         "2004-08-26",
     ]
-    assert [b["is_anomaly"] for b in bars] == [False, False, False, False, True, False]
+    assert [b["isAnomaly"] for b in bars] == [False, False, False, False, True, False]
     assert bars[-1]["volume"] == 0 and bars[0]["source"] == "import"
 
     # importing again changes nothing (upsert), a bad series name is refused
@@ -136,13 +137,14 @@ def test_indicators_cli_equals_talib_reference(database_url: str, tmp_path: Path
             for name, text in want.items():
                 if name == "open_time":
                     continue
+                name = to_camel(name)  # the CLI's JSON keys are the HTTP API's
                 if text == "":
-                    assert got[name] is None, (calc, got["open_time"], name)
+                    assert got[name] is None, (calc, got["openTime"], name)
                 else:
                     expected = float(text)
                     assert abs(got[name] - expected) <= 1e-9 * max(abs(expected), 1.0), (
                         calc,
-                        got["open_time"],
+                        got["openTime"],
                         name,
                         got[name],
                         expected,
@@ -162,11 +164,11 @@ def test_observations_cli_shows_what_a_collection_stored(
     done = run_cli("observations", "DCOILWTICO", "--json", database_url=database_url)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
-    assert [(r["value"], r["is_filled"], r["source"]) for r in rows] == [
+    assert [(r["value"], r["isFilled"], r["source"]) for r in rows] == [
         (25.56, False, "fred"),
         (25.56, True, "fred"),
     ]
-    assert rows[0]["observed_at"].startswith("1986-01-02")
+    assert rows[0]["observedAt"].startswith("1986-01-02")
     missing = run_cli("observations", "fear_greed", database_url=database_url)
     assert missing.returncode != 0 and "DCOILWTICO" in missing.stderr + missing.stdout
     bad = run_cli("observations", "no spaces", database_url=database_url)

@@ -78,7 +78,7 @@ def test_add_list_control_trigger_remove(
         "by-hand": "pending",
     }
     by_hand = next(s for s in listed if s["name"] == "by-hand")
-    assert by_hand["kind"] == "manual" and by_hand["next_fire_at"] is None
+    assert by_hand["kind"] == "manual" and by_hand["nextFireAt"] is None
 
     for action, status in (
         ("pause", "paused"),
@@ -95,7 +95,7 @@ def test_add_list_control_trigger_remove(
     )
     task = sql_conn.execute(
         "SELECT schedule_id IS NOT NULL, fire_at FROM tickbase.tasks WHERE id = %s",
-        (triggered["task_id"],),
+        (triggered["taskId"],),
     ).fetchone()
     assert task is not None and task[0] is True
 

@@ -27,7 +27,7 @@ def test_create_list_revoke(database_url: str, sql_conn: psycopg.Connection[Any]
     )
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
-    assert set(created) == {"token", "id", "role", "name"}
+    assert set(created) == {"token", "id", "role", "name", "prefix"}
     assert (created["role"], created["name"]) == ("admin", "ci")
     assert verify(database_url, created["token"]) == Principal("ci", "admin", created["id"])
 
@@ -42,7 +42,7 @@ def test_create_list_revoke(database_url: str, sql_conn: psycopg.Connection[Any]
     listed = run_cli("tokens", "list", "--json", database_url=database_url)
     assert listed.returncode == 0, listed.stderr
     tokens = json.loads(listed.stdout)
-    assert [(t["id"], t["name"], t["role"], t["revoked_at"]) for t in tokens] == [
+    assert [(t["id"], t["name"], t["role"], t["revokedAt"]) for t in tokens] == [
         (created["id"], "ci", "admin", None),
         (viewer.token_id, None, "viewer", None),
     ]
@@ -59,7 +59,7 @@ def test_create_list_revoke(database_url: str, sql_conn: psycopg.Connection[Any]
     again = run_cli("tokens", "revoke", str(created["id"]), database_url=database_url)
     assert again.returncode == 1 and "no active token" in again.stderr
     [first, _] = json.loads(run_cli("tokens", "list", "--json", database_url=database_url).stdout)
-    assert first["revoked_at"] is not None
+    assert first["revokedAt"] is not None
 
     stored = sql_conn.execute("SELECT t::text FROM tickbase.api_tokens t").fetchall()
     assert not any(created["token"] in row[0] or viewer_token in row[0] for row in stored)

@@ -193,11 +193,11 @@ async def test_fires_once_posts_once_resolves_once(
             "state": "firing",
             "value": 6.0,
             "message": "6 tasks failed in the last hour (threshold 5)",
-            "detail": {"threshold": 5.0, "window_seconds": 3600, "by_task_type": {"t": 6}},
-            "fired_at": body["fired_at"],
-            "resolved_at": None,
+            "detail": {"threshold": 5.0, "windowSeconds": 3600, "byTaskType": {"t": 6}},
+            "firedAt": body["firedAt"],
+            "resolvedAt": None,
         }
-        assert datetime.fromisoformat(body["fired_at"]) == fired.fired_at
+        assert datetime.fromisoformat(body["firedAt"]) == fired.fired_at
 
         # The failures age out of the hour: the condition clears.
         sql_conn.execute("UPDATE tickbase.tasks SET finished_at = now() - interval '2 hours'")
@@ -211,7 +211,7 @@ async def test_fires_once_posts_once_resolves_once(
         assert [r.json["event"] for r in receiver.requests] == ["fired", "resolved"]
         second = receiver.requests[1].json
         assert second["id"] == fired.alert_id and second["state"] == "resolved"
-        assert datetime.fromisoformat(second["resolved_at"]) == resolved.resolved_at
+        assert datetime.fromisoformat(second["resolvedAt"]) == resolved.resolved_at
         assert alert_rows(sql_conn) == [("failures-last-hour", "", "resolved", 6.0)]
 
     notified = [n async for n in listen.notifies(timeout=1.0)]

@@ -8,6 +8,8 @@ import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
 from tickbase.cli.render import console, fail, print_json, table
+from tickbase.gateway.admin_schemas import AlertRuleOut
+from tickbase.gateway.schemas import AlertOut
 
 cli = typer.Typer(help="Alerts, alert rules and alert webhooks.", no_args_is_help=True)
 
@@ -54,7 +56,7 @@ def list_alerts(
 
     alerts = run(with_app(database_url, body))
     if as_json:
-        print_json([a.to_dict() for a in alerts])
+        print_json([a.to_dict() for a in alerts], list[AlertOut])
         return
     table(
         None,
@@ -76,7 +78,7 @@ def rules(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOpti
 
     found = run(with_app(database_url, body))
     if as_json:
-        print_json([r.to_dict() for r in found])
+        print_json([r.to_dict() for r in found], list[AlertRuleOut])
         return
     table(None, RULE_COLUMNS, _rule_rows(found))
 
@@ -105,7 +107,7 @@ def rule(
 
     changed = run(with_app(database_url, body))
     if as_json:
-        print_json(changed.to_dict())
+        print_json(changed.to_dict(), AlertRuleOut)
         return
     table(None, RULE_COLUMNS, _rule_rows([changed]))
 

@@ -37,7 +37,9 @@ def register_cluster_commands(cli: typer.Typer) -> None:
         figures = read_stats_at(_url(database_url))
         public = public_stats(figures)
         if as_json:
-            print_json(public)
+            from tickbase.gateway.schemas import StatsOut
+
+            print_json(public, StatsOut)
             return
         table(
             "tasks",

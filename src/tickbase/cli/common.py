@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from tickbase.cli.render import fail
+from tickbase.cli.render import fail, fail_with, json_errors
 from tickbase.errors import TickbaseError
 
 T = TypeVar("T")
@@ -24,7 +24,12 @@ DatabaseUrlOption = typer.Option(
     help="PostgreSQL URL (else the embedded server).",
     show_envvar=True,
 )
-JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+JsonOption = typer.Option(
+    False,
+    "--json",
+    help="Print JSON instead of a table (errors too, on stderr).",
+    callback=json_errors,
+)
 AppOption = typer.Option(
     None,
     "--app",
@@ -39,7 +44,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return _run_loop(coro)
     except TickbaseError as exc:
-        fail(str(exc))
+        fail_with(exc)
 
 
 def run_sync(call: Callable[[], T]) -> T:
@@ -47,7 +52,7 @@ def run_sync(call: Callable[[], T]) -> T:
     try:
         return call()
     except TickbaseError as exc:
-        fail(str(exc))
+        fail_with(exc)
 
 
 def _run_loop(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,6 +8,7 @@ import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
 from tickbase.cli.render import console, fail, print_json, table
+from tickbase.gateway.admin_schemas import LimitsOut
 
 cli = typer.Typer(
     help="Cluster-wide limits: queue concurrency, rate limits, concurrency keys.",
@@ -24,7 +25,7 @@ def list_limits(database_url: str | None = DatabaseUrlOption, as_json: bool = Js
 
     queues, task_types = run(with_app(database_url, body))
     if as_json:
-        print_json({"queues": queues, "task_types": task_types})
+        print_json({"queues": queues, "task_types": task_types}, LimitsOut)
         return
     table(
         "queues",

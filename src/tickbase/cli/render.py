@@ -33,10 +33,63 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def print_json(value: Any) -> None:
-    """One JSON document on stdout (no Rich markup, no wrapping)."""
-    sys.stdout.write(json.dumps(value, default=_default, ensure_ascii=False) + "\n")
+# Values under these keys are the user's own data (or a task's outcome), and
+# keep their keys as written; everything else tickbase names is camelCase.
+OPAQUE_KEYS = frozenset({"payload", "result", "error", "inputs", "progress", "params", "data"})
+_json_errors = False
+
+
+def camel_keys(value: Any) -> Any:
+    """``value`` with tickbase's own keys in camelCase, as the HTTP API writes them.
+
+    Example::
+
+        camel_keys({"task_id": 1, "payload": {"my_arg": 2}})
+        # {"taskId": 1, "payload": {"my_arg": 2}}
+    """
+    from pydantic.alias_generators import to_camel
+
+    if isinstance(value, dict):
+        return {
+            to_camel(key) if isinstance(key, str) else key: (
+                item if key in OPAQUE_KEYS else camel_keys(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [camel_keys(item) for item in value]
+    return value
+
+
+def as_api(model: Any, value: Any) -> Any:
+    """``value`` serialised as the HTTP API serialises it with ``model`` (a schema of
+    :mod:`tickbase.gateway.schemas`, or ``list[...]`` of one): one serialisation
+    for both doors.
+
+    Example::
+
+        as_api(TaskOut, task.to_dict())  # {"id": 1, "taskType": ..., "runAt": "..."}
+    """
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    return adapter.dump_python(adapter.validate_python(value), by_alias=True, mode="json")
+
+
+def print_json(value: Any, model: Any = None) -> None:
+    """One JSON document on stdout (no Rich markup, no wrapping), with the HTTP
+    API's keys: through ``model`` when the API has one for the object, else with
+    :func:`camel_keys`."""
+    document = as_api(model, value) if model is not None else camel_keys(value)
+    sys.stdout.write(json.dumps(document, default=_default, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def json_errors(enabled: bool) -> bool:
+    """Typer callback of ``--json``: errors are then JSON on stderr too."""
+    global _json_errors
+    _json_errors = enabled
+    return enabled
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -69,9 +122,27 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print an error to stderr and exit."""
+def fail(
+    message: str, code: int = 1, *, error: str = "INVALID_INPUT", details: Any = None
+) -> NoReturn:
+    """Print an error to stderr and exit with ``code``.
+
+    Under ``--json`` the error is one JSON document on stderr, in the HTTP
+    API's shape: ``{"error": {"code": error, "message": message, "details": details}}``.
+    """
     import typer
 
+    if _json_errors:
+        body = {"error": {"code": error, "message": message, "details": details}}
+        sys.stderr.write(json.dumps(body, default=_default, ensure_ascii=False) + "\n")
+        sys.stderr.flush()
+        raise typer.Exit(code)
     err_console.print(f"[red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def fail_with(exc: Exception, code: int = 1) -> NoReturn:
+    """:func:`fail` for a tickbase error, with the code the HTTP API gives it."""
+    from tickbase.gateway.errors import api_error
+
+    fail(str(exc), code, error=api_error(exc).code)

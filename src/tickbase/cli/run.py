@@ -199,7 +199,9 @@ def register_run_commands(cli: typer.Typer) -> None:
 
         found = run(with_app(database_url, body))
         if as_json:
-            print_json(found)
+            from tickbase.gateway.schemas import NodeOut
+
+            print_json(found, list[NodeOut])
             return
         table(
             None,

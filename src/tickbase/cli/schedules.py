@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
-from tickbase.cli.render import console, fail, print_json, table
+from tickbase.cli.render import as_api, console, fail, print_json, table
+from tickbase.gateway.schemas import Execution, ScheduleOut, ScheduleStats
 
 cli = typer.Typer(help="Cron, interval and manual schedules.", no_args_is_help=True)
 
@@ -17,7 +18,7 @@ NameArgument = typer.Argument(..., help="Schedule name.")
 
 def _show(schedule: Any, as_json: bool, verb: str) -> None:
     if as_json:
-        print_json(schedule.to_dict())
+        print_json(schedule.to_dict(), ScheduleOut)
     else:
         console.print(f"schedule {schedule.name}: {verb} (status {schedule.status})")
 
@@ -46,7 +47,7 @@ def list_schedules(
 
     schedules = run(with_app(database_url, body))
     if as_json:
-        print_json([s.to_dict() for s in schedules])
+        print_json([s.to_dict() for s in schedules], list[ScheduleOut])
         return
     table(
         None,
@@ -226,7 +227,12 @@ def show(
     schedule, stats, executions, events = run(with_app(database_url, body))
     if as_json:
         print_json(
-            {**schedule.to_dict(), "stats": stats, "executions": executions, "events": events}
+            {
+                **as_api(ScheduleOut, schedule.to_dict()),
+                "stats": as_api(ScheduleStats, stats),
+                "executions": as_api(list[Execution], executions),
+                "events": events,
+            }
         )
         return
     table(f"schedule {name}", ["field", "value"], list(schedule.to_dict().items()))

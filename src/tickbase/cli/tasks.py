@@ -7,7 +7,8 @@ from typing import Any
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
-from tickbase.cli.render import console, print_json, table
+from tickbase.cli.render import as_api, console, print_json, table
+from tickbase.gateway.schemas import TaskOut
 
 cli = typer.Typer(help="List, show, cancel and retry tasks.", no_args_is_help=True)
 
@@ -32,7 +33,7 @@ def list_tasks(
 
     tasks = run(with_app(database_url, body))
     if as_json:
-        print_json([task.to_dict() for task in tasks])
+        print_json([task.to_dict() for task in tasks], list[TaskOut])
         return
     table(
         None,
@@ -76,10 +77,10 @@ def show(
 
     task, events, waiting = run(with_app(database_url, body))
     if as_json:
-        data = task.to_dict()
+        data = as_api(TaskOut, task.to_dict())
         data["waiting"] = waiting
         data["events"] = [
-            {"at": e.at.isoformat(), "event": e.event, "node_id": e.node_id, "detail": e.detail}
+            {"at": e.at.isoformat(), "event": e.event, "nodeId": e.node_id, "detail": e.detail}
             for e in events
         ]
         print_json(data)

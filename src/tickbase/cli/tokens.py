@@ -8,6 +8,7 @@ import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
 from tickbase.cli.render import console, err_console, fail, print_json, table
+from tickbase.gateway.admin_schemas import TokenCreated, TokenOut
 
 cli = typer.Typer(help="API tokens for the HTTP API and WebSocket.", no_args_is_help=True)
 
@@ -45,7 +46,14 @@ def create(
     created = run(with_app(database_url, body))
     if as_json:
         print_json(
-            {"token": created.token, "id": created.id, "role": created.role, "name": created.name}
+            {
+                "id": created.id,
+                "name": created.name,
+                "role": created.role,
+                "prefix": created.prefix,
+                "token": created.token,
+            },
+            TokenCreated,
         )
         return
     table(
@@ -72,7 +80,7 @@ def list_tokens(database_url: str | None = DatabaseUrlOption, as_json: bool = Js
 
     found = run(with_app(database_url, body))
     if as_json:
-        print_json([t.to_dict() for t in found])
+        print_json([t.to_dict() for t in found], list[TokenOut])
         return
     table(
         None,

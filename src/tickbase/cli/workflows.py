@@ -7,30 +7,10 @@ from typing import Any
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
-from tickbase.cli.render import console, fail, print_json, table
+from tickbase.cli.render import as_api, console, fail, print_json, table
+from tickbase.gateway.schemas import RunSummary, WorkflowOut, run_out
 
 cli = typer.Typer(help="Workflows (DAGs of tasks) and their runs.", no_args_is_help=True)
-
-
-def _run_dict(workflow_run: Any) -> dict[str, Any]:
-    return {
-        "id": workflow_run.id,
-        "status": workflow_run.status,
-        "created_at": workflow_run.created_at,
-        "finished_at": workflow_run.finished_at,
-        "steps": {
-            name: {
-                "status": s.status,
-                "task_id": s.task_id,
-                "task_status": s.task_status,
-                "attempts": s.attempts,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-                "duration": s.duration,
-            }
-            for name, s in workflow_run.steps.items()
-        },
-    }
 
 
 @cli.command("list")
@@ -45,7 +25,7 @@ def list_workflows(
 
     workflows = run(with_app(database_url, body))
     if as_json:
-        print_json(workflows)
+        print_json(workflows, list[WorkflowOut])
         return
     table(
         None,
@@ -80,7 +60,7 @@ def show(
     if workflow is None:
         fail(f"workflow {name!r} does not exist")
     if as_json:
-        print_json({**workflow, "runs": runs})
+        print_json({**as_api(WorkflowOut, workflow), "runs": as_api(list[RunSummary], runs)})
         return
     table(
         f"workflow {name} ({workflow['mode']}, on failure {workflow['on_failure']})",
@@ -115,7 +95,7 @@ def run_workflow(
 
     started = run(with_app(database_url, body))
     if as_json:
-        print_json(_run_dict(started))
+        print_json(run_out(started).model_dump(by_alias=True, mode="json"))
     else:
         console.print(f"workflow {name}: run {started.id} {started.status}")
 
@@ -136,7 +116,7 @@ def runs(
 
         found = run(with_app(database_url, one))
         if as_json:
-            print_json(_run_dict(found))
+            print_json(run_out(found).model_dump(by_alias=True, mode="json"))
             return
         table(
             f"run {found.id}: {found.status}",
@@ -154,7 +134,7 @@ def runs(
 
     listed = run(with_app(database_url, body))
     if as_json:
-        print_json(listed)
+        print_json(listed, list[RunSummary])
         return
     table(
         None,

@@ -65,6 +65,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase._version import __version__
+from tickbase.cluster.alert_json import public_alert
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidAlert
@@ -102,8 +103,9 @@ Event = Literal["fired", "resolved"]
 class AlertChange:
     """One alert that fired or resolved in an evaluation pass.
 
-    The same fields, as JSON, are the body of webhook POSTs and the payload
-    of ``NOTIFY tickbase_alerts`` (``id`` there is :attr:`alert_id`).
+    The same fields, as JSON, are the payload of ``NOTIFY tickbase_alerts``
+    (``id`` there is :attr:`alert_id`) and, camelCased by :func:`~tickbase.cluster.alert_json.public_alert`,
+    the body of webhook POSTs and of WebSocket ``alert`` pushes.
     """
 
     event: Event
@@ -368,7 +370,7 @@ class AlertNotifier:
             # one bounds the whole request, as the setting promises.
             async with asyncio.timeout(self.timeout):
                 response = await self._client.post(
-                    url, content=orjson.dumps(_json(payload)), headers=headers
+                    url, content=orjson.dumps(public_alert(_json(payload))), headers=headers
                 )
         except (TimeoutError, httpx.TimeoutException):
             return False, f"timed out after {self.timeout:g} s"

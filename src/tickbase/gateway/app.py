@@ -2,7 +2,8 @@
 
 ``create_gateway(app)`` builds the FastAPI app over an open or openable
 :class:`tickbase.App`: HTTP ``/api/v1``, WebSocket ``/ws``, ``/metrics``,
-``/healthz``, ``/readyz`` and ``/openapi.json``. ``serve(...)``
+``/healthz``, ``/readyz``, ``/openapi.json`` and its pages ``/docs`` and
+``/redoc`` (assets served locally, see :mod:`tickbase.gateway.docs`). ``serve(...)``
 (:mod:`tickbase.gateway.server`) runs it on uvicorn, every connection
 bounded, until a stop event is set. The gateway holds no state that matters:
 any number of gateway processes may serve the same database.
@@ -23,7 +24,9 @@ from tickbase._version import __version__
 from tickbase.app import App
 from tickbase.db.migrate import migration_status
 from tickbase.errors import InvalidCredentials
+from tickbase.gateway.admin_api import router as admin_router
 from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse_bearer
+from tickbase.gateway.docs import install_docs
 from tickbase.gateway.errors import install_error_handlers
 from tickbase.gateway.figures import ClusterFigures
 from tickbase.gateway.guard import RequestGuard
@@ -73,6 +76,8 @@ def create_gateway(
         version=__version__,
         description="Tasks, schedules, workflows and the cluster, over HTTP and WebSocket.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.server_limits = bounds
     install_error_handlers(api)
@@ -80,7 +85,9 @@ def create_gateway(
     # any route, dependency or body parser runs.
     api.add_middleware(RequestGuard, limits=bounds)
     api.include_router(router)
+    api.include_router(admin_router)
     api.include_router(marketdata_router)
+    install_docs(api)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])
     async def healthz() -> Any:

@@ -41,6 +41,8 @@ logger = logging.getLogger("tickbase.gateway")
 
 PRINCIPAL_KEY = "tickbase.principal"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+# The documentation pages' assets (see tickbase.gateway.docs): public, like the pages.
+PUBLIC_PREFIXES = ("/docs-assets/",)
 
 
 class _BodyRefused(Exception):
@@ -50,6 +52,11 @@ class _BodyRefused(Exception):
 
 class _ClientGone(Exception):
     pass
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without credentials (health, OpenAPI, its pages)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def request_principal(scope: Scope) -> Principal:
@@ -109,7 +116,7 @@ class RequestGuard:
             )
             return
         has_body = chunked or bool(length)
-        if scope["path"] not in PUBLIC_PATHS:
+        if not is_public(scope["path"]):
             try:
                 scope[PRINCIPAL_KEY] = await self._authenticate(scope, headers)
             except InvalidCredentials as exc:

@@ -8,7 +8,6 @@ the one shape of ``errors``. Listings page with an opaque ``cursor`` (the
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -37,7 +36,6 @@ from tickbase.gateway.schemas import (
     ScheduleUpdate,
     SessionOut,
     StatsOut,
-    StepOut,
     TaskOut,
     TaskPage,
     TaskSubmit,
@@ -46,6 +44,7 @@ from tickbase.gateway.schemas import (
     ValidationOut,
     WorkflowIn,
     WorkflowOut,
+    run_out,
 )
 from tickbase.gateway.service import GatewayService
 from tickbase.scheduler.models import ScheduleSpec
@@ -135,10 +134,19 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
     status_code=201,
     response_model=TaskOut,
     tags=["tasks"],
-    responses={200: {"model": TaskOut, "description": "requestId already used: that task"}},
+    responses={
+        200: {
+            "model": TaskOut,
+            "description": "requestId already used for this request, or dedupeKey held: that task",
+        }
+    },
 )
 async def submit_task(body: TaskSubmit, gw: Gw, principal: Admin, response: Response) -> Any:
     """Enqueue a task. With a ``requestId`` the submission is idempotent per user.
+
+    The same ``requestId`` with a different body is a 409. A ``dedupeKey``
+    held by an unfinished task answers with that task (200), or, with a
+    ``requestId``, a 409.
 
     The answer is the row the insert returned (nothing is read after the
     commit). When the database is unreachable the answer is 503 with
@@ -150,7 +158,9 @@ async def submit_task(body: TaskSubmit, gw: Gw, principal: Admin, response: Resp
         if not submitted.created:
             response.status_code = 200
         return submitted.task.to_dict()
-    task, _ = await gw.app.queue.enqueue_returning(await gw.service.enqueue_request(body))
+    task, created = await gw.app.queue.enqueue_returning(await gw.service.enqueue_request(body))
+    if not created:
+        response.status_code = 200  # the dedupeKey is held: that task
     return task.to_dict()
 
 
@@ -209,12 +219,14 @@ async def list_schedules(gw: Gw, _: Reader) -> Any:
 
 @router.post("/schedules", status_code=201, response_model=ScheduleOut, tags=["schedules"])
 async def create_schedule(body: ScheduleCreate, gw: Gw, _: Admin) -> Any:
-    options = body.model_dump(exclude={"name", "task_type", "cron", "every_seconds", "manual"})
+    options = body.model_dump(
+        exclude={"name", "task_type", "cron", "interval_seconds", "every_seconds", "manual"}
+    )
     spec = ScheduleSpec.build(
         body.name,
         body.task_type,
         cron=body.cron,
-        every=body.every_seconds,
+        every=body.interval_seconds,
         manual=body.manual,
         **options,
     )
@@ -228,9 +240,9 @@ async def get_schedule(name: ScheduleName, gw: Gw, _: Reader) -> Any:
 
 @router.patch("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
 async def update_schedule(name: ScheduleName, body: ScheduleUpdate, gw: Gw, _: Admin) -> Any:
-    changes = body.model_dump(exclude_unset=True)
-    if "every_seconds" in changes:
-        changes["every"] = changes.pop("every_seconds")
+    changes = body.model_dump(exclude_unset=True, exclude={"every_seconds"})
+    if "interval_seconds" in changes:
+        changes["every"] = changes.pop("interval_seconds")
     if not changes:
         raise ApiError(422, "VALIDATION_ERROR", "nothing to change: give at least one field")
     return (await gw.app.schedules.update(name, **changes)).to_dict()
@@ -349,7 +361,7 @@ async def delete_workflow(name: WorkflowName, gw: Gw, _: Admin) -> Response:
 async def run_workflow(name: WorkflowName, gw: Gw, _: Admin) -> Any:
     if await gw.app.workflows.get_workflow(name) is None:
         raise ApiError(404, "NOT_FOUND", f"no workflow named {name!r}")
-    return _run_out(await gw.app.workflows.start(name))
+    return run_out(await gw.app.workflows.start(name))
 
 
 @router.get("/runs", response_model=RunPage, tags=["workflows"])
@@ -368,14 +380,14 @@ async def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["workflows"])
 async def get_run(run_id: TaskId, gw: Gw, _: Reader) -> Any:
-    return _run_out(await _find_run(gw, run_id))
+    return run_out(await _find_run(gw, run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut, tags=["workflows"])
 async def cancel_run(run_id: TaskId, gw: Gw, _: Admin) -> Any:
     run = await _find_run(gw, run_id)
     await run.cancel()
-    return _run_out(await run.refresh())
+    return run_out(await run.refresh())
 
 
 async def _find_run(gw: Gateway, run_id: int) -> WorkflowRun:
@@ -385,17 +397,6 @@ async def _find_run(gw: Gateway, run_id: int) -> WorkflowRun:
         return await gw.app.workflows.get(run_id)
     except InvalidWorkflow:
         raise ApiError(404, "NOT_FOUND", f"no workflow run {run_id}") from None
-
-
-def _run_out(run: WorkflowRun) -> RunOut:
-    return RunOut(
-        id=run.id,
-        workflow=run.workflow or "",
-        status=run.status,
-        started_at=run.created_at,
-        finished_at=run.finished_at,
-        steps=[StepOut(**asdict(step), duration=step.duration) for step in run.steps.values()],
-    )
 
 
 # ---- cluster -------------------------------------------------------------------

@@ -3,7 +3,9 @@
 -- request_submit --
 -- A user's request that becomes a task, in one statement: the ledger row and
 -- the task are written together, or (requestId already used by this user)
--- neither, and the existing task is returned instead: a re-sent request never
+-- neither, and the existing task is returned instead, with the action its
+-- request was recorded with (the caller compares the task with the request
+-- and refuses a different one under the same id): a re-sent request never
 -- runs twice.
 WITH new_id AS (
     SELECT nextval('tickbase.tasks_id_seq'::regclass) AS id
@@ -14,23 +16,27 @@ WITH new_id AS (
     RETURNING task_id
 ), task AS (
     INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
-                                retry_delay, timeout, run_at, request_id)
+                                retry_delay, timeout, run_at, dedupe_key, request_id)
     SELECT ledger.task_id, %(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb,
            %(max_attempts)s, %(retry_delay)s, %(timeout)s,
-           now() + make_interval(secs => coalesce(%(delay)s::float8, 0)), %(request_id)s
+           coalesce(%(run_at)s::timestamptz,
+                    now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+           %(dedupe_key)s, %(request_id)s
     FROM ledger
     RETURNING *
 )
 -- The whole task row comes back with the write, so nothing is read after the
 -- commit (a read that a lost connection could fail once the task exists).
 -- No row back: the requestId was taken by a request committed after this
--- statement's snapshot; the caller reads it afresh.
-SELECT task.*, true AS created FROM task
+-- statement's snapshot; the caller reads it afresh. A dedupeKey held by an
+-- unfinished task fails the whole statement (tasks_dedupe_key_active_idx):
+-- neither row is written.
+SELECT task.*, true AS created, %(action)s::text AS request_action FROM task
 UNION ALL
-SELECT t.*, false AS created FROM tickbase.tasks t
+SELECT t.*, false AS created, r.action AS request_action
+FROM tickbase.gateway_requests r JOIN tickbase.tasks t ON t.id = r.task_id
 WHERE NOT EXISTS (SELECT FROM task)
-  AND t.id = (SELECT task_id FROM tickbase.gateway_requests
-              WHERE user_id = %(user_id)s AND request_id = %(request_id)s);
+  AND r.user_id = %(user_id)s AND r.request_id = %(request_id)s;
 
 -- request_reserve --
 -- Claim a user's requestId for an operation that makes its task elsewhere (a

@@ -7,13 +7,17 @@ database) keep snake_case names, and the conversion happens once, here.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from tickbase.queue.models import holds_nul
+from tickbase.queue.models import KEY_MAX, holds_nul
+
+if TYPE_CHECKING:
+    from tickbase.workflows.api import WorkflowRun
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 # Names that appear in paths (schedules, workflows) keep to what a path segment
@@ -69,14 +73,54 @@ class ErrorResponse(CamelModel):
 
 
 class TaskSubmit(InModel):
-    """A task to enqueue (also the params of the WebSocket ``tasks.submit``)."""
+    """A task to enqueue (also the params of the WebSocket ``tasks.submit``).
+
+    The options of ``App.defer`` / ``EnqueueRequest``: what is left out comes
+    from the task type's definition (queue, priority, attempts, retry delay,
+    timeout). ``runAt`` and ``delaySeconds`` exclude each other.
+    """
 
     task_type: str = Field(min_length=1, max_length=200, examples=["tickbase.echo"])
     payload: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
     priority: int | None = Field(default=None, ge=0, le=1000)
     delay_seconds: float | None = Field(default=None, ge=0, le=366 * 86400)
+    run_at: datetime | None = Field(
+        default=None, description="When the task becomes due (ISO 8601 with a time zone)."
+    )
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    retry_delay: float | None = Field(
+        default=None, ge=0, le=SECONDS_MAX, description="Seconds (exponential backoff base)."
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, le=SECONDS_MAX, description="Seconds per attempt."
+    )
+    dedupe_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=KEY_MAX,
+        description="While a task with this key is unfinished, no other may hold it.",
+    )
     request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _parse_run_at(cls, value: Any) -> Any:
+        # Strict mode takes datetimes only; JSON carries them as ISO 8601 text.
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be an ISO 8601 date and time") from None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("must carry a time zone (for example 2030-01-01T00:00:00Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TaskSubmit:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give runAt or delaySeconds, not both")
+        return self
 
 
 class TaskOut(CamelModel):
@@ -90,12 +134,15 @@ class TaskOut(CamelModel):
     error: Any = None
     attempts: int
     max_attempts: int
+    retry_delay: float
+    timeout: float | None = None
     run_at: datetime
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     node_id: str | None = None
     request_id: str | None = None
+    dedupe_key: str | None = None
     concurrency_key: str | None = None
     schedule_id: int | None = None
     workflow_run_id: int | None = None
@@ -135,11 +182,33 @@ class RequestState(CamelModel):
 # ---- schedules -----------------------------------------------------------------
 
 
+EVERY_SECONDS: Any = Field(
+    default=None,
+    ge=0.001,
+    le=SECONDS_MAX,
+    description="Deprecated: the old name of intervalSeconds (still accepted).",
+    json_schema_extra={"deprecated": True},
+)
+
+
+def _merge_every(model: ScheduleCreate | ScheduleUpdate) -> None:
+    """Move the deprecated ``everySeconds`` into ``intervalSeconds`` (not both)."""
+    if "every_seconds" not in model.model_fields_set:
+        return
+    if "interval_seconds" in model.model_fields_set:
+        raise ValueError("give intervalSeconds (everySeconds is its old name), not both")
+    model.interval_seconds = model.every_seconds
+    model.every_seconds = None
+    model.model_fields_set.discard("every_seconds")
+    model.model_fields_set.add("interval_seconds")
+
+
 class ScheduleCreate(InModel):
     name: str = Field(pattern=NAME_PATTERN)
     task_type: str = Field(min_length=1, max_length=200)
     cron: str | None = Field(default=None, max_length=200)
-    every_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    interval_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    every_seconds: float | None = EVERY_SECONDS
     manual: bool = False
     timezone: str = Field(default="UTC", max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -154,13 +223,19 @@ class ScheduleCreate(InModel):
     enabled: bool = True
     description: str | None = Field(default=None, max_length=2000)
 
+    @model_validator(mode="after")
+    def _old_interval_name(self) -> ScheduleCreate:
+        _merge_every(self)
+        return self
+
 
 class ScheduleUpdate(InModel):
-    """Fields to change; leave out what stays. Only ``cron``, ``everySeconds``,
+    """Fields to change; leave out what stays. Only ``cron``, ``intervalSeconds``,
     ``timeout`` and ``description`` may be set to null."""
 
     cron: str | None = Field(default=None, max_length=200)
-    every_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    interval_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    every_seconds: float | None = EVERY_SECONDS
     timezone: str | None = Field(default=None, max_length=100)
     payload: dict[str, Any] | None = None
     queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
@@ -190,6 +265,11 @@ class ScheduleUpdate(InModel):
         if value is None:
             raise ValueError("cannot be null: leave the field out to keep its value")
         return value
+
+    @model_validator(mode="after")
+    def _old_interval_name(self) -> ScheduleUpdate:
+        _merge_every(self)
+        return self
 
 
 class ScheduleOut(CamelModel):
@@ -303,6 +383,18 @@ class RunOut(CamelModel):
     finished_at: datetime | None = None
 
 
+def run_out(run: WorkflowRun) -> RunOut:
+    """A workflow run as the API (and ``tickbase workflows runs --json``) shows it."""
+    return RunOut(
+        id=run.id,
+        workflow=run.workflow or "",
+        status=run.status,
+        started_at=run.created_at,
+        finished_at=run.finished_at,
+        steps=[StepOut(**asdict(step), duration=step.duration) for step in run.steps.values()],
+    )
+
+
 # ---- cluster -------------------------------------------------------------------
 
 
@@ -331,6 +423,7 @@ class NodeOut(CamelModel):
 class AlertOut(CamelModel):
     id: int
     rule: str
+    kind: str
     subject: str
     state: str
     value: float | None = None
@@ -338,6 +431,14 @@ class AlertOut(CamelModel):
     detail: Any = None
     fired_at: datetime
     resolved_at: datetime | None = None
+
+    @field_validator("detail")
+    @classmethod
+    def _camel_detail(cls, value: Any) -> Any:
+        # Built by the alert rules (snake_case in SQL); camelCase like the rest.
+        if isinstance(value, dict):
+            return {to_camel(key): item for key, item in value.items()}
+        return value
 
 
 class AlertPage(CamelModel):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from psycopg.rows import dict_row
 
 from tickbase.app import App
@@ -23,6 +24,8 @@ from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
 from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest, Task
 
 Q = load_queries("tickbase.gateway")
+T = TypeVar("T")
+DEDUPE_INDEX = "tasks_dedupe_key_active_idx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,43 +68,72 @@ class GatewayService:
             params.payload,
             queue=params.queue or defaults.get("queue") or DEFAULT_QUEUE,
             priority=defaults.get("priority", 0) if params.priority is None else params.priority,
+            run_at=params.run_at,
             delay=params.delay_seconds,
-            max_attempts=defaults.get("max_attempts", 1),
-            retry_delay=defaults.get("retry_delay", 1.0),
-            timeout=defaults.get("timeout"),
+            max_attempts=_given(params.max_attempts, defaults.get("max_attempts", 1)),
+            retry_delay=float(_given(params.retry_delay, defaults.get("retry_delay", 1.0))),
+            timeout=_given(params.timeout, defaults.get("timeout")),
+            dedupe_key=params.dedupe_key,
             request_id=params.request_id,
         )
 
     async def submit(
         self, principal: Principal, params: TaskSubmit, request_id: str, action: str
     ) -> Submitted:
-        """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id)."""
+        """Enqueue ``params`` as ``principal``'s request ``request_id`` (once per id).
+
+        The same id again with the same body answers with the first task; with
+        a different body (or for another action) it is a 409: a client that
+        re-uses an id by mistake learns it instead of being handed a task it
+        did not ask for.
+        """
         request = await self.enqueue_request(params)
         async with self.app.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(
-                Q["request_submit"],
-                {
-                    "user_id": principal.key,
-                    "request_id": request_id,
-                    "action": action,
-                    "task_type": request.task_type,
-                    "queue": request.queue,
-                    "priority": request.priority,
-                    "payload": request.payload_json,
-                    "max_attempts": request.max_attempts,
-                    "retry_delay": float(request.retry_delay),
-                    "timeout": request.timeout,
-                    "delay": request.delay,
-                },
-            )
+            try:
+                await cursor.execute(
+                    Q["request_submit"],
+                    {
+                        "user_id": principal.key,
+                        "request_id": request_id,
+                        "action": action,
+                        "task_type": request.task_type,
+                        "queue": request.queue,
+                        "priority": request.priority,
+                        "payload": request.payload_json,
+                        "max_attempts": request.max_attempts,
+                        "retry_delay": float(request.retry_delay),
+                        "timeout": request.timeout,
+                        "run_at": request.run_at,
+                        "delay": request.delay,
+                        "dedupe_key": request.dedupe_key,
+                    },
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != DEDUPE_INDEX:
+                    raise
+                raise ApiError(
+                    409,
+                    "CONFLICT",
+                    f"dedupeKey {request.dedupe_key!r} is held by an unfinished task",
+                ) from None
             row = await cursor.fetchone()
         if row is None:
             # Taken by a request that committed after the statement began.
             task = await self.app.queue.get(await self.request_task(principal, request_id))
             return Submitted(task, created=False)
         created = bool(row.pop("created"))
-        return Submitted(Task.from_row(row), created)
+        recorded_action = row.pop("request_action")
+        task = Task.from_row(row)
+        if not created and (recorded_action != action or not same_request(task, request)):
+            raise ApiError(
+                409,
+                "CONFLICT",
+                f"requestId {request_id!r} was used for a different request: "
+                "send a new requestId for a new request",
+                {"requestId": request_id, "action": recorded_action},
+            )
+        return Submitted(task, created)
 
     async def trigger(self, principal: Principal, name: str, request_id: str) -> Triggered:
         """Fire schedule ``name`` now as ``principal``'s request ``request_id`` (once per id).
@@ -143,6 +175,32 @@ class GatewayService:
         if row is None:
             raise ApiError(404, "NOT_FOUND", f"no request {request_id!r} of this user")
         return tuple(row)
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def same_request(task: Task, request: EnqueueRequest) -> bool:
+    """Whether ``task`` is what ``request`` asks for: a re-sent request, not another
+    one under a re-used ``requestId``.
+
+    The stored fields are compared with the request's, defaults resolved (a
+    field left out and the same value sent are the same request; the
+    payload's key order does not matter). A relative ``delaySeconds`` cannot
+    be compared with a stored time and is not; an explicit ``runAt`` is.
+    """
+    return (
+        task.task_type == request.task_type
+        and task.payload == request.payload
+        and task.queue == request.queue
+        and task.priority == request.priority
+        and task.max_attempts == request.max_attempts
+        and task.retry_delay == float(request.retry_delay)
+        and task.timeout == request.timeout
+        and task.dedupe_key == request.dedupe_key
+        and (request.run_at is None or task.run_at == request.run_at)
+    )
 
 
 def request_state(request_id: str, action: str, state: TaskState) -> RequestState:

@@ -40,6 +40,7 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from tickbase.cluster.alert_json import public_alert
 from tickbase.errors import TickbaseError
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError, api_error, validation_details
@@ -348,7 +349,8 @@ class Connection:
 
     def _on_alert(self, alert: dict[str, Any]) -> None:
         if "alert" in self.channels:
-            self._spawn(self.send({"type": "update", "channel": "alert", "content": alert}))
+            content = public_alert(alert)
+            self._spawn(self.send({"type": "update", "channel": "alert", "content": content}))
 
     def watch_request(self, request_id: str, action: str, task_id: int, *, fresh: bool) -> None:
         """Until the task is final: push its state changes, then send the final frame.

@@ -226,7 +226,18 @@ class TaskQueue:
     async def retry(self, task_id: int) -> int:
         """Enqueue a copy of a failed or cancelled task; return the new task's id."""
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(Q["task_retry"], {"id": task_id})).fetchone()
+            try:
+                row = await (await conn.execute(Q["task_retry"], {"id": task_id})).fetchone()
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != "tasks_dedupe_key_active_idx":
+                    raise
+                # The copy keeps the dedupe key, which another task took meanwhile.
+                task = await self._get(conn, task_id)
+                raise InvalidTask(
+                    "dedupe_key",
+                    task.dedupe_key,
+                    f"is held by an unfinished task: retry task {task_id} once that one ends",
+                ) from None
             if row is not None:
                 return int(row[0])
             task = await self._get(conn, task_id)
