@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,45 @@ def test_import_keeps_good_rows_reports_bad_ones(
         database_url=database_url,
     )
     assert bad.returncode != 0 and "invalid interval '1 day'" in bad.stderr
+
+
+def test_import_reads_a_gzipped_file(
+    database_url: str, sql_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "goog-1d.csv.gz"
+    path.write_bytes(gzip.compress(GOOG.encode()))
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    [(count,)] = sql_conn.execute("SELECT count(*) FROM tickbase.klines").fetchall()
+    assert count == 6
+
+
+def test_import_refuses_a_binary_file_in_one_line(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "bars.parquet"
+    path.write_bytes(b"PAR1\x15\x04\x15\x00\xff\xfe rest")
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"{path} is not a text CSV file (binary content at byte 7)" in line
 
 
 def test_indicators_cli_equals_talib_reference(database_url: str, tmp_path: Path) -> None:

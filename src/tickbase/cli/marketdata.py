@@ -14,7 +14,40 @@ cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=Tr
 
 SymbolOption = typer.Option(..., "--symbol", help="Symbol, e.g. BTCUSDT.")
 IntervalOption = typer.Option(..., "--interval", help="Bar interval, e.g. 1m, 1h, 1d, 1M.")
-FileArgument = typer.Argument(..., exists=True, dir_okay=False, help="A bar CSV file.")
+FileArgument = typer.Argument(
+    ..., exists=True, dir_okay=False, help="A bar CSV file, optionally gzipped (.gz)."
+)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bar_file(path: Path) -> str:
+    """The text of a bar file, gunzipped when it is gzip (by content, not by name).
+
+    Anything that is not UTF-8 text without NUL bytes is refused in one line
+    naming the file and the first offending byte: a tool fed the wrong file
+    should say so, not print a decoding traceback.
+    """
+    import gzip
+    import zlib
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            fail(f"{path} is not a readable gzip file ({exc})")
+    nul = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start if nul < 0 else min(exc.start, nul)
+        fail(f"{path} is not a text CSV file (binary content at byte {at})")
+    if nul >= 0:
+        fail(f"{path} is not a text CSV file (binary content at byte {nul})")
+    return text
 
 
 def _check_series(symbol: str, interval: str) -> None:
@@ -43,7 +76,7 @@ def import_file(
     from tickbase.marketdata.store import KlineStore
 
     _check_series(symbol, interval)
-    bars, problems = read_bar_text(path.read_text(encoding="utf-8"))
+    bars, problems = read_bar_text(read_bar_file(path))
 
     async def body(app: Any) -> int:
         stored: int = await KlineStore(app.pool).upsert(source, symbol, interval, bars)
