@@ -334,11 +334,17 @@ class App:
             raise TickbaseError("the app is not open: use `async with app:` first")
         return self._queue
 
-    async def open(self, *, apply_migrations: bool = True) -> None:
-        """Connect (starting the embedded server if needed) and migrate."""
+    async def open(self, *, apply_migrations: bool = True, start_server: bool = True) -> None:
+        """Connect (starting the embedded server if needed) and migrate.
+
+        With ``start_server=False`` an embedded server that is not running is
+        :class:`~tickbase.errors.ServerNotRunning` (the CLI's one-shot commands).
+        """
         if self._pool is not None:
             return
-        url, self.started_server = await asyncio.to_thread(resolve_database_url, self.settings)
+        url, self.started_server = await asyncio.to_thread(
+            resolve_database_url, self.settings, start=start_server
+        )
         self.url = url
         if apply_migrations:
             conn = await connect(url)

@@ -7,6 +7,7 @@ keeps working for callers who do not know tickbase::
     TickbaseError
     ├── ConfigurationError (ValueError)      bad setting, bad CLI flag
     ├── DatabaseError                        server cannot be reached / started
+    │   ├── ServerNotRunning                 the embedded server is down and was not to be started
     │   └── MigrationError                   schema older/newer than the code, edited migration
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
     │   └── PayloadTooLarge                  payload over PAYLOAD_MAX_BYTES of JSON
@@ -41,6 +42,21 @@ class ConfigurationError(TickbaseError, ValueError):
 
 class DatabaseError(TickbaseError):
     """The database cannot be reached, started or used."""
+
+
+class ServerNotRunning(DatabaseError):
+    """The embedded server of a home is not running, and the caller may not start it.
+
+    Only ``db start``, ``up`` and the role commands start the server; every
+    other command says so instead of leaving a server behind as a side effect.
+    """
+
+    def __init__(self, home: object) -> None:
+        self.home = home
+        super().__init__(
+            f"the embedded PostgreSQL of {home} is not running "
+            "(`tickbase db start` or `tickbase up` starts it)"
+        )
 
 
 class MigrationError(DatabaseError):

@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import run_cli, tickbase_env
 from tickbase._version import __version__
+from tickbase.db.embedded import EmbeddedServer
 
 
 def test_version_prints_name_and_version() -> None:
@@ -107,3 +108,65 @@ def test_workflows_create_names_the_problem(
     assert done.returncode == 1, done.stdout
     assert "Traceback" not in done.stderr and fragment in done.stderr
     assert sql_conn.execute("SELECT count(*) FROM tickbase.workflows").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tasks", "list"),
+        ("enqueue", "tickbase.echo"),
+        ("schedules", "list", "--json"),
+        ("stats",),
+        ("db", "migrate"),
+        ("db", "sql", "SELECT 1"),
+        ("db", "migrations"),
+        ("bench", "queue"),
+    ],
+)
+def test_one_shot_commands_never_start_the_embedded_server(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    home = tmp_path / "home"
+    done = run_cli(*args, env=tickbase_env(None, TICKBASE_HOME=str(home)))
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        f"the embedded PostgreSQL of {home} is not running "
+        "(`tickbase db start` or `tickbase up` starts it)"
+    ) in line
+    assert EmbeddedServer(home).running() is None
+    assert not (home / "pg" / "PG_VERSION").exists()
+
+
+def test_db_sql_runs_the_users_sql(database_url: str) -> None:
+    done = run_cli(
+        "db",
+        "sql",
+        "SELECT 1 AS one, 'a' AS letter, 2.5::numeric AS n",
+        "--json",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"one": 1, "letter": "a", "n": 2.5}]
+    shown = run_cli(
+        "db",
+        "sql",
+        "SELECT version, name FROM tickbase.schema_migrations ORDER BY version",
+        database_url=database_url,
+    )
+    assert shown.returncode == 0 and "initial" in shown.stdout
+    bad = run_cli("db", "sql", "SELEC 1", database_url=database_url)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert 'syntax error at or near "SELEC"' in bad.stderr
+
+
+def test_db_migrations_lists_and_prints_them(database_url: str) -> None:
+    listed = run_cli("db", "migrations", "--json", database_url=database_url)
+    assert listed.returncode == 0, listed.stderr
+    migrations = json.loads(listed.stdout)
+    assert migrations[0]["version"] == 1 and migrations[0]["name"] == "initial"
+    # Either key convention: the --json keys are being changed to camelCase elsewhere.
+    assert all(datetime.fromisoformat(m.get("applied_at") or m["appliedAt"]) for m in migrations)
+    printed = run_cli("db", "migrations", "--sql")
+    assert printed.returncode == 0 and "-- 0001_initial.sql" in printed.stdout

@@ -17,6 +17,7 @@ from tickbase.cli.common import (
     configure_logging,
     load_app,
     run,
+    with_app,
 )
 from tickbase.cli.render import console, fail, print_json
 from tickbase.errors import TickbaseError
@@ -190,7 +191,6 @@ def register_run_commands(cli: typer.Typer) -> None:
     @cli.command()
     def nodes(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
         """Nodes of the cluster, their roles, heartbeats and metrics."""
-        from tickbase.cli.common import with_app
         from tickbase.cli.render import table
         from tickbase.cluster.nodes import list_nodes
 
@@ -315,13 +315,11 @@ def register_run_commands(cli: typer.Typer) -> None:
         except TickbaseError as exc:
             fail(str(exc))
 
-        async def body() -> Any:
-            app = load_app(None, database_url)
-            async with app:
-                [handle] = await app.enqueue_many([request])
-                return handle
+        async def body(app: Any) -> Any:
+            [handle] = await app.enqueue_many([request])
+            return handle
 
-        handle = run(body())
+        handle = run(with_app(database_url, body))
         if as_json:
             print_json({"id": handle.id, "created": handle.created})
         else:
