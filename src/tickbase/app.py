@@ -39,6 +39,7 @@ from tickbase.workflows.api import Workflow, WorkflowRuns
 from tickbase.workflows.engine import reconcile
 
 PRUNE_RETENTION_DAYS = 7.0
+MARKET_DATA_TASK_TYPES = "marketdata.%"  # LIKE pattern of the market-data block's tasks
 WORKFLOW_TASK = "tickbase.workflow"
 PRUNE_EVERY_SECONDS = 3600.0
 HEALTH_EVERY_SECONDS = 60.0
@@ -509,6 +510,9 @@ class App:
             node_id=self.node_id,
             lease_ttl=self.settings.leader_lease_seconds,
             lease=lease,
+            # TICKBASE_MARKET_DATA=0 also silences the market-data schedules a
+            # run with it on stored: they stay, unfired, until it is on again.
+            skip_task_types=() if self.settings.market_data else (MARKET_DATA_TASK_TYPES,),
         )
 
     def housekeeper(self, lease: Lease, notifier: AlertNotifier | None = None) -> Housekeeper:
