@@ -211,3 +211,25 @@ def test_observations_cli_shows_what_a_collection_stored(
     assert missing.returncode != 0 and "DCOILWTICO" in missing.stderr + missing.stdout
     bad = run_cli("observations", "no spaces", database_url=database_url)
     assert bad.returncode != 0 and "invalid series" in bad.stderr + bad.stdout
+
+
+EURUSD = """open_time,open,high,low,close,volume
+2024-01-02T00:00:00Z,1.10385,1.10412,1.10301,1.10322,1523.25
+2024-01-02T01:00:00Z,1.10322,1.1035,1.10277,1.10291,1210.5
+"""
+
+
+def test_list_shows_prices_at_the_instruments_precision(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "eurusd-1h.csv"
+    path.write_text(EURUSD)
+    done = run_cli(
+        *("klines", "import", str(path), "--symbol", "EURUSD", "--interval", "1h"),
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = run_cli("klines", "list", "EURUSD", "--interval", "1h", database_url=database_url)
+    assert listed.returncode == 0, listed.stderr
+    # 5 decimals for every price (1.1035 is shown as 1.10350), volumes rounded.
+    for price in ("1.10385", "1.10412", "1.10301", "1.10322", "1.10350", "1.10277", "1.10291"):
+        assert price in listed.stdout
+    assert "1,523.25" in listed.stdout and "1.104 " not in listed.stdout

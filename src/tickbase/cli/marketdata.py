@@ -8,7 +8,15 @@ from typing import Any
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
-from tickbase.cli.render import console, fail, print_json, table
+from tickbase.cli.render import (
+    console,
+    fail,
+    format_number,
+    format_price,
+    price_decimals,
+    print_json,
+    table,
+)
 
 cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=True)
 
@@ -123,17 +131,15 @@ def list_klines(
     if as_json:
         print_json([bar.to_dict() for bar in bars])
         return
+    decimals = price_decimals(price for b in bars for price in (b.open, b.high, b.low, b.close))
     table(
         f"{symbol} {interval}",
         ["open_time", "open", "high", "low", "close", "volume", "source", "anomaly"],
         [
             (
                 b.open_time.isoformat(),
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
+                *(format_price(p, decimals) for p in (b.open, b.high, b.low, b.close)),
+                format_number(b.volume),
                 b.source,
                 "yes" if b.is_anomaly else "",
             )
@@ -225,12 +231,20 @@ def register_indicator_command(root: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
+        decimals = price_decimals(p for b in bars for p in (b.open, b.high, b.low, b.close))
         table(
             f"{symbol} {interval} ({source})",
             ["open_time", *NAMES],
-            [[row["open_time"], *(_short(row[name]) for name in NAMES)] for row in rows[-50:]],
+            [
+                [row["open_time"], *(_indicator(name, row[name], decimals) for name in NAMES)]
+                for row in rows[-50:]
+            ],
         )
 
 
-def _short(value: object) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _indicator(name: str, value: float | None, decimals: int) -> str:
+    """An indicator in the units it is read in: RSI as 0-100 with 2 decimals, the
+    others (prices and price differences) with the series' price precision."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if name.startswith("rsi") else format_price(value, decimals)
