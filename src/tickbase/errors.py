@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from datetime import date, datetime, time
 from typing import Any
 
 
@@ -137,7 +138,19 @@ class InvalidTransition(TickbaseError):
         self.task_id = task_id
         self.status = status
         self.action = action
-        super().__init__(f"cannot {action} task {task_id}: it is {status}")
+        super().__init__(f"cannot {action} task {task_id}: {_state_phrase(status)}")
+
+
+_FINAL_PHRASES = {
+    "succeeded": "it has already succeeded",
+    "failed": "it has already failed",
+    "cancelled": "it has already been cancelled",
+}
+
+
+def _state_phrase(status: str) -> str:
+    """A task's status as the end of a sentence: "it is running", "it has already failed"."""
+    return _FINAL_PHRASES.get(status, f"it is {status}")
 
 
 class UnknownTaskType(TickbaseError, LookupError):
@@ -175,14 +188,27 @@ class ResultTimeout(TaskFailed, TimeoutError):
     def __init__(self, task_id: int, timeout: float, status: str) -> None:
         self.timeout = timeout
         TickbaseError.__init__(
-            self, f"task {task_id} did not finish within {timeout:g} s (it is {status})"
+            self, f"task {task_id} did not finish within {timeout:g} s ({_state_phrase(status)})"
         )
         self.task_id = task_id
         self.status = status
         self.error = None
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and ``noun``, in the plural unless ``count`` is 1: "1 field", "6 fields".
+
+    Example::
+
+        plural(len(row), "field")
+    """
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
+    """A value as a message quotes it; times in ISO 8601, not ``datetime.datetime(...)``."""
+    if isinstance(value, datetime | date | time):
+        return repr(value.isoformat())
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -170,3 +170,13 @@ def test_db_migrations_lists_and_prints_them(database_url: str) -> None:
     assert all(datetime.fromisoformat(m.get("applied_at") or m["appliedAt"]) for m in migrations)
     printed = run_cli("db", "migrations", "--sql")
     assert printed.returncode == 0 and "-- 0001_initial.sql" in printed.stdout
+
+
+def test_cancelling_twice_says_it_has_already_been_cancelled(database_url: str) -> None:
+    done = run_cli("enqueue", "tickbase.echo", "--json", database_url=database_url)
+    assert done.returncode == 0, done.stderr
+    task_id = str(json.loads(done.stdout)["id"])
+    assert run_cli("tasks", "cancel", task_id, database_url=database_url).returncode == 0
+    again = run_cli("tasks", "cancel", task_id, database_url=database_url)
+    assert again.returncode == 1
+    assert f"cannot cancel task {task_id}: it has already been cancelled" in again.stderr

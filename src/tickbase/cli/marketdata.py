@@ -17,6 +17,7 @@ from tickbase.cli.render import (
     print_json,
     table,
 )
+from tickbase.errors import plural
 
 cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=True)
 
@@ -100,7 +101,7 @@ def import_file(
             }
         )
     else:
-        console.print(f"{symbol} {interval} ({source}): {stored} bars stored")
+        console.print(f"{symbol} {interval} ({source}): {plural(stored, 'bar')} stored")
         for line, reason in problems:
             console.print(f"[yellow]refused[/] {path.name} line {line}: {reason}")
     if not bars and problems:

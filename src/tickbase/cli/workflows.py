@@ -9,6 +9,7 @@ import typer
 
 from tickbase.cli.common import AppOption, DatabaseUrlOption, JsonOption, run, with_app
 from tickbase.cli.render import console, fail, print_json, table
+from tickbase.errors import plural
 
 cli = typer.Typer(help="Workflows (DAGs of tasks) and their runs.", no_args_is_help=True)
 DefinitionArgument = typer.Argument(
@@ -189,8 +190,7 @@ def create(
     if as_json:
         print_json(stored)
         return
-    count = len(stored["steps"])
-    console.print(f"workflow {stored['name']} stored: {count} step{'' if count == 1 else 's'}")
+    console.print(f"workflow {stored['name']} stored: {plural(len(stored['steps']), 'step')}")
 
 
 @cli.command("run")

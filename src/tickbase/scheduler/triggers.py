@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from tickbase.errors import InvalidSchedule
+from tickbase.errors import InvalidSchedule, plural
 
 # A wall-clock walk that finds no existing time in this many steps is a bug or
 # an expression that never matches (e.g. 30 February).
@@ -81,11 +81,10 @@ def check_cron(expression: str) -> None:
         )
     fields = expand_cron(expression).split()
     if len(fields) not in (5, 6):
-        count = f"{len(fields)} field" if len(fields) == 1 else f"{len(fields)} fields"
         raise InvalidSchedule(
             "cron",
             expression,
-            f"has {count}; use 5 (minute hour day-of-month month day-of-week), "
+            f"has {plural(len(fields), 'field')}; use 5 (minute hour day-of-month month day-of-week), "
             "6 with a leading seconds field, or a nickname such as @daily",
         )
     expression = " ".join(fields)
