@@ -54,4 +54,8 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    from tickbase.cli.helptext import plain_help
+
+    command = typer.main.get_command(cli)
+    plain_help(command)
+    command(prog_name="tickbase")

@@ -167,7 +167,10 @@ def create(
         mode: parallel
         steps:
           - {name: bars, task_type: tickbase.echo, payload: {symbol: ES}}
-          - {name: report, task_type: tickbase.echo, after: [bars]}
+          - name: report
+            task_type: tickbase.echo
+            after:
+              - bars
 
     It is validated first (steps, dependencies, cycles, task types); nothing
     is stored when it is invalid.
