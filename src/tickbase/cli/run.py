@@ -248,6 +248,8 @@ def register_run_commands(cli: typer.Typer) -> None:
                     )
                     console.print("scheduler: on (leader-elected; maintenance schedules included)")
                     console.print(f"API: http://{host}:{port}/api/v1 (WebSocket /ws)")
+                    console.print(f"API docs: http://{host}:{port}/docs")
+                    console.print(f"data: {app.settings.home} (TICKBASE_HOME)")
                     if app.started_server or not app.settings.database_url:
                         await _print_bootstrap_token(app)
                     market = app.extensions.get("marketdata")
