@@ -4,6 +4,14 @@ One server per test session: ``DATABASE_URL`` when set, else the embedded
 server of a fixed test home (reused across runs). The schema is migrated once
 into a template database per xdist worker; every test that needs a database
 gets a fresh clone (``CREATE DATABASE ... TEMPLATE``), dropped afterwards.
+
+A session that started the embedded server stops it at its end, and one that
+found it running leaves it running. Under xdist any worker may be the one
+that starts it, and the others still use it: so the starter only leaves a
+marker (named after the session, which the workers share through the
+environment), and the controller, the last process to finish, stops the
+server if the marker is there and no other live session still has a
+template database on it (a developer's run beside CI's).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from psycopg import sql
@@ -39,8 +48,46 @@ def server_url() -> str:
     """URL of the session's server (any database on it)."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
-    url, _ = EmbeddedServer(TEST_HOME).ensure_running()
+    url, started = EmbeddedServer(TEST_HOME).ensure_running()
+    if started:
+        _started_marker().touch()
     return url
+
+
+SESSION_VARIABLE = "TICKBASE_TEST_SESSION"
+
+
+def _started_marker() -> Path:
+    """The file saying that this session (controller and workers) started the server."""
+    return TEST_HOME / f"started-by-test-session-{os.environ[SESSION_VARIABLE]}"
+
+
+def _other_sessions_on(url: str) -> bool:
+    """Whether a live test process other than this session's has a template on the server.
+
+    This session's workers dropped theirs in teardown, before the controller
+    finishes; a template left by a dead process does not count.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tickbase\\_template\\_%'"
+        ).fetchall()
+    pids = {int(name.rpartition("_")[2]) for (name,) in names if name.rpartition("_")[2].isdigit()}
+    return any(pid != os.getpid() and psutil.pid_exists(pid) for pid in pids)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or a run without xdist) stops the server this session started."""
+    if hasattr(session.config, "workerinput") or SESSION_VARIABLE not in os.environ:
+        return
+    marker = _started_marker()
+    if not marker.exists():
+        return
+    marker.unlink()
+    server = EmbeddedServer(TEST_HOME)
+    url = server.running_url()
+    if url is not None and not _other_sessions_on(url):
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +200,9 @@ def sql_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TICKBASE_HOME", str(TEST_HOME))
+    # Set by the controller before xdist spawns its workers, which inherit it.
+    if not hasattr(config, "workerinput"):
+        os.environ[SESSION_VARIABLE] = uuid.uuid4().hex
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ from tickbase.workflows.api import Workflow, WorkflowRuns
 from tickbase.workflows.engine import reconcile
 
 PRUNE_RETENTION_DAYS = 7.0
+MARKET_DATA_TASK_TYPES = "marketdata.%"  # LIKE pattern of the market-data block's tasks
 WORKFLOW_TASK = "tickbase.workflow"
 PRUNE_EVERY_SECONDS = 3600.0
 HEALTH_EVERY_SECONDS = 60.0
@@ -355,11 +356,17 @@ class App:
             raise TickbaseError("the app is not open: use `async with app:` first")
         return self._queue
 
-    async def open(self, *, apply_migrations: bool = True) -> None:
-        """Connect (starting the embedded server if needed) and migrate."""
+    async def open(self, *, apply_migrations: bool = True, start_server: bool = True) -> None:
+        """Connect (starting the embedded server if needed) and migrate.
+
+        With ``start_server=False`` an embedded server that is not running is
+        :class:`~tickbase.errors.ServerNotRunning` (the CLI's one-shot commands).
+        """
         if self._pool is not None:
             return
-        url, self.started_server = await asyncio.to_thread(resolve_database_url, self.settings)
+        url, self.started_server = await asyncio.to_thread(
+            resolve_database_url, self.settings, start=start_server
+        )
         self.url = url
         if apply_migrations:
             conn = await connect(url)
@@ -524,6 +531,9 @@ class App:
             node_id=self.node_id,
             lease_ttl=self.settings.leader_lease_seconds,
             lease=lease,
+            # TICKBASE_MARKET_DATA=0 also silences the market-data schedules a
+            # run with it on stored: they stay, unfired, until it is on again.
+            skip_task_types=() if self.settings.market_data else (MARKET_DATA_TASK_TYPES,),
         )
 
     def housekeeper(self, lease: Lease, notifier: AlertNotifier | None = None) -> Housekeeper:

@@ -7,6 +7,7 @@ keeps working for callers who do not know tickbase::
     TickbaseError
     ├── ConfigurationError (ValueError)      bad setting, bad CLI flag
     ├── DatabaseError                        server cannot be reached / started
+    │   ├── ServerNotRunning                 the embedded server is down and was not to be started
     │   └── MigrationError                   schema older/newer than the code, edited migration
     ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
     │   └── PayloadTooLarge                  payload over PAYLOAD_MAX_BYTES of JSON
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from datetime import date, datetime, time
 from typing import Any
 
 
@@ -41,6 +43,21 @@ class ConfigurationError(TickbaseError, ValueError):
 
 class DatabaseError(TickbaseError):
     """The database cannot be reached, started or used."""
+
+
+class ServerNotRunning(DatabaseError):
+    """The embedded server of a home is not running, and the caller may not start it.
+
+    Only ``db start``, ``up`` and the role commands start the server; every
+    other command says so instead of leaving a server behind as a side effect.
+    """
+
+    def __init__(self, home: object) -> None:
+        self.home = home
+        super().__init__(
+            f"the embedded PostgreSQL of {home} is not running "
+            "(`tickbase db start` or `tickbase up` starts it)"
+        )
 
 
 class MigrationError(DatabaseError):
@@ -121,7 +138,19 @@ class InvalidTransition(TickbaseError):
         self.task_id = task_id
         self.status = status
         self.action = action
-        super().__init__(f"cannot {action} task {task_id}: it is {status}")
+        super().__init__(f"cannot {action} task {task_id}: {_state_phrase(status)}")
+
+
+_FINAL_PHRASES = {
+    "succeeded": "it has already succeeded",
+    "failed": "it has already failed",
+    "cancelled": "it has already been cancelled",
+}
+
+
+def _state_phrase(status: str) -> str:
+    """A task's status as the end of a sentence: "it is running", "it has already failed"."""
+    return _FINAL_PHRASES.get(status, f"it is {status}")
 
 
 class UnknownTaskType(TickbaseError, LookupError):
@@ -163,14 +192,27 @@ class ResultTimeout(TaskFailed, TimeoutError):
     def __init__(self, task_id: int, timeout: float, status: str) -> None:
         self.timeout = timeout
         TickbaseError.__init__(
-            self, f"task {task_id} did not finish within {timeout:g} s (it is {status})"
+            self, f"task {task_id} did not finish within {timeout:g} s ({_state_phrase(status)})"
         )
         self.task_id = task_id
         self.status = status
         self.error = None
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and ``noun``, in the plural unless ``count`` is 1: "1 field", "6 fields".
+
+    Example::
+
+        plural(len(row), "field")
+    """
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
+    """A value as a message quotes it; times in ISO 8601, not ``datetime.datetime(...)``."""
+    if isinstance(value, datetime | date | time):
+        return repr(value.isoformat())
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

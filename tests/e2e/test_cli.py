@@ -156,6 +156,9 @@ def test_embedded_server_is_shared_and_stopped_only_by_its_starter(
         # embedded database's first start it prints an admin token, once
         up, first_lines = start_up(processes, env)
         assert sum("admin token" in line for line in first_lines) == 1, first_lines
+        # the banner says where the data lives and where the API documents itself
+        assert any(f"data: {home} (TICKBASE_HOME)" in line for line in first_lines), first_lines
+        assert any(line.startswith("API docs: http://") and "/docs" in line for line in first_lines)
         assert not any(first_pid.password in line for line in first_lines)
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0

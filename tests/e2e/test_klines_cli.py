@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,45 @@ def test_import_keeps_good_rows_reports_bad_ones(
     assert bad.returncode != 0 and "invalid interval '1 day'" in bad.stderr
 
 
+def test_import_reads_a_gzipped_file(
+    database_url: str, sql_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "goog-1d.csv.gz"
+    path.write_bytes(gzip.compress(GOOG.encode()))
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    [(count,)] = sql_conn.execute("SELECT count(*) FROM tickbase.klines").fetchall()
+    assert count == 6
+
+
+def test_import_refuses_a_binary_file_in_one_line(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "bars.parquet"
+    path.write_bytes(b"PAR1\x15\x04\x15\x00\xff\xfe rest")
+    done = run_cli(
+        "klines",
+        "import",
+        str(path),
+        "--symbol",
+        "GOOG",
+        "--interval",
+        "1d",
+        database_url=database_url,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"{path} is not a text CSV file (binary content at byte 7)" in line
+
+
 def test_indicators_cli_equals_talib_reference(database_url: str, tmp_path: Path) -> None:
     """The bundled GOOG daily series imported, then ``tickbase indicators`` by both paths:
     every value equals TA-Lib's reference file to 1e-9 relative."""
@@ -173,3 +213,25 @@ def test_observations_cli_shows_what_a_collection_stored(
     assert missing.returncode != 0 and "DCOILWTICO" in missing.stderr + missing.stdout
     bad = run_cli("observations", "no spaces", database_url=database_url)
     assert bad.returncode != 0 and "invalid series" in bad.stderr + bad.stdout
+
+
+EURUSD = """open_time,open,high,low,close,volume
+2024-01-02T00:00:00Z,1.10385,1.10412,1.10301,1.10322,1523.25
+2024-01-02T01:00:00Z,1.10322,1.1035,1.10277,1.10291,1210.5
+"""
+
+
+def test_list_shows_prices_at_the_instruments_precision(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "eurusd-1h.csv"
+    path.write_text(EURUSD)
+    done = run_cli(
+        *("klines", "import", str(path), "--symbol", "EURUSD", "--interval", "1h"),
+        database_url=database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = run_cli("klines", "list", "EURUSD", "--interval", "1h", database_url=database_url)
+    assert listed.returncode == 0, listed.stderr
+    # 5 decimals for every price (1.1035 is shown as 1.10350), volumes rounded.
+    for price in ("1.10385", "1.10412", "1.10301", "1.10322", "1.10350", "1.10277", "1.10291"):
+        assert price in listed.stdout
+    assert "1,523.25" in listed.stdout and "1.104 " not in listed.stdout

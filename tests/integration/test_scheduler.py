@@ -268,3 +268,38 @@ async def test_builtin_maintenance_tasks_run(
     assert report["database_ms"] >= 0 and report["unfinished_tasks"] >= 0
     with pytest.raises(tickbase.TaskNotFound):
         await app.queue.get(old.id)
+
+
+async def test_without_market_data_its_stored_schedules_do_not_fire(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """TICKBASE_MARKET_DATA=0: the market-data schedules a run with it on stored stay
+    stored but unfired (and do not keep the ticker awake); the others fire."""
+    from tests.conftest import fast_settings
+
+    application = tickbase.App(settings=fast_settings(database_url, market_data=False))
+    async with application:
+        await application.schedules.create(
+            ScheduleSpec.build("md", "marketdata.collect_klines", cron="* * * * *")
+        )
+        await application.schedules.create(spec("mine", cron="* * * * *"))
+        past = datetime.now(UTC) - timedelta(seconds=5)
+        await set_next_fire(sql_conn, "md", past)
+        await set_next_fire(sql_conn, "mine", past)
+        ticker = application.ticker()
+        assert ticker.skip_task_types == ["marketdata.%"]
+        assert await ticker.lease.acquire()
+        assert await ticker.tick() == 1
+        assert await fires(sql_conn, "md") == []
+        assert len(await fires(sql_conn, "mine")) == 1
+        assert await ticker._until_next_due() > 1.0  # not woken by the overdue md schedule
+        await ticker.lease.release()
+
+    # With market data on again, the same stored schedule fires.
+    on = tickbase.App(settings=fast_settings(database_url))
+    async with on:
+        ticker = on.ticker()
+        assert await ticker.lease.acquire()
+        assert await ticker.tick() >= 1
+        assert len(await fires(sql_conn, "md")) == 1
+        await ticker.lease.release()

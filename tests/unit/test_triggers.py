@@ -185,6 +185,8 @@ def test_interval_counts_from_its_anchor() -> None:
         ("70 * * * * *", "second field '70'"),
         ("* * * *", "has 4 fields"),
         ("* * * * * * *", "has 7 fields"),
+        ("0", "has 1 field;"),
+        ("@fortnightly", "unknown nickname"),
         ("0 0 30 2 *", "never matches"),
         ("", "empty expression"),
     ],
@@ -193,3 +195,29 @@ def test_bad_expressions_name_the_field(expression: str, fragment: str) -> None:
     with pytest.raises(InvalidSchedule) as excinfo:
         check_cron(expression)
     assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("nickname", "after", "expected"),
+    [
+        ("@hourly", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)),
+        ("@daily", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)),
+        ("@midnight", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)),
+        # 2026-01-01 is a Thursday: the next Sunday is the 4th.
+        ("@weekly", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2026, 1, 4, tzinfo=UTC)),
+        ("@monthly", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)),
+        ("@yearly", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        ("@annually", datetime(2026, 1, 1, 10, 30, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_cron_nicknames_are_accepted_and_fire_when_they_say(
+    nickname: str, after: datetime, expected: datetime
+) -> None:
+    check_cron(nickname)
+    assert CronTrigger(nickname, "UTC").next_after(after) == expected
+
+
+def test_a_nickname_fires_in_the_schedules_zone() -> None:
+    after = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    fire = CronTrigger("@daily", "America/New_York").next_after(after)
+    assert fire.astimezone(NY) == datetime(2026, 1, 2, tzinfo=NY)

@@ -38,7 +38,7 @@ BENCH_APP = "tickbase.bench.tickbase_adapter:bench_app"
 async def run_cluster_command(*, database_url: str | None, as_json: bool) -> dict[str, float]:
     """Measure and print (Rich table, or one JSON line)."""
     settings = load_settings(database_url=database_url)
-    server, _ = await asyncio.to_thread(resolve_database_url, settings)
+    server, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
     figures: dict[str, float] = {}
     for workers in (1, 2, 3):
         figures[f"drain_per_s_{workers}_workers"] = await _fresh(

@@ -154,7 +154,7 @@ async def run_cron_command(
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     settings = load_settings(database_url=database_url)
-    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings)
+    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
 
     def progress(line: str) -> None:
         if not as_json:

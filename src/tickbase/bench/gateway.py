@@ -188,7 +188,7 @@ async def run_gateway_command(
     if requests < 1:
         raise ValueError(f"requests must be >= 1, got {requests}")
     settings = load_settings(database_url=database_url)
-    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings)
+    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
 
     def progress(line: str) -> None:
         if not as_json:

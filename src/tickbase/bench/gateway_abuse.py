@@ -171,7 +171,7 @@ async def run_abuse_command(
         figures = await measure_abuse(_existing(existing), existing, load, progress)
     else:
         settings = load_settings(database_url=database_url)
-        server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings)
+        server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
         # The gateway started here inherits this environment, TICKBASE_* settings included.
         header_timeout = ServerLimits.from_settings(settings).header_timeout
         figures = await run_abuse_bench(server_dsn, load, header_timeout, progress)

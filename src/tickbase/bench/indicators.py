@@ -206,7 +206,7 @@ async def run_indicators_command(
     figures = run_speed_bench(count)
     progress(f"incremental: {figures['incremental_bars_per_s']:,.0f} bars/s")
     settings = load_settings(database_url=database_url)
-    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings)
+    server_dsn, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
     progress(f"closed bar -> stored indicators: {latency_bars:,} bars ...")
     figures.update(await run_latency_bench(server_dsn, latency_bars))
     figures = {key: figures[key] for key in FIGURES}

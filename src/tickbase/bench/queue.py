@@ -18,7 +18,7 @@ async def run_queue_command(
 ) -> dict[str, dict[str, float]]:
     """Run the queue benchmark and print it (Rich tables, or one JSON line)."""
     settings = load_settings(database_url=database_url)
-    url, _ = await asyncio.to_thread(resolve_database_url, settings)
+    url, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
     adapters: list[QueueAdapter] = [TickbaseAdapter(concurrency=concurrency)]
     if peers:
         from tickbase.bench.peers import peer_adapters

@@ -33,7 +33,7 @@ async def run_workflow_command(
 ) -> dict[str, float]:
     """Measure and print (Rich table, or one JSON line with ``--json``)."""
     settings = load_settings(database_url=database_url)
-    server, _ = await asyncio.to_thread(resolve_database_url, settings)
+    server, _ = await asyncio.to_thread(resolve_database_url, settings, start=False)
     figures: dict[str, float] = {"steps": float(steps)}
     figures["plain_sequential_ms"] = await _measured(
         server, "seq", lambda app: _plain_sequential(app, steps)

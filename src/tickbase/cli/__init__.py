@@ -31,6 +31,31 @@ register_cluster_commands(cli)
 register_indicator_command(cli)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from tickbase._version import __version__
+
+        print(f"tickbase {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """A PostgreSQL-coordinated task system for market-data and quant platforms."""
+
+
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    from tickbase.cli.helptext import plain_help
+
+    command = typer.main.get_command(cli)
+    plain_help(command)
+    command(prog_name="tickbase")

@@ -11,12 +11,12 @@ from tickbase.cli.render import console, print_json, table
 
 
 def _url(database_url: str | None) -> str:
-    """The database URL, with the server started and the schema migrated as needed."""
+    """The database URL, with the schema migrated as needed (the server is not started)."""
     from tickbase.app import App
 
     async def prepare() -> str:
         app = App(database_url)
-        await app.open()
+        await app.open(start_server=False)
         try:
             assert app.url is not None
             return app.url

@@ -106,7 +106,14 @@ def configure_logging(verbose: bool) -> None:
 async def with_app(
     database_url: str | None, body: Callable[[Any], Awaitable[T]], spec: str | None = None
 ) -> T:
-    """Open an App for the duration of ``body(app)``."""
+    """Open an App for the duration of ``body(app)``.
+
+    It never starts the embedded server (only ``db start``, ``up`` and the role
+    commands do): a one-shot command against a stopped server says so.
+    """
     app = load_app(spec, database_url)
-    async with app:
+    await app.open(start_server=False)
+    try:
         return await body(app)
+    finally:
+        await app.close()

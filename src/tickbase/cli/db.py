@@ -68,7 +68,7 @@ def migrate(database_url: str | None = DatabaseUrlOption) -> None:
     from tickbase.db.pool import connect, resolve_database_url
 
     async def body() -> list[Any]:
-        resolved, _ = resolve_database_url(_settings(database_url))
+        resolved, _ = resolve_database_url(_settings(database_url), start=False)
         conn = await connect(resolved)
         try:
             return await migrations.migrate(conn)
@@ -137,7 +137,7 @@ def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOpt
     if server.get("running") is False:
         console.print(
             f"embedded PostgreSQL of {server['home']} is not running "
-            "(`tickbase db start` starts it)"
+            "(`tickbase db start` or `tickbase up` starts it)"
         )
         return
     rows = [(key, value) for key, value in server.items()]
@@ -154,13 +154,116 @@ def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOpt
 
 
 @cli.command("sql")
-def show_sql() -> None:
-    """Print every migration's SQL without applying it."""
-    from tickbase.db.migrate import available_migrations
+def run_sql(
+    statement: str = typer.Argument(..., help="SQL to run as given, e.g. 'SELECT 1'."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run SQL on the database and print the rows it returns.
 
-    for migration in available_migrations():
-        print(f"-- {migration.version:04d}_{migration.name}.sql")
-        print(migration.sql)
+    The statement is yours and runs as written, as the database user of the
+    URL. Several statements separated by ';' run in turn, as one transaction;
+    the rows of the last one that returns rows are printed.
+    """
+    from tickbase.db.pool import connect, resolve_database_url
+
+    async def body() -> tuple[list[str], list[tuple[Any, ...]], str]:
+        resolved, _ = resolve_database_url(_settings(database_url), start=False)
+        conn = await connect(resolved)
+        try:
+            return await _execute(conn, statement)
+        finally:
+            await conn.close()
+
+    columns, rows, status_message = run(body())
+    if as_json:
+        print_json([{c: _json_value(v) for c, v in zip(columns, row, strict=True)} for row in rows])
+    elif columns:
+        table(None, columns, rows)
+    else:
+        console.print(status_message)
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON number for a ``numeric`` (psycopg gives a Decimal), else ``value``."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+async def _execute(conn: Any, statement: str) -> tuple[list[str], list[tuple[Any, ...]], str]:
+    """Run the user's ``statement``; the columns and rows of its last row-returning result."""
+    import psycopg
+
+    from tickbase.errors import DatabaseError
+
+    columns: list[str] = []
+    rows: list[tuple[Any, ...]] = []
+    try:
+        # The user's own SQL, run as given: passed as bytes because it is not a
+        # literal of ours (psycopg types queries as LiteralString). Without
+        # parameters, psycopg accepts several statements in one string.
+        cursor = await conn.execute(statement.encode())
+        while True:
+            if cursor.description is not None:
+                columns = [column.name for column in cursor.description]
+                rows = await cursor.fetchall()
+            if not cursor.nextset():
+                break
+    except psycopg.Error as exc:
+        diag = exc.diag
+        where = f" (SQLSTATE {diag.sqlstate})" if diag.sqlstate else ""
+        raise DatabaseError(f"SQL failed: {diag.message_primary or exc}{where}") from None
+    return columns, rows, cursor.statusmessage or ""
+
+
+@cli.command()
+def migrations(
+    sql: bool = typer.Option(False, "--sql", help="Print each migration's SQL instead."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The schema's migrations: version, name and when each was applied.
+
+    With --sql, prints every migration's SQL without applying it (no database
+    needed).
+    """
+    from tickbase.db import migrate as migrate_module
+    from tickbase.db.pool import connect, resolve_database_url
+
+    if sql:
+        for migration in migrate_module.available_migrations():
+            print(f"-- {migration.version:04d}_{migration.name}.sql")
+            print(migration.sql)
+        return
+
+    async def body() -> list[dict[str, Any]]:
+        resolved, _ = resolve_database_url(_settings(database_url), start=False)
+        conn = await connect(resolved)
+        try:
+            state = await migrate_module.migration_status(conn)
+        finally:
+            await conn.close()
+        applied = {version: at for version, _, at in state.applied}
+        return [
+            {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)}
+            for m in migrate_module.available_migrations()
+        ]
+
+    listed = run(body())
+    if as_json:
+        print_json(listed)
+        return
+    table(
+        None,
+        ["version", "name", "applied at"],
+        [
+            (f"{m['version']:04d}", m["name"], m["applied_at"] or "pending (`tickbase db migrate`)")
+            for m in listed
+        ],
+    )
 
 
 def _not_running(server: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,55 @@ from typing import Any
 import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
-from tickbase.cli.render import console, fail, print_json, table
+from tickbase.cli.render import (
+    console,
+    fail,
+    format_number,
+    format_price,
+    price_decimals,
+    print_json,
+    table,
+)
+from tickbase.errors import plural
 
 cli = typer.Typer(help="K-lines: import files, list series.", no_args_is_help=True)
 
 SymbolOption = typer.Option(..., "--symbol", help="Symbol, e.g. BTCUSDT.")
 IntervalOption = typer.Option(..., "--interval", help="Bar interval, e.g. 1m, 1h, 1d, 1M.")
-FileArgument = typer.Argument(..., exists=True, dir_okay=False, help="A bar CSV file.")
+FileArgument = typer.Argument(
+    ..., exists=True, dir_okay=False, help="A bar CSV file, optionally gzipped (.gz)."
+)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bar_file(path: Path) -> str:
+    """The text of a bar file, gunzipped when it is gzip (by content, not by name).
+
+    Anything that is not UTF-8 text without NUL bytes is refused in one line
+    naming the file and the first offending byte: a tool fed the wrong file
+    should say so, not print a decoding traceback.
+    """
+    import gzip
+    import zlib
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            fail(f"{path} is not a readable gzip file ({exc})")
+    nul = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start if nul < 0 else min(exc.start, nul)
+        fail(f"{path} is not a text CSV file (binary content at byte {at})")
+    if nul >= 0:
+        fail(f"{path} is not a text CSV file (binary content at byte {nul})")
+    return text
 
 
 def _check_series(symbol: str, interval: str) -> None:
@@ -43,7 +85,7 @@ def import_file(
     from tickbase.marketdata.store import KlineStore
 
     _check_series(symbol, interval)
-    bars, problems = read_bar_text(path.read_text(encoding="utf-8"))
+    bars, problems = read_bar_text(read_bar_file(path))
 
     async def body(app: Any) -> int:
         stored: int = await KlineStore(app.pool).upsert(source, symbol, interval, bars)
@@ -59,7 +101,7 @@ def import_file(
             }
         )
     else:
-        console.print(f"{symbol} {interval} ({source}): {stored} bars stored")
+        console.print(f"{symbol} {interval} ({source}): {plural(stored, 'bar')} stored")
         for line, reason in problems:
             console.print(f"[yellow]refused[/] {path.name} line {line}: {reason}")
     if not bars and problems:
@@ -90,17 +132,15 @@ def list_klines(
     if as_json:
         print_json([bar.to_dict() for bar in bars])
         return
+    decimals = price_decimals(price for b in bars for price in (b.open, b.high, b.low, b.close))
     table(
         f"{symbol} {interval}",
         ["open_time", "open", "high", "low", "close", "volume", "source", "anomaly"],
         [
             (
                 b.open_time.isoformat(),
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
+                *(format_price(p, decimals) for p in (b.open, b.high, b.low, b.close)),
+                format_number(b.volume),
                 b.source,
                 "yes" if b.is_anomaly else "",
             )
@@ -192,12 +232,20 @@ def register_indicator_command(root: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
+        decimals = price_decimals(p for b in bars for p in (b.open, b.high, b.low, b.close))
         table(
             f"{symbol} {interval} ({source})",
             ["open_time", *NAMES],
-            [[row["open_time"], *(_short(row[name]) for name in NAMES)] for row in rows[-50:]],
+            [
+                [row["open_time"], *(_indicator(name, row[name], decimals) for name in NAMES)]
+                for row in rows[-50:]
+            ],
         )
 
 
-def _short(value: object) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _indicator(name: str, value: float | None, decimals: int) -> str:
+    """An indicator in the units it is read in: RSI as 0-100 with 2 decimals, the
+    others (prices and price differences) with the series' price precision."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if name.startswith("rsi") else format_price(value, decimals)

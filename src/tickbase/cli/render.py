@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -25,6 +26,50 @@ STATUS_STYLES = {
     "failed": "red",
     "cancelled": "dim",
 }
+
+
+PRICE_DECIMALS_MAX = 8
+
+
+def price_decimals(prices: Iterable[float | None]) -> int:
+    """Decimals that show every one of ``prices`` as stored: an instrument's precision.
+
+    EUR/USD quotes carry 5 decimals, ES futures 2, BTCUSDT 2; read from the
+    values themselves (their shortest exact form), between 2 and 8.
+
+    Example::
+
+        price_decimals([1.08345, 1.0831])  # 5
+    """
+    decimals = 2
+    for price in prices:
+        if price is None or not math.isfinite(price):
+            continue
+        text = repr(float(price))
+        if "e" in text:
+            return PRICE_DECIMALS_MAX
+        decimals = max(decimals, len(text.partition(".")[2].rstrip("0")))
+    return min(decimals, PRICE_DECIMALS_MAX)
+
+
+def format_price(value: float | None, decimals: int) -> str:
+    """A price with its instrument's ``decimals`` and thousands separators."""
+    return "" if value is None else f"{value:,.{decimals}f}"
+
+
+def format_number(value: float) -> str:
+    """A number rounded for reading: whole numbers without decimals, large ones
+    with 2, around 1 with 3, small ones with 4 significant digits (never 0.000)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return f"{value:,.0f}"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.2f}"
+    if size >= 1:
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    return f"{value:.4g}"
 
 
 def _default(value: Any) -> Any:
@@ -115,7 +160,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if isinstance(value, float):
-        return f"{value:,.3f}"
+        return format_number(value)
     if isinstance(value, dict | list):
         text = json.dumps(value, default=_default, ensure_ascii=False)
         return text if len(text) <= 80 else text[:77] + "..."

@@ -17,6 +17,7 @@ from tickbase.cli.common import (
     configure_logging,
     load_app,
     run,
+    with_app,
 )
 from tickbase.cli.render import console, fail, print_json
 
@@ -189,7 +190,6 @@ def register_run_commands(cli: typer.Typer) -> None:
     @cli.command()
     def nodes(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
         """Nodes of the cluster, their roles, heartbeats and metrics."""
-        from tickbase.cli.common import with_app
         from tickbase.cli.render import table
         from tickbase.cluster.nodes import list_nodes
 
@@ -249,6 +249,8 @@ def register_run_commands(cli: typer.Typer) -> None:
                     )
                     console.print("scheduler: on (leader-elected; maintenance schedules included)")
                     console.print(f"API: http://{host}:{port}/api/v1 (WebSocket /ws)")
+                    console.print(f"API docs: http://{host}:{port}/docs")
+                    console.print(f"data: {app.settings.home} (TICKBASE_HOME)")
                     if app.started_server or not app.settings.database_url:
                         await _print_bootstrap_token(app)
                     market = app.extensions.get("marketdata")
@@ -291,7 +293,7 @@ def register_run_commands(cli: typer.Typer) -> None:
         """Enqueue one task and print its id."""
         from datetime import datetime
 
-        from tickbase.queue.models import EnqueueRequest
+        from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest
 
         try:
             data = json.loads(payload)
@@ -304,27 +306,24 @@ def register_run_commands(cli: typer.Typer) -> None:
             except ValueError:
                 fail(f"invalid run_at {run_at!r}: not an ISO 8601 time")
 
-        async def body() -> Any:
-            app = load_app(None, database_url)
-            async with app:
-                # Refused alike by the gateway: see Registry.defaults_for.
-                defaults = await app.registry.defaults_for(task_type, app.pool)
-                declared = defaults.get("queue") or "default"
-                request = EnqueueRequest(
-                    task_type,
-                    data,
-                    queue=queue or declared,
-                    priority=priority,
-                    delay=delay,
-                    run_at=when,
-                    max_attempts=retries + 1,
-                    timeout=timeout,
-                    dedupe_key=dedupe_key,
-                )
-                [handle] = await app.enqueue_many([request])
-                return handle
+        async def body(app: Any) -> Any:
+            # Refused alike by the gateway: see Registry.defaults_for.
+            defaults = await app.registry.defaults_for(task_type, app.pool)
+            request = EnqueueRequest(
+                task_type,
+                data,
+                queue=queue or defaults.get("queue") or DEFAULT_QUEUE,
+                priority=priority,
+                delay=delay,
+                run_at=when,
+                max_attempts=retries + 1,
+                timeout=timeout,
+                dedupe_key=dedupe_key,
+            )
+            [handle] = await app.enqueue_many([request])
+            return handle
 
-        handle = run(body())
+        handle = run(with_app(database_url, body))
         if as_json:
             print_json({"id": handle.id, "created": handle.created})
         else:

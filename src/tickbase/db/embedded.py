@@ -175,6 +175,13 @@ class EmbeddedServer:
             self._ensure_database(server)
             return server.url(), True
 
+    def running_url(self) -> str | None:
+        """The running server's URL (secured as by :meth:`ensure_running`), or
+        ``None`` when none runs; never starts one."""
+        with self._locked():
+            server = self.running()
+            return None if server is None else self._secure(server).url()
+
     def stop(self) -> bool:
         """Stop the server (fast shutdown). Returns ``False`` when none was running."""
         with self._locked():

@@ -20,20 +20,28 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.embedded import EmbeddedServer
 from tickbase.db.urls import connection_failure
+from tickbase.errors import ServerNotRunning
 from tickbase.settings import Settings
 
 AsyncConn = psycopg.AsyncConnection[Any]
 
 
-def resolve_database_url(settings: Settings) -> tuple[str, bool]:
+def resolve_database_url(settings: Settings, *, start: bool = True) -> tuple[str, bool]:
     """The URL to use and whether this call started the embedded server.
 
     ``DATABASE_URL`` wins; without it the embedded server of ``TICKBASE_HOME``
-    is started (or reused).
+    is started (or reused). With ``start=False`` a server that is not running
+    raises :class:`~tickbase.errors.ServerNotRunning` instead.
     """
     if settings.database_url:
         return settings.database_url, False
-    return EmbeddedServer(settings.home).ensure_running()
+    server = EmbeddedServer(settings.home)
+    if start:
+        return server.ensure_running()
+    url = server.running_url()
+    if url is None:
+        raise ServerNotRunning(server.home)
+    return url, False
 
 
 def configure_connection(conn: psycopg.BaseConnection[Any]) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
+from tickbase.errors import plural
 from tickbase.marketdata.collector import (
     FailurePolicy,
     InvalidPayload,
@@ -295,7 +296,7 @@ def _binance_kline(row: Any) -> Kline:
     if not isinstance(row, list):
         raise ValueError(f"is {_json_kind(row)}, not an array")
     if len(row) < 11:
-        raise ValueError(f"has {len(row)} fields, a kline has at least 11")
+        raise ValueError(f"has {plural(len(row), 'field')}, a kline has at least 11")
     return Kline(
         open_time=_field("open time", row[0], lambda v: parse_time(v, "ms")),
         open=_field("open", row[1], parse_number),
@@ -393,7 +394,7 @@ def _coingecko_candle(row: Any) -> Kline:
     if not isinstance(row, list):
         raise ValueError(f"is {_json_kind(row)}, not an array")
     if len(row) < 5:
-        raise ValueError(f"has {len(row)} fields, an OHLC candle has 5")
+        raise ValueError(f"has {plural(len(row), 'field')}, an OHLC candle has 5")
     return Kline(
         open_time=_field("time", row[0], lambda v: parse_time(v, "ms")),
         open=_field("open", row[1], parse_number),

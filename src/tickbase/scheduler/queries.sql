@@ -111,6 +111,8 @@ SELECT name FROM tickbase.schedules WHERE removed_at IS NULL;
 -- Schedules whose next fire has come, locked for this tick (SKIP LOCKED: a
 -- second ticker, leader or not, never waits and never fires the same rows),
 -- with the count of their executions not yet final (for max_instances).
+-- Schedules whose task type matches one of the "skip" LIKE patterns (the
+-- market-data tasks when this node runs without market data) are left alone.
 SELECT s.id, s.name, s.task_type, s.kind, s.cron, s.interval_seconds, s.timezone,
        s.payload, s.queue, s.priority, s.max_retries, s.retry_interval, s.timeout,
        s.misfire_grace_seconds, s.coalesce, s.max_instances, s.next_fire_at, s.created_at,
@@ -123,14 +125,17 @@ SELECT s.id, s.name, s.task_type, s.kind, s.cron, s.interval_seconds, s.timezone
 FROM tickbase.schedules s
 WHERE s.enabled AND NOT s.paused AND s.removed_at IS NULL AND s.kind <> 'manual'
   AND s.next_fire_at <= clock_timestamp()
+  AND NOT s.task_type LIKE ANY(%(skip)s::text[])
 ORDER BY s.next_fire_at
 LIMIT %(limit)s
 FOR UPDATE OF s SKIP LOCKED;
 
 -- schedule_next_due --
--- When the ticker must wake next, and the database clock to measure it by.
+-- When the ticker must wake next, and the database clock to measure it by;
+-- skipped schedules as in schedule_due (an overdue one would wake it at once, forever).
 SELECT min(next_fire_at), clock_timestamp() FROM tickbase.schedules
-WHERE enabled AND NOT paused AND removed_at IS NULL AND kind <> 'manual';
+WHERE enabled AND NOT paused AND removed_at IS NULL AND kind <> 'manual'
+  AND NOT task_type LIKE ANY(%(skip)s::text[]);
 
 -- schedule_fire_many --
 -- Enqueue fires as tasks. (schedule_id, fire_at) is unique: a fire already

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,8 +67,12 @@ class Ticker:
         node_id: str,
         lease_ttl: float = 15.0,
         lease: Lease | None = None,
+        skip_task_types: Sequence[str] = (),
     ) -> None:
         self.pool = pool
+        # LIKE patterns of task types whose schedules this ticker never fires
+        # (they stay stored, and fire again under a ticker that does not skip them).
+        self.skip_task_types = list(skip_task_types)
         self.listener = listener
         self.node_id = node_id
         # The ticker keeps the leader lease; the node's housekeeper shares it.
@@ -155,7 +160,11 @@ class Ticker:
 
     async def _until_next_due(self) -> float:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(Q["schedule_next_due"], prepare=True)).fetchone()
+            row = await (
+                await conn.execute(
+                    Q["schedule_next_due"], {"skip": self.skip_task_types}, prepare=True
+                )
+            ).fetchone()
         if row is None or row[0] is None:
             return IDLE_WAKE_MAX
         next_due, db_now = row
@@ -184,7 +193,11 @@ class Ticker:
             # Changes made by the ticker itself do not wake the tickers again.
             await conn.execute("SELECT set_config('tickbase.ticker', 'on', true)")
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q["schedule_due"], {"limit": DUE_BATCH}, prepare=True)
+            await cursor.execute(
+                Q["schedule_due"],
+                {"limit": DUE_BATCH, "skip": self.skip_task_types},
+                prepare=True,
+            )
             due = await cursor.fetchall()
             if not due:
                 return 0, False

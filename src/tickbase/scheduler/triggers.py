@@ -2,7 +2,9 @@
 
 Cron semantics (fields, ranges, the day-of-month/day-of-week OR rule, ``L``
 and ``#``) are croniter's; tickbase writes no cron parser. Five fields, or six
-with a leading seconds field.
+with a leading seconds field, or one of the nicknames ``@hourly``, ``@daily``
+(``@midnight``), ``@weekly``, ``@monthly`` and ``@yearly`` (``@annually``). A
+nickname is stored as written and expanded to its five fields to be walked.
 
 Time zones and DST
     A cron expression names wall-clock times in the schedule's IANA zone.
@@ -29,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from tickbase.errors import InvalidSchedule
+from tickbase.errors import InvalidSchedule, plural
 
 # A wall-clock walk that finds no existing time in this many steps is a bug or
 # an expression that never matches (e.g. 30 February).
@@ -37,6 +39,25 @@ _MAX_WALK = 10_000
 _WALK_LOCK = threading.Lock()
 _FIELD_NAMES_5 = ("minute", "hour", "day of month", "month", "day of week")
 _FIELD_NAMES_6 = ("second", *_FIELD_NAMES_5)
+CRON_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def expand_cron(expression: str) -> str:
+    """``expression`` with a nickname (``@daily``) replaced by its five fields.
+
+    Example::
+
+        expand_cron("@hourly")  # "0 * * * *"
+    """
+    return CRON_NICKNAMES.get(expression.strip().lower(), expression)
 
 
 @functools.lru_cache(maxsize=512)
@@ -54,14 +75,19 @@ def check_cron(expression: str) -> None:
     """Raise :class:`InvalidSchedule` saying which field is wrong and why."""
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidSchedule("cron", expression, "empty expression")
-    fields = expression.split()
+    if expression.strip().startswith("@") and expression.strip().lower() not in CRON_NICKNAMES:
+        raise InvalidSchedule(
+            "cron", expression, f"unknown nickname; use one of {', '.join(CRON_NICKNAMES)}"
+        )
+    fields = expand_cron(expression).split()
     if len(fields) not in (5, 6):
         raise InvalidSchedule(
             "cron",
             expression,
-            f"has {len(fields)} fields; use 5 (minute hour day-of-month month day-of-week) "
-            "or 6 with a leading seconds field",
+            f"has {plural(len(fields), 'field')}; use 5 (minute hour day-of-month month day-of-week), "
+            "6 with a leading seconds field, or a nickname such as @daily",
         )
+    expression = " ".join(fields)
     names = _FIELD_NAMES_6 if len(fields) == 6 else _FIELD_NAMES_5
     try:
         croniter(expression, second_at_beginning=len(fields) == 6)
@@ -127,9 +153,8 @@ def _cron_next(expression: str, timezone: str, after: datetime) -> datetime:
 
 @functools.lru_cache(maxsize=1024)
 def _walker(expression: str) -> croniter:
-    return croniter(
-        expression, datetime(2000, 1, 1), second_at_beginning=len(expression.split()) == 6
-    )
+    fields = expand_cron(expression).split()
+    return croniter(" ".join(fields), datetime(2000, 1, 1), second_at_beginning=len(fields) == 6)
 
 
 def _instant(wall: datetime, zone: ZoneInfo) -> datetime | None:
