@@ -46,6 +46,12 @@ def register_cluster_commands(cli: typer.Typer) -> None:
             ["queue", "status", "count"],
             [(t["queue"], t["status"], t["count"]) for t in figures["tasks"]],
         )
+        if figures["no_worker_by_type"]:
+            table(
+                "waiting: no live worker handles their type",
+                ["type", "queue", "count"],
+                [(u["task_type"], u["queue"], u["count"]) for u in figures["no_worker_by_type"]],
+            )
         rows: list[tuple[str, Any]] = [
             (key, public[key])
             for key in (
@@ -53,6 +59,7 @@ def register_cluster_commands(cli: typer.Typer) -> None:
                 "finished_last_minute",
                 "failed_last_hour",
                 "backlog",
+                "no_worker",
                 "oldest_due_seconds",
                 "schedule_lag_seconds",
                 "nodes_alive",

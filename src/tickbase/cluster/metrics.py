@@ -71,12 +71,19 @@ def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     row = cursor.fetchone()
     assert row is not None and cursor.description is not None
     activity = dict(zip([c.name for c in cursor.description], row, strict=True))
+    unserved = [
+        {"task_type": task_type, "queue": queue, "count": int(n)}
+        for task_type, queue, n in conn.execute(Q["tasks_unserved"]).fetchall()
+    ]
     timings = conn.execute(Q["stats_timings"]).fetchall()
     latencies = sorted(t[0] for t in timings if t[0] is not None)
     durations = sorted(t[1] for t in timings if t[1] is not None)
     return {
         "tasks": by_status,
         **activity,
+        # Due tasks no live worker can claim (type not handled, or queue not served).
+        "no_worker": sum(u["count"] for u in unserved),
+        "no_worker_by_type": unserved,
         "throughput_per_s": activity["finished_last_minute"] / 60.0,
         "latency_seconds": _summary(latencies),
         "duration_seconds": _summary(durations),
@@ -185,6 +192,10 @@ class ClusterCollector(Collector):
                 stats["failed_last_hour"],
             ),
             "tickbase_backlog": ("Tasks due and waiting for a worker", stats["backlog"]),
+            "tickbase_no_worker": (
+                "Due tasks that no live worker handles (their type or queue)",
+                stats["no_worker"],
+            ),
             "tickbase_oldest_due_seconds": (
                 "Age of the oldest due task",
                 stats["oldest_due_seconds"] or 0,

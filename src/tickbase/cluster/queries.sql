@@ -109,6 +109,22 @@ SELECT
     (SELECT holder FROM tickbase.leases
      WHERE name = 'leader' AND expires_at > clock_timestamp()) AS leader;
 
+-- tasks_unserved --
+-- Due waiting tasks that no live worker can claim (no live node handles the
+-- type, or none serves the task's queue), by type and queue. Counted per
+-- (type, queue) first, so the nodes are consulted once per pair, not per task.
+WITH waiting AS (
+    SELECT task_type, queue, count(*) AS n FROM tickbase.tasks
+    WHERE status IN ('pending', 'retrying') AND run_at <= clock_timestamp()
+    GROUP BY task_type, queue
+)
+SELECT w.task_type, w.queue, w.n FROM waiting w
+WHERE NOT EXISTS (
+    SELECT 1 FROM tickbase.nodes n
+    WHERE n.heartbeat_at > clock_timestamp() - make_interval(secs => 3 * n.heartbeat_interval)
+      AND n.task_types ? w.task_type AND (n.queues IS NULL OR w.queue = ANY(n.queues)))
+ORDER BY w.task_type, w.queue;
+
 -- stats_timings --
 -- Enqueue-to-start latency (from when the task was due) and run duration, in
 -- seconds, of recent tasks started in the last five minutes. Bounded: the

@@ -511,6 +511,14 @@ class Timing(CamelModel):
     max: float | None = None
 
 
+class UnservedCount(CamelModel):
+    """Due tasks of one type and queue that no live worker handles."""
+
+    task_type: str
+    queue: str
+    count: int
+
+
 class StatsOut(CamelModel):
     """The cluster's figures (as ``tickbase stats``)."""
 
@@ -518,6 +526,9 @@ class StatsOut(CamelModel):
     finished_last_minute: int
     failed_last_hour: int
     backlog: int
+    no_worker: int = 0
+    """Due tasks that no live worker can claim (see ``noWorkerByType``)."""
+    no_worker_by_type: list[UnservedCount] = Field(default_factory=list)
     oldest_due_seconds: float | None = None
     schedule_lag_seconds: float | None = None
     nodes_alive: int
