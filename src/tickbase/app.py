@@ -660,15 +660,7 @@ class App:
     def _task_options(self, task_type: str) -> dict[str, Any]:
         """The enqueue defaults of a registered task type (empty when unknown)."""
         definition = self.registry.get(task_type)
-        if definition is None:
-            return {}
-        return {
-            "queue": definition.queue,
-            "priority": definition.priority,
-            "max_attempts": definition.max_attempts,
-            "retry_delay": definition.retry_delay,
-            "timeout": definition.timeout,
-        }
+        return {} if definition is None else definition.enqueue_defaults()
 
     @property
     def workflows(self) -> WorkflowRuns:

@@ -8,12 +8,10 @@ HTTP polling sees exactly what the WebSocket would have sent.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
-
-import psycopg
-from psycopg.rows import dict_row
 
 from tickbase.app import App
 from tickbase.db.sqlfile import load_queries
@@ -22,10 +20,10 @@ from tickbase.gateway.errors import ApiError
 from tickbase.gateway.hub import TaskState
 from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
 from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest, Task
+from tickbase.queue.repository import TaskQueue
 
 Q = load_queries("tickbase.gateway")
 T = TypeVar("T")
-DEDUPE_INDEX = "tasks_dedupe_key_active_idx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,45 +85,30 @@ class GatewayService:
         re-uses an id by mistake learns it instead of being handed a task it
         did not ask for.
         """
-        request = await self.enqueue_request(params)
-        async with self.app.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            try:
-                await cursor.execute(
-                    Q["request_submit"],
-                    {
-                        "user_id": principal.key,
-                        "request_id": request_id,
-                        "action": action,
-                        "task_type": request.task_type,
-                        "queue": request.queue,
-                        "priority": request.priority,
-                        "payload": request.payload_json,
-                        "max_attempts": request.max_attempts,
-                        "retry_delay": float(request.retry_delay),
-                        "timeout": request.timeout,
-                        "run_at": request.run_at,
-                        "delay": request.delay,
-                        "dedupe_key": request.dedupe_key,
-                    },
-                )
-            except psycopg.errors.UniqueViolation as exc:
-                if exc.diag.constraint_name != DEDUPE_INDEX:
-                    raise
-                raise ApiError(
-                    409,
-                    "CONFLICT",
-                    f"dedupeKey {request.dedupe_key!r} is held by an unfinished task",
-                ) from None
-            row = await cursor.fetchone()
-        if row is None:
-            # Taken by a request that committed after the statement began.
-            task = await self.app.queue.get(await self.request_task(principal, request_id))
-            return Submitted(task, created=False)
-        created = bool(row.pop("created"))
-        recorded_action = row.pop("request_action")
-        task = Task.from_row(row)
-        if not created and (recorded_action != action or not same_request(task, request)):
+        # The task carries its request's id: a worker's claim then tells the
+        # gateways it started (tickbase_task_started is sent for requested tasks).
+        request = dataclasses.replace(await self.enqueue_request(params), request_id=request_id)
+        ledger = {"user_id": principal.key, "request_id": request_id, "action": action}
+        async with self.app.pool.connection() as conn, conn.transaction():
+            # The ledger row and the task commit together, or neither does.
+            reserved = await (await conn.execute(Q["request_reserve"], ledger)).fetchone()
+            if reserved is not None:
+                task = await TaskQueue.enqueue_reserved(conn, request, int(reserved[0]))
+                if task is None:
+                    # Raised inside the transaction: the reservation is rolled back.
+                    raise ApiError(
+                        409,
+                        "CONFLICT",
+                        f"dedupeKey {request.dedupe_key!r} is held by an unfinished task",
+                    )
+                # The whole row came back with the write: nothing is read after
+                # the commit (a read a lost connection could fail once the task exists).
+                return Submitted(task, created=True)
+        # This user's requestId was used before (or by a request committing
+        # meanwhile: the reservation waited for it): answer with that task.
+        _, recorded_action, task_id, *_ = await self._ledger(principal, request_id)
+        task = await self.app.queue.get(int(task_id))
+        if recorded_action != action or not same_request(task, request):
             raise ApiError(
                 409,
                 "CONFLICT",
@@ -133,7 +116,7 @@ class GatewayService:
                 "send a new requestId for a new request",
                 {"requestId": request_id, "action": recorded_action},
             )
-        return Submitted(task, created)
+        return Submitted(task, created=False)
 
     async def trigger(self, principal: Principal, name: str, request_id: str) -> Triggered:
         """Fire schedule ``name`` now as ``principal``'s request ``request_id`` (once per id).

@@ -197,6 +197,26 @@ def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = Fa
 
 
 @dataclass(frozen=True, slots=True)
+class LinkedTask:
+    """A task that stands for something another block records: a schedule's fire
+    (``schedule_id``, ``fire_at``) or a workflow run's step (``workflow_run_id``,
+    ``step``, and its dependencies' results as ``inputs``).
+
+    Of ``request`` only the task type, payload and run options (queue, priority,
+    max_attempts, retry_delay, timeout) apply: a linked task runs when enqueued.
+    ``task_id`` is an id the caller reserved from ``tickbase.tasks_id_seq``.
+    """
+
+    request: EnqueueRequest
+    schedule_id: int | None = None
+    fire_at: datetime | None = None
+    workflow_run_id: int | None = None
+    step: str | None = None
+    inputs: dict[str, Any] | None = None
+    task_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """A row of ``tickbase.tasks``."""
 

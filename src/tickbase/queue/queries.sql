@@ -46,10 +46,13 @@ ORDER BY input.ord;
 -- (the gateway) reads nothing after the commit, so a connection lost once the
 -- task exists cannot turn into an error that invites a resubmit.
 -- No row back = dedupe conflict.
-INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
+-- %(id)s: an id the caller reserved from tickbase.tasks_id_seq (the gateway
+-- records a request under it in the same transaction), else NULL.
+INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts, retry_delay,
                             timeout, run_at, dedupe_key, request_id, concurrency_key,
                             concurrency_limit)
-VALUES (%(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
+VALUES (coalesce(%(id)s::bigint, nextval('tickbase.tasks_id_seq'::regclass)),
+        %(task_type)s, %(queue)s, %(priority)s, %(payload)s::jsonb, %(max_attempts)s,
         %(retry_delay)s, %(timeout)s,
         coalesce(%(run_at)s::timestamptz,
                  now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
@@ -58,6 +61,29 @@ ON CONFLICT (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running', 'retrying')
     DO NOTHING
 RETURNING *;
+
+-- task_enqueue_linked --
+-- Tasks that stand for something another block records: a schedule's fire
+-- (schedule_id, fire_at) or a workflow run's step (workflow_run_id, step, and
+-- its dependencies' results as inputs). The caller runs this in its own
+-- transaction with what it records about them, so a fire or a workflow's
+-- advance commits with its tasks or not at all. Options arrive complete
+-- (EnqueueRequest's defaults, resolved in Python). A fire already enqueued by
+-- anyone is skipped, never doubled: (schedule_id, fire_at) is unique. An id
+-- may come reserved by the caller.
+INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts, retry_delay,
+                            timeout, run_at, created_at, schedule_id, fire_at,
+                            workflow_run_id, step, inputs)
+SELECT coalesce(l.id, nextval('tickbase.tasks_id_seq'::regclass)), l.task_type, l.queue,
+       l.priority, l.payload, l.max_attempts, l.retry_delay, l.timeout,
+       clock_timestamp(), clock_timestamp(), l.schedule_id, l.fire_at,
+       l.workflow_run_id, l.step, l.inputs
+FROM jsonb_to_recordset(%(tasks)s::jsonb) AS l(
+    id bigint, task_type text, queue text, priority smallint, payload jsonb,
+    max_attempts integer, retry_delay float8, timeout float8, schedule_id bigint,
+    fire_at timestamptz, workflow_run_id bigint, step text, inputs jsonb)
+ON CONFLICT (schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
+RETURNING id, schedule_id, fire_at, step;
 
 -- task_find_active_by_dedupe_keys --
 -- The unfinished tasks holding these dedupe keys.
@@ -476,11 +502,14 @@ WITH lost AS (
 )
 SELECT id, status, node_id, (SELECT count(*) FROM notified) AS notified FROM rescued;
 
--- task_cancel --
--- Cancel one task: pending/retrying ends cancelled at once; running gets
--- cancel_requested (its worker is told via NOTIFY and by its heartbeat).
+-- task_cancel_many --
+-- Cancel tasks: pending/retrying ones end cancelled at once; running ones get
+-- cancel_requested (their worker is told via NOTIFY and by its heartbeat).
+-- One row per task found, in id order (the order rows are locked in): its
+-- status before, and after (NULL: it was final already, and is unchanged).
 WITH target AS (
-    SELECT id, status FROM tickbase.tasks WHERE id = %(id)s FOR UPDATE
+    SELECT id, status FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[])
+    ORDER BY id FOR UPDATE
 ), changed AS (
     UPDATE tickbase.tasks t
     SET status = CASE WHEN t.status = 'running' THEN 'running' ELSE 'cancelled' END,
@@ -495,13 +524,13 @@ WITH target AS (
            %(detail)s::jsonb
     FROM changed
 ), notified AS (
-    SELECT pg_notify(CASE WHEN status = 'running' THEN 'tickbase_cancel'
-                          ELSE 'tickbase_task_done' END, id::text)
+    SELECT count(pg_notify(CASE WHEN status = 'running' THEN 'tickbase_cancel'
+                                ELSE 'tickbase_task_done' END, id::text)) AS n
     FROM changed
 )
-SELECT (SELECT status FROM target) AS previous,
-       (SELECT status FROM changed) AS status,
-       (SELECT count(*) FROM notified) AS notified;
+SELECT target.id, target.status AS previous, changed.status, notified.n AS notified
+FROM target LEFT JOIN changed USING (id) CROSS JOIN notified
+ORDER BY target.id;
 
 -- task_retry --
 -- A final failed/cancelled task cannot change again: retrying it enqueues a

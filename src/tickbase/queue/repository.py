@@ -19,7 +19,14 @@ from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidTask, InvalidTransition, TaskNotFound
 from tickbase.queue.limits import LIMITS_LOCK_KEY
-from tickbase.queue.models import DEFAULT_QUEUE, ClaimedTask, EnqueueRequest, Task, TaskEvent
+from tickbase.queue.models import (
+    DEFAULT_QUEUE,
+    ClaimedTask,
+    EnqueueRequest,
+    LinkedTask,
+    Task,
+    TaskEvent,
+)
 from tickbase.types import TaskStatus
 
 Q = load_queries("tickbase.queue")
@@ -87,6 +94,65 @@ class TaskQueue:
                 return Task.from_row(row), True
             [(task_id, created)] = await _enqueue(conn, [request])
             return await self._get(conn, task_id), created
+
+    @staticmethod
+    async def enqueue_reserved(
+        conn: AsyncConn, request: EnqueueRequest, task_id: int
+    ) -> Task | None:
+        """Insert ``request`` under ``task_id`` (reserved from ``tickbase.tasks_id_seq``)
+        on the caller's connection, in its transaction; return the row as stored.
+
+        None: the request's dedupe key is held by an unfinished task, and nothing
+        was written (the caller decides what its reservation then means).
+        """
+        cursor = conn.cursor(row_factory=dict_row)
+        try:
+            await cursor.execute(
+                Q["task_enqueue_one"], _enqueue_one_params(request, task_id), prepare=True
+            )
+        except psycopg.errors.CheckViolation as exc:
+            raise _check_violation(exc) from None
+        row = await cursor.fetchone()
+        return None if row is None else Task.from_row(row)
+
+    @staticmethod
+    async def enqueue_linked(
+        conn: AsyncConn, tasks: Sequence[LinkedTask]
+    ) -> list[tuple[int, int | None, datetime | None, str | None]]:
+        """Insert fires and workflow steps on the caller's connection, in its
+        transaction; return ``(id, schedule_id, fire_at, step)`` per task created.
+
+        A fire already enqueued (same schedule and instant) is skipped, never
+        doubled, and is missing from the result.
+        """
+        if not tasks:
+            return []
+        try:
+            cursor = await conn.execute(
+                Q["task_enqueue_linked"], _linked_params(tasks), prepare=True
+            )
+        except psycopg.errors.CheckViolation as exc:
+            raise _check_violation(exc) from None
+        return [(row[0], row[1], row[2], row[3]) for row in await cursor.fetchall()]
+
+    @staticmethod
+    async def cancel_many(
+        conn: AsyncConn, task_ids: Sequence[int], *, reason: str | None = None
+    ) -> list[tuple[int, TaskStatus, TaskStatus | None]]:
+        """Cancel tasks on the caller's connection; return ``(id, before, after)`` per
+        task found (``after`` None: it was final already and is unchanged).
+
+        Pending and retrying tasks end ``cancelled`` at once; a running task stays
+        ``running`` with ``cancel_requested`` until its handler stops.
+        """
+        detail = None if reason is None else f'{{"reason": {_json_string(reason)}}}'
+        cursor = await conn.execute(
+            Q["task_cancel_many"], {"ids": list(task_ids), "detail": detail}
+        )
+        return [
+            (row[0], TaskStatus(row[1]), None if row[2] is None else TaskStatus(row[2]))
+            for row in await cursor.fetchall()
+        ]
 
     async def claim(
         self,
@@ -212,13 +278,11 @@ class TaskQueue:
         Pending and retrying tasks end ``cancelled`` at once; a running task stays
         ``running`` with ``cancel_requested`` until its handler stops.
         """
-        detail = None if reason is None else f'{{"reason": {_json_string(reason)}}}'
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(Q["task_cancel"], {"id": task_id, "detail": detail})
-            row = await cursor.fetchone()
-        previous, status = (row[0], row[1]) if row else (None, None)
-        if previous is None:
+            changed = await self.cancel_many(conn, [task_id], reason=reason)
+        if not changed:
             raise TaskNotFound(task_id)
+        [(_, previous, status)] = changed
         if status is None:
             raise InvalidTransition(task_id, previous, "cancel")
         return TaskStatus(status)
@@ -345,8 +409,9 @@ def _claim_params(
     }
 
 
-def _enqueue_one_params(r: EnqueueRequest) -> dict[str, Any]:
+def _enqueue_one_params(r: EnqueueRequest, task_id: int | None = None) -> dict[str, Any]:
     return {
+        "id": task_id,
         "task_type": r.task_type,
         "queue": r.queue,
         "priority": r.priority,
@@ -382,6 +447,28 @@ def _enqueue_params(requests: Sequence[EnqueueRequest]) -> dict[str, Any]:
                 row[name] = value
         rows.append(row)
     return {"batch": orjson.dumps(rows).decode()}
+
+
+def _linked_params(tasks: Sequence[LinkedTask]) -> dict[str, Any]:
+    rows = [
+        {
+            "id": t.task_id,
+            "task_type": t.request.task_type,
+            "queue": t.request.queue,
+            "priority": t.request.priority,
+            "payload": orjson.Fragment(t.request.payload_json),
+            "max_attempts": t.request.max_attempts,
+            "retry_delay": float(t.request.retry_delay),
+            "timeout": t.request.timeout,
+            "schedule_id": t.schedule_id,
+            "fire_at": t.fire_at,
+            "workflow_run_id": t.workflow_run_id,
+            "step": t.step,
+            "inputs": t.inputs,
+        }
+        for t in tasks
+    ]
+    return {"tasks": orjson.dumps(rows).decode()}
 
 
 _OPTIONAL_FIELDS = (

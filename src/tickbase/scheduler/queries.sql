@@ -137,27 +137,10 @@ SELECT min(next_fire_at), clock_timestamp() FROM tickbase.schedules
 WHERE enabled AND NOT paused AND removed_at IS NULL AND kind <> 'manual'
   AND NOT task_type LIKE ANY(%(skip)s::text[]);
 
--- schedule_fire_many --
--- Enqueue fires as tasks. (schedule_id, fire_at) is unique: a fire already
--- enqueued by anyone is skipped, never doubled. Fenced: nothing is written
--- unless the caller still holds the leader lease with this token.
-INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                            timeout, run_at, created_at, schedule_id, fire_at)
-SELECT f.task_type, f.queue, f.priority, f.payload, f.max_attempts, f.retry_delay, f.timeout,
-       clock_timestamp(), clock_timestamp(), f.schedule_id, f.fire_at
-FROM jsonb_to_recordset(%(fires)s::jsonb) AS f(
-    task_type text, queue text, priority smallint, payload jsonb, max_attempts integer,
-    retry_delay float8, timeout float8, schedule_id bigint, fire_at timestamptz)
-WHERE EXISTS (
-    SELECT 1 FROM tickbase.leases
-    WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
-      AND expires_at > clock_timestamp())
-ON CONFLICT (schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
-RETURNING id, schedule_id, fire_at;
-
 -- schedule_advance_many --
 -- Move each fired schedule to its next fire. Guarded by the next_fire_at the
--- tick read, and fenced like the fires.
+-- tick read, and fenced: nothing is written unless the caller still holds the
+-- leader lease with this token (the tick then rolls back, fires included).
 UPDATE tickbase.schedules s
 SET next_fire_at = a.next_fire_at,
     last_fire_at = coalesce(a.last_fire_at, s.last_fire_at)
@@ -175,25 +158,12 @@ SELECT e.schedule_id, e.event, e.fire_at, e.task_id, e.detail
 FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
     schedule_id bigint, event text, fire_at timestamptz, task_id bigint, detail jsonb);
 
--- schedule_trigger --
--- Fire now, by hand: a task with fire_at = now, and a 'triggered' event. The
--- task takes %(task_id)s when the caller reserved one (the gateway records the
--- request under that id in the same transaction), else the next id.
-WITH s AS (
-    SELECT * FROM tickbase.schedules WHERE id = %(id)s AND removed_at IS NULL
-), fired AS (
-    INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
-                                retry_delay, timeout, schedule_id, fire_at, created_at)
-    SELECT coalesce(%(task_id)s::bigint, nextval('tickbase.tasks_id_seq'::regclass)),
-           task_type, queue, priority, payload, max_retries + 1, retry_interval, timeout, id,
-           clock_timestamp(), clock_timestamp()
-    FROM s
-    RETURNING id, schedule_id, fire_at
-), events AS (
-    INSERT INTO tickbase.schedule_events (schedule_id, event, fire_at, task_id, detail)
-    SELECT schedule_id, 'triggered', fire_at, id, '{"manual": true}'::jsonb FROM fired
-)
-SELECT id, fire_at FROM fired;
+-- schedule_fire_source --
+-- What a manual fire of a schedule enqueues (its task's options), and the
+-- instant the fire stands for: now, by the database's clock.
+SELECT id, task_type, queue, priority, payload, max_retries, retry_interval, timeout,
+       clock_timestamp() AS fire_at
+FROM tickbase.schedules WHERE id = %(id)s AND removed_at IS NULL;
 
 -- schedule_executions --
 -- A schedule's executions (its task rows), newest fire first.

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -18,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidSchedule, ScheduleNotFound
+from tickbase.queue.models import EnqueueRequest, LinkedTask
+from tickbase.queue.repository import TaskQueue
 from tickbase.scheduler.models import Schedule, ScheduleSpec
 
 Q = load_queries("tickbase.scheduler")
@@ -133,15 +136,10 @@ class ScheduleStore:
         ``task_id``: an id the caller reserved from ``tickbase.tasks_id_seq``.
         """
         current = await self.get(name)
-        params = {"id": current.id, "task_id": task_id}
         if conn is not None:
-            row = await (await conn.execute(Q["schedule_trigger"], params)).fetchone()
-        else:
-            async with self.pool.connection() as own:
-                row = await (await own.execute(Q["schedule_trigger"], params)).fetchone()
-        if row is None:
-            raise ScheduleNotFound(name)
-        return int(row[0]), row[1]
+            return await _trigger(conn, current.id, name, task_id)
+        async with self.pool.connection() as own, own.transaction():
+            return await _trigger(own, current.id, name, task_id)
 
     async def remove(self, name: str) -> Schedule:
         """Remove a schedule; its executions (task rows) and events stay."""
@@ -214,3 +212,48 @@ async def _fetch_one(conn: AsyncConn, query: Any, params: dict[str, Any]) -> dic
             exc.diag.constraint_name or "schedule", None, str(exc.diag.message_primary)
         ) from None
     return await cursor.fetchone()
+
+
+def fire_task(row: dict[str, Any], fire_at: datetime, task_id: int | None = None) -> LinkedTask:
+    """The task of one fire of the schedule ``row`` (with its task options)."""
+    return LinkedTask(
+        EnqueueRequest(
+            row["task_type"],
+            row["payload"],
+            queue=row["queue"],
+            priority=row["priority"],
+            max_attempts=row["max_retries"] + 1,
+            retry_delay=float(row["retry_interval"]),
+            timeout=row["timeout"],
+        ),
+        schedule_id=row["id"],
+        fire_at=fire_at,
+        task_id=task_id,
+    )
+
+
+async def _trigger(
+    conn: AsyncConn, schedule_id: int, name: str, task_id: int | None
+) -> tuple[int, datetime]:
+    """A manual fire on ``conn`` (in a transaction): its task and its 'triggered' event."""
+    cursor = conn.cursor(row_factory=dict_row)
+    created: list[tuple[int, int | None, datetime | None, str | None]] = []
+    while not created:
+        # Empty only when another fire stands for the very same microsecond:
+        # read the clock again.
+        await cursor.execute(Q["schedule_fire_source"], {"id": schedule_id})
+        row = await cursor.fetchone()
+        if row is None:
+            raise ScheduleNotFound(name)
+        created = await TaskQueue.enqueue_linked(conn, [fire_task(row, row["fire_at"], task_id)])
+    [(fired_id, _, fire_at, _)] = created
+    event = {
+        "schedule_id": schedule_id,
+        "event": "triggered",
+        "fire_at": fire_at,
+        "task_id": fired_id,
+        "detail": {"manual": True},
+    }
+    await conn.execute(Q["schedule_events_add"], {"events": orjson.dumps([event]).decode()})
+    assert fire_at is not None
+    return fired_id, fire_at

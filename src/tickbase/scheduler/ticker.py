@@ -38,8 +38,10 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.cluster.lease import LEADER_LEASE, Lease
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
+from tickbase.queue.models import LinkedTask
+from tickbase.queue.repository import TaskQueue
 from tickbase.scheduler.firing import FirePlan, plan_fires
-from tickbase.scheduler.store import Q
+from tickbase.scheduler.store import Q, fire_task
 from tickbase.scheduler.triggers import make_trigger
 
 logger = logging.getLogger("tickbase.scheduler")
@@ -201,13 +203,13 @@ class Ticker:
             due = await cursor.fetchall()
             if not due:
                 return 0, False
-            fires: list[dict[str, Any]] = []
+            fires: list[LinkedTask] = []
             advances: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
             for row in due:
                 plan = _plan(row)
                 for fire_at in plan.fires:
-                    fires.append(_fire_row(row, fire_at))
+                    fires.append(fire_task(row, fire_at))
                 for event, event_fire_at, detail in plan.events:
                     events.append(
                         {
@@ -225,19 +227,15 @@ class Ticker:
                         "last_fire_at": plan.fires[-1] if plan.fires else None,
                     }
                 )
-            inserted = 0
-            if fires:
-                cursor = await conn.execute(
-                    Q["schedule_fire_many"], {**fence, "fires": _json(fires)}, prepare=True
-                )
-                inserted = cursor.rowcount
+            # The fenced advance goes first: when it writes nothing, someone
+            # else leads now, and the transaction rolls back before any fire.
             cursor = await conn.execute(
                 Q["schedule_advance_many"], {**fence, "advances": _json(advances)}, prepare=True
             )
             if cursor.rowcount == 0:
-                # Fenced out: someone else leads now. Write nothing, stand down.
                 self.lease.lost()
                 raise _Deposed()
+            inserted = len(await TaskQueue.enqueue_linked(conn, fires))
             if events:
                 await conn.execute(Q["schedule_events_add"], {"events": _json(events)})
             if inserted < len(fires):
@@ -265,20 +263,6 @@ def _plan(row: dict[str, Any]) -> FirePlan:
         max_instances=row["max_instances"],
         outstanding=row["outstanding"],
     )
-
-
-def _fire_row(row: dict[str, Any], fire_at: datetime) -> dict[str, Any]:
-    return {
-        "task_type": row["task_type"],
-        "queue": row["queue"],
-        "priority": row["priority"],
-        "payload": row["payload"],
-        "max_attempts": row["max_retries"] + 1,
-        "retry_delay": row["retry_interval"],
-        "timeout": row["timeout"],
-        "schedule_id": row["id"],
-        "fire_at": fire_at,
-    }
 
 
 def _json(rows: list[dict[str, Any]]) -> str:

@@ -31,11 +31,15 @@ from psycopg.rows import dict_row
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidWorkflow
+from tickbase.queue.models import EnqueueRequest, LinkedTask
+from tickbase.queue.repository import TaskQueue
 from tickbase.workflows.dag import StepSpec, downstream
 
 Q = load_queries("tickbase.workflows")
 
 FINAL_TASK = ("succeeded", "failed", "cancelled")
+# The task options a step may carry (as its task type declares them).
+STEP_OPTIONS = frozenset({"queue", "priority", "max_attempts", "retry_delay", "timeout"})
 
 
 async def start_run(
@@ -125,25 +129,35 @@ async def advance(conn: AsyncConn, run_id: int) -> str:
 
 
 async def _enqueue(conn: AsyncConn, run_id: int, ready: list[dict[str, Any]]) -> None:
-    rows = [
-        {
-            "run_id": run_id,
-            "step": step["step"],
-            "task_type": step["task_type"],
-            "payload": step["payload"],
-            "options": step["options"],
-            "inputs": step["inputs"],
-        }
+    tasks = [
+        LinkedTask(
+            EnqueueRequest(
+                step["task_type"],
+                step["payload"],
+                **{k: v for k, v in step["options"].items() if k in STEP_OPTIONS},
+            ),
+            workflow_run_id=run_id,
+            step=step["step"],
+            inputs=step["inputs"],
+        )
         for step in ready
     ]
-    cursor = await conn.execute(Q["workflow_steps_enqueue"], {"steps": orjson.dumps(rows).decode()})
     changes = [
         {"step": name, "status": "enqueued", "task_id": task_id}
-        for task_id, name in await cursor.fetchall()
+        for task_id, _, _, name in await TaskQueue.enqueue_linked(conn, tasks)
     ]
     await conn.execute(
         Q["workflow_steps_set"], {"id": run_id, "changes": orjson.dumps(changes).decode()}
     )
+
+
+async def _cancel_tasks(conn: AsyncConn, run_id: int) -> None:
+    """Cancel the run's unfinished step tasks: pending ones at once, running ones
+    by request (their handlers are told to stop)."""
+    cursor = await conn.execute(Q["workflow_run_unfinished_tasks"], {"id": run_id})
+    task_ids = [row[0] for row in await cursor.fetchall()]
+    if task_ids:
+        await TaskQueue.cancel_many(conn, task_ids, reason="workflow run stopped")
 
 
 async def _on_failure(conn: AsyncConn, run_id: int, on_failure: str) -> None:
@@ -159,7 +173,7 @@ async def _on_failure(conn: AsyncConn, run_id: int, on_failure: str) -> None:
             if s["status"] == "waiting"
         ]
         if any(s["status"] == "enqueued" for s in steps):
-            await conn.execute(Q["workflow_run_cancel_tasks"], {"id": run_id})
+            await _cancel_tasks(conn, run_id)
     else:
         specs = [StepSpec(s["step"], s["task_type"], tuple(s["after"])) for s in steps]
         failed = {s["step"] for s in steps if s["status"] in ("failed", "cancelled")}
@@ -182,7 +196,7 @@ async def cancel_run(conn: AsyncConn, run_id: int) -> str:
     run = await cursor.fetchone()
     if run is None or run["status"] != "running":
         return "missing" if run is None else str(run["status"])
-    await conn.execute(Q["workflow_run_cancel_tasks"], {"id": run_id})
+    await _cancel_tasks(conn, run_id)
     await cursor.execute(Q["workflow_run_steps"], {"id": run_id})
     changes = [
         {"step": row["step"], "status": "cancelled", "task_id": None}

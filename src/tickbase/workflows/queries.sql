@@ -97,18 +97,6 @@ SELECT count(*) FILTER (WHERE status = 'enqueued') AS active,
        count(*) AS total
 FROM tickbase.workflow_steps WHERE run_id = %(id)s;
 
--- workflow_steps_enqueue --
--- Enqueue ready steps as tasks of the run, with their dependencies' results.
-INSERT INTO tickbase.tasks (task_type, payload, workflow_run_id, step, inputs, queue, priority,
-                            max_attempts, retry_delay, timeout)
-SELECT r.task_type, r.payload, r.run_id, r.step, r.inputs,
-       coalesce(r.options->>'queue', 'default'), coalesce((r.options->>'priority')::smallint, 0),
-       coalesce((r.options->>'max_attempts')::integer, 1),
-       coalesce((r.options->>'retry_delay')::float8, 1.0), (r.options->>'timeout')::float8
-FROM jsonb_to_recordset(%(steps)s::jsonb) AS r(
-    run_id bigint, step text, task_type text, payload jsonb, inputs jsonb, options jsonb)
-RETURNING id, step;
-
 -- workflow_steps_set --
 -- Record step states (and their task ids) decided by advance().
 UPDATE tickbase.workflow_steps s
@@ -121,24 +109,11 @@ UPDATE tickbase.workflow_runs
 SET status = %(status)s, finished_at = now()
 WHERE id = %(id)s AND status = 'running';
 
--- workflow_run_cancel_tasks --
--- Cancel a run's unfinished step tasks: pending ones at once, running ones by request.
-WITH changed AS (
-    UPDATE tickbase.tasks t
-    SET status = CASE WHEN t.status = 'running' THEN 'running' ELSE 'cancelled' END,
-        finished_at = CASE WHEN t.status = 'running' THEN NULL ELSE now() END,
-        cancel_requested = true
-    WHERE t.workflow_run_id = %(id)s AND t.status IN ('pending', 'retrying', 'running')
-    RETURNING t.id, t.status
-), events AS (
-    INSERT INTO tickbase.task_events (task_id, event, detail)
-    SELECT id, CASE WHEN status = 'running' THEN 'cancel_requested' ELSE 'cancelled' END,
-           '{"reason": "workflow run stopped"}'::jsonb
-    FROM changed
-), notified AS (
-    SELECT pg_notify('tickbase_cancel', id::text) FROM changed WHERE status = 'running'
-)
-SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM notified);
+-- workflow_run_unfinished_tasks --
+-- The run's step tasks that have not ended (to cancel when the run stops).
+SELECT id FROM tickbase.tasks
+WHERE workflow_run_id = %(id)s AND status IN ('pending', 'retrying', 'running')
+ORDER BY id;
 
 -- workflow_run_get --
 SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, schedule_id,
