@@ -599,31 +599,6 @@ async def test_unknown_kind_refused(app: tickbase.App) -> None:
         await evaluate(app, kinds={"backlogs"})
 
 
-@pytest.mark.parametrize("name", sorted(ALERT_QUERIES))
-def test_every_alert_query_explains(name: str, sql_conn: psycopg.Connection[Any]) -> None:
-    params = {
-        "now": None,
-        "kinds": None,
-        "name": "backlog",
-        "threshold": 1.0,
-        "for_seconds": 1.0,
-        "enabled": True,
-        "state": None,
-        "limit": 10,
-        "before_id": None,
-        "url": "http://x",
-        "id": 1,
-        "lease_seconds": 5.0,
-        "ids": [1],
-        "attempts": [1],
-        "oks": [True],
-        "retry_in": [None],
-        "errors": [None],
-    }
-    plan = sql_conn.execute(b"EXPLAIN " + ALERT_QUERIES[name].encode(), params).fetchall()
-    assert plan, name
-
-
 async def test_a_narrow_pass_does_not_count_tasks(sql_conn: psycopg.Connection[Any]) -> None:
     # Every node runs the leader check from its heartbeat: it must not scan tasks.
     plan = "\n".join(

@@ -17,7 +17,6 @@ import pytest
 import tickbase
 from tests.support.waiting import wait_until
 from tickbase.db.pool import create_pool
-from tickbase.db.sqlfile import load_queries
 from tickbase.errors import ConfigurationError, InvalidCredentials
 from tickbase.gateway.auth import (
     BOOTSTRAP_LOCK_KEY,
@@ -30,7 +29,6 @@ from tickbase.gateway.auth import (
     parse_bearer,
 )
 
-AUTH_QUERIES = load_queries("tickbase.gateway", "auth.sql")
 SECRET = b"k" * 32
 NOW = 1_700_000_000.0
 
@@ -47,20 +45,6 @@ def signed(payload: bytes, secret: bytes = SECRET) -> str:
     """A session with a valid signature over any payload bytes."""
     body = b64(payload)
     return body + "." + b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-
-
-@pytest.mark.parametrize("name", sorted(AUTH_QUERIES))
-def test_every_named_query_explains(name: str, sql_conn: psycopg.Connection[Any]) -> None:
-    params = {
-        "name": "n",
-        "role": "viewer",
-        "token_hash": b"\0" * 32,
-        "prefix": "tb_abcdef",
-        "id": 1,
-        "lock_key": BOOTSTRAP_LOCK_KEY,
-        "secret": b"\0" * 32,
-    }
-    assert sql_conn.execute(b"EXPLAIN " + AUTH_QUERIES[name].encode(), params).fetchall()
 
 
 async def test_create_verify_revoke(app: tickbase.App) -> None:
