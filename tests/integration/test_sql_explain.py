@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 import tickbase
+from tests.conftest import migrated_database
 from tickbase.db.sqlfile import load_queries
 
 PACKAGE_DIR = Path(tickbase.__file__).parent
@@ -136,21 +138,6 @@ PARAMS: dict[str, Any] = {
     "skip": ["marketdata.%"],
     "task_id": None,
     "before": NOW,
-    "fires": json.dumps(
-        [
-            {
-                "task_type": "t",
-                "queue": "default",
-                "priority": 0,
-                "payload": {},
-                "max_attempts": 1,
-                "retry_delay": 1.0,
-                "timeout": None,
-                "schedule_id": 1,
-                "fire_at": NOW.isoformat(),
-            }
-        ]
-    ),
     "advances": json.dumps(
         [
             {
@@ -180,19 +167,28 @@ PARAMS: dict[str, Any] = {
     "fire_at": None,
     "started_by_task": None,
     "done": ["a"],
-    "steps": json.dumps(
+    "changes": json.dumps([{"step": "a", "status": "enqueued", "task_id": 1}]),
+    "steps": json.dumps([]),  # a stored definition's steps
+    # queue: fires and workflow steps (task_enqueue_linked)
+    "tasks": json.dumps(
         [
             {
-                "run_id": 1,
-                "step": "a",
+                "id": None,
                 "task_type": "t",
+                "queue": "default",
+                "priority": 0,
                 "payload": {},
-                "inputs": {},
-                "options": {},
+                "max_attempts": 1,
+                "retry_delay": 1.0,
+                "timeout": None,
+                "schedule_id": 1,
+                "fire_at": NOW.isoformat(),
+                "workflow_run_id": None,
+                "step": None,
+                "inputs": None,
             }
         ]
     ),
-    "changes": json.dumps([{"step": "a", "status": "enqueued", "task_id": 1}]),
     # marketdata
     "source": "replay",
     "symbol": "GOOG",
@@ -255,10 +251,21 @@ def params_for(rel: str, name: str) -> dict[str, Any]:
     return {param: table[param] for param in used}
 
 
+@pytest.fixture(scope="module")
+def explain_conn(server_url: str, template_db: str) -> Iterator[psycopg.Connection[Any]]:
+    """One migrated database for the whole module: EXPLAIN writes nothing, so the
+    statements can share it (a clone per statement would cost a second each)."""
+    with (
+        migrated_database(server_url, template_db, prefix="explain") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        yield conn
+
+
 @pytest.mark.parametrize(("rel", "name"), CASES)
-def test_statement_explains(rel: str, name: str, sql_conn: psycopg.Connection[Any]) -> None:
+def test_statement_explains(rel: str, name: str, explain_conn: psycopg.Connection[Any]) -> None:
     params = params_for(rel, name)
-    plan = sql_conn.execute(b"EXPLAIN " + STATEMENTS[rel][name].encode(), params).fetchall()
+    plan = explain_conn.execute(b"EXPLAIN " + STATEMENTS[rel][name].encode(), params).fetchall()
     assert plan, f"{rel}:{name}"
 
 
