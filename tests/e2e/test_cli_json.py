@@ -33,7 +33,7 @@ async def test_cli_task_and_schedule_json_have_the_http_keys(database_url: str) 
         http_schedule = (await http.get("/api/v1/schedules/each-minute")).json()
 
     assert set(cli_task) - {"events"} == set(http_task)
-    assert set(listed[0]) == set(http_task)
+    assert set(listed[0]) == set(http_task) - {"waiting"}  # a listing does not ask why
     assert cli_task["payload"] == {"my_arg": 1}  # the user's keys are left alone
     # The gateway's worker may have run it since; what was stored is written alike.
     stored = ("id", "taskType", "queue", "priority", "payload", "maxAttempts", "runAt", "createdAt")

@@ -16,7 +16,7 @@ from tests.e2e.conftest import run_cli
 from tests.support.gateway import gateway_test_app, running_gateway
 from tests.support.waiting import wait_until
 from tickbase.cluster.alerts import evaluate_alerts
-from tickbase.cluster.nodes import known_task_types
+from tickbase.cluster.nodes import known_task_types, waiting_reason
 
 
 def app_with(database_url: str, *names: str) -> tickbase.App:
@@ -72,7 +72,11 @@ async def test_unhandled_type_waits_pending_and_runs_when_its_worker_starts(
             assert status(sql_conn, b.id) == "pending"  # ... B was never claimed, never failed
             async with a_app.pool.connection() as conn:
                 known = await known_task_types(conn)
-            assert known["t.a"]["handled"] and "t.b" not in known
+                assert known["t.a"]["handled"] and "t.b" not in known
+                assert await waiting_reason(conn, "t.a", "other") is None  # it serves all queues
+                assert await waiting_reason(conn, "t.b", "default") == (
+                    "no live worker handles type t.b"
+                )
             shown = await asyncio.to_thread(
                 run_cli, "tasks", "show", str(b.id), "--json", database_url=database_url
             )

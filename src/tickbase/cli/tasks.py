@@ -8,7 +8,7 @@ import typer
 
 from tickbase.cli.common import DatabaseUrlOption, JsonOption, run, with_app
 from tickbase.cli.render import as_api, console, print_json, table
-from tickbase.gateway.schemas import TaskOut
+from tickbase.gateway.schemas import TaskDetailOut, TaskOut
 
 cli = typer.Typer(help="List, show, cancel and retry tasks.", no_args_is_help=True)
 
@@ -63,32 +63,22 @@ def show(
 ) -> None:
     """One task with its lifecycle events."""
 
-    async def body(app: Any) -> tuple[Any, list[Any], str | None]:
-        from tickbase.cluster.nodes import known_task_types
+    async def body(app: Any) -> tuple[dict[str, Any], list[Any]]:
+        from tickbase.gateway.service import task_detail
 
-        task = await app.queue.get(task_id)
-        waiting = None
-        if task.status in ("pending", "retrying"):
-            async with app.pool.connection() as conn:
-                known = await known_task_types(conn)
-            if not known.get(task.task_type, {}).get("handled"):
-                waiting = f"no live worker handles type {task.task_type}"
-        return task, await app.queue.events(task_id), waiting
+        return await task_detail(app, task_id), await app.queue.events(task_id)
 
-    task, events, waiting = run(with_app(database_url, body))
+    detail, events = run(with_app(database_url, body))
     if as_json:
-        data = as_api(TaskOut, task.to_dict())
-        data["waiting"] = waiting
+        data = as_api(TaskDetailOut, detail)
         data["events"] = [
             {"at": e.at.isoformat(), "event": e.event, "nodeId": e.node_id, "detail": e.detail}
             for e in events
         ]
         print_json(data)
         return
-    rows = list(task.to_dict().items())
-    if waiting is not None:
-        rows.append(("waiting", waiting))
-    table(f"task {task.id}", ["field", "value"], rows)
+    rows = [(k, v) for k, v in detail.items() if k != "waiting" or v is not None]
+    table(f"task {detail['id']}", ["field", "value"], rows)
     table(
         "events",
         ["at", "event", "node", "detail"],

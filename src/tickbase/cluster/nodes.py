@@ -223,6 +223,19 @@ async def known_task_types(conn: AsyncConn) -> dict[str, dict[str, Any]]:
     }
 
 
+async def waiting_reason(conn: AsyncConn, task_type: str, queue: str) -> str | None:
+    """Why a waiting task of ``task_type`` in ``queue`` cannot be claimed now, or
+    None when some live worker can claim it (it only waits its turn)."""
+    cursor = await conn.execute(Q["task_type_served"], {"task_type": task_type, "queue": queue})
+    row = await cursor.fetchone()
+    handled, served = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if not handled:
+        return f"no live worker handles type {task_type}"
+    if not served:
+        return f"no live worker that handles type {task_type} serves queue {queue}"
+    return None
+
+
 async def list_nodes(conn: AsyncConn) -> list[dict[str, Any]]:
     """Every registered node with ``alive`` computed from its last heartbeat."""
     from psycopg.rows import dict_row

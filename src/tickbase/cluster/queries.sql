@@ -136,6 +136,15 @@ FROM (SELECT started_at, run_at, created_at, finished_at FROM tickbase.tasks
       ORDER BY id DESC LIMIT 10000) recent
 WHERE started_at > clock_timestamp() - interval '5 minutes';
 
+-- task_type_served --
+-- Whether a live node's worker handles this task type, and whether one that
+-- does serves this queue (a waiting task needs both to be claimed).
+SELECT coalesce(bool_or(true), false) AS handled,
+       coalesce(bool_or(n.queues IS NULL OR %(queue)s = ANY(n.queues)), false) AS served
+FROM tickbase.nodes n
+WHERE n.heartbeat_at > clock_timestamp() - make_interval(secs => 3 * n.heartbeat_interval)
+  AND n.task_types ? %(task_type)s;
+
 -- known_task_types --
 -- The task types a producer may enqueue: those live nodes' workers handle,
 -- with the enqueue defaults their handlers declare (the newest node's win),

@@ -36,6 +36,7 @@ from tickbase.gateway.schemas import (
     ScheduleUpdate,
     SessionOut,
     StatsOut,
+    TaskDetailOut,
     TaskOut,
     TaskPage,
     TaskSubmit,
@@ -46,7 +47,7 @@ from tickbase.gateway.schemas import (
     WorkflowOut,
     run_out,
 )
-from tickbase.gateway.service import GatewayService
+from tickbase.gateway.service import GatewayService, task_detail
 from tickbase.scheduler.models import ScheduleSpec
 from tickbase.workflows.api import WorkflowRun
 
@@ -182,9 +183,10 @@ async def list_tasks(
     return {"items": [t.to_dict() for t in tasks], "next_cursor": next_cursor}
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut, tags=["tasks"])
+@router.get("/tasks/{task_id}", response_model=TaskDetailOut, tags=["tasks"])
 async def get_task(task_id: TaskId, gw: Gw, _: Reader) -> Any:
-    return (await gw.app.queue.get(task_id)).to_dict()
+    """One task; ``waiting`` says why it is not claimed when no live worker can."""
+    return await task_detail(gw.app, task_id)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, tags=["tasks"])

@@ -149,6 +149,14 @@ class TaskOut(CamelModel):
     step: str | None = None
 
 
+class TaskDetailOut(TaskOut):
+    """One task, and why it waits when no live worker can claim it."""
+
+    waiting: str | None = None
+    """For a pending or retrying task no live worker can claim: the reason
+    (e.g. "no live worker handles type t.b"); else null."""
+
+
 class TaskPage(CamelModel):
     items: list[TaskOut]
     next_cursor: str | None = None

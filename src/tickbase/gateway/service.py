@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from tickbase.app import App
+from tickbase.cluster.nodes import waiting_reason
 from tickbase.db.sqlfile import load_queries
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError
@@ -21,6 +22,7 @@ from tickbase.gateway.hub import TaskState
 from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
 from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest, Task
 from tickbase.queue.repository import TaskQueue
+from tickbase.types import TaskStatus
 
 Q = load_queries("tickbase.gateway")
 T = TypeVar("T")
@@ -158,6 +160,18 @@ class GatewayService:
         if row is None:
             raise ApiError(404, "NOT_FOUND", f"no request {request_id!r} of this user")
         return tuple(row)
+
+
+async def task_detail(app: App, task_id: int) -> dict[str, Any]:
+    """A task's fields with ``waiting`` (see :class:`~tickbase.gateway.schemas.TaskDetailOut`):
+    one answer for ``GET /api/v1/tasks/{id}`` and ``tickbase tasks show``."""
+    task = await app.queue.get(task_id)
+    detail = task.to_dict()
+    detail["waiting"] = None
+    if task.status in (TaskStatus.PENDING, TaskStatus.RETRYING):
+        async with app.pool.connection() as conn:
+            detail["waiting"] = await waiting_reason(conn, task.task_type, task.queue)
+    return detail
 
 
 def _given(value: T | None, default: T) -> T:
