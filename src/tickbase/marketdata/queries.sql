@@ -154,7 +154,10 @@ SELECT EXISTS (SELECT 1 FROM tickbase.klines
 
 -- observations_upsert --
 -- A batch of one series' observations (cleaned: no missing value left) in one
--- statement; a value already stored is replaced (sources revise recent values).
+-- statement; a value already stored is replaced (sources revise recent values),
+-- except that a default (source 'default', served when every source was down)
+-- never replaces a value a source gave: a real value replaces a default, a
+-- default replaces only a default. The rows stored come back.
 INSERT INTO tickbase.observations AS o (series, observed_at, kind, source, value, label,
                                         is_filled)
 SELECT %(series)s, b.observed_at, %(kind)s, %(source)s, b.value, b.label, b.is_filled
@@ -162,7 +165,9 @@ FROM unnest(%(times)s::timestamptz[], %(values)s::float8[], %(labels)s::text[],
             %(filled)s::boolean[]) AS b(observed_at, value, label, is_filled)
 ON CONFLICT (series, observed_at) DO UPDATE
 SET kind = excluded.kind, source = excluded.source, value = excluded.value,
-    label = excluded.label, is_filled = excluded.is_filled, ingested_at = now();
+    label = excluded.label, is_filled = excluded.is_filled, ingested_at = now()
+WHERE excluded.source <> 'default' OR o.source = 'default'
+RETURNING observed_at;
 
 -- observations_latest --
 -- The latest %(limit)s observations of a series, oldest first.
