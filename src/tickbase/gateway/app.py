@@ -32,6 +32,7 @@ from tickbase.gateway.hub import Hub
 from tickbase.gateway.marketdata_api import router as marketdata_router
 from tickbase.gateway.schemas import HealthOut
 from tickbase.gateway.server import ServerLimits, serve
+from tickbase.gateway.udf_api import router as udf_router
 from tickbase.gateway.ws import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection, WsLimits
 
 logger = logging.getLogger("tickbase.gateway")
@@ -81,6 +82,7 @@ def create_gateway(
     api.add_middleware(RequestGuard, limits=bounds)
     api.include_router(router)
     api.include_router(marketdata_router)
+    api.include_router(udf_router)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])
     async def healthz() -> Any:
