@@ -152,6 +152,11 @@ MARKET_PARAMS: dict[str, Any] = {
     "ttl": 10.0,
     "last_open_time": datetime.now(UTC),
     "state": "{}",
+    "months": False,
+    "origin": datetime(1970, 1, 1, tzinfo=UTC),
+    "scan_start": datetime.now(UTC),
+    "scan_end": datetime.now(UTC),
+    "sample": 500,
 }
 
 

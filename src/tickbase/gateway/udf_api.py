@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import Gw, current_principal
+from tickbase.gateway.schemas import ErrorResponse
 from tickbase.marketdata.instruments import describe
 from tickbase.marketdata.resample import (
     CHART_RESOLUTIONS,
@@ -41,7 +43,22 @@ HISTORY_MAX_BARS = 20_000
 MAX_TIME = 2**33
 """Unix seconds past this (year 2242) are not a chart's range."""
 
-router = APIRouter(dependencies=[Depends(current_principal)], tags=["udf"])
+
+class UdfErrorOut(BaseModel):
+    """UDF's error document."""
+
+    s: Literal["error"]
+    errmsg: str
+
+
+# 401 comes from the gateway's credential check, before any UDF route: its envelope.
+UDF_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse},
+    404: {"model": UdfErrorOut, "description": "unknown symbol"},
+    422: {"model": UdfErrorOut, "description": "a bad parameter or resolution"},
+}
+
+router = APIRouter(dependencies=[Depends(current_principal)], tags=["udf"], responses=UDF_ERRORS)
 
 
 class UdfError(ApiError):
