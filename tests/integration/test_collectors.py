@@ -327,7 +327,7 @@ async def test_sentiment_default_then_live_then_stale_cache(
     assert record["served_by"] == "alternative.me" and record["stored"] == 30
     stored = sql_conn.execute(
         "SELECT value, label FROM tickbase.observations WHERE series = 'fear_greed' "
-        "ORDER BY observed_at DESC LIMIT 1"
+        "AND source = 'alternative.me' ORDER BY observed_at DESC LIMIT 1"
     ).fetchone()
     assert stored is not None and stored[0] == record["value"] and stored[1]
 

@@ -217,6 +217,10 @@ PARAMS: dict[str, Any] = {
     "key": "k",
     "value": "1",
     "last_open_time": NOW,
+    "months": False,
+    "scan_start": NOW - timedelta(days=1),
+    "scan_end": NOW,
+    "sample": 500,
     # a time window (marketdata reads, bench cron)
     "start": NOW - timedelta(hours=1),
     "end": NOW,
@@ -231,6 +235,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "interval": "1d",  # a candle interval
         "kind": "sentiment",  # an observation kind
         "state": "{}",  # an indicator's state (jsonb)
+        "origin": datetime(1970, 1, 1, tzinfo=UTC),  # the buckets' origin (date_bin)
     },
     "scheduler/queries.sql": {"kind": "cron"},  # a schedule's kind
 }

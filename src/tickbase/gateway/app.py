@@ -35,6 +35,7 @@ from tickbase.gateway.hub import Hub
 from tickbase.gateway.marketdata_api import router as marketdata_router
 from tickbase.gateway.schemas import HealthOut
 from tickbase.gateway.server import ServerLimits, serve
+from tickbase.gateway.udf_api import router as udf_router
 from tickbase.gateway.ws import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection, WsLimits
 
 logger = logging.getLogger("tickbase.gateway")
@@ -87,6 +88,7 @@ def create_gateway(
     api.include_router(router)
     api.include_router(admin_router)
     api.include_router(marketdata_router)
+    api.include_router(udf_router)
     install_docs(api)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])

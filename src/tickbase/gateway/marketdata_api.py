@@ -1,18 +1,12 @@
 """Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators``,
-``/api/v1/observations`` and a TradingView UDF datafeed under ``/udf``.
-
-The UDF endpoints speak the wire format of TradingView's charting library
-``UDFCompatibleDatafeed`` (``/udf/config``, ``/udf/symbols``, ``/udf/history``,
-``/udf/time``): plain JSON, arrays of bar fields, ``{"s": "no_data", "nextTime"}``
-when a range holds nothing. They read the stored K-lines; like the rest of the
-API they need a token (or a session).
+``/api/v1/observations`` (the TradingView UDF datafeed under ``/udf`` is
+:mod:`tickbase.gateway.udf_api`: it speaks TradingView's wire format, errors included).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -29,22 +23,6 @@ from tickbase.marketdata.store import (
     ObservationStore,
 )
 
-# TradingView resolutions and the K-line intervals they read.
-RESOLUTIONS = {
-    "1": "1m",
-    "5": "5m",
-    "15": "15m",
-    "30": "30m",
-    "60": "1h",
-    "240": "4h",
-    "1D": "1d",
-    "D": "1d",
-    "1W": "1w",
-    "W": "1w",
-    "1M": "1M",
-    "M": "1M",
-}
-HISTORY_MAX_BARS = 20_000
 INDICATOR_WARMUP_BARS = 2_000
 
 Symbol = Annotated[str, Query(pattern=SYMBOL_PATTERN)]
@@ -163,101 +141,3 @@ async def indicators(
     rows = batch(bars)[-limit:]
     source = bars[-1].source if bars else ""
     return [{**v.row(), "source": source} for v in rows]
-
-
-# ---- TradingView UDF -------------------------------------------------------------
-
-
-@router.get("/udf/config", tags=["udf"])
-async def udf_config() -> dict[str, Any]:
-    """What the datafeed supports."""
-    return {
-        "supported_resolutions": sorted(set(RESOLUTIONS) - {"D", "W", "M"}),
-        "supports_search": False,
-        "supports_group_request": False,
-        "supports_marks": False,
-        "supports_timescale_marks": False,
-        "supports_time": True,
-    }
-
-
-@router.get("/udf/time", tags=["udf"])
-async def udf_time() -> int:
-    """The server's time, unix seconds."""
-    return int(time.time())
-
-
-@router.get("/udf/symbols", tags=["udf"])
-async def udf_symbols(gw: Gw, symbol: Symbol) -> dict[str, Any]:
-    """A symbol's description (its resolutions are the intervals stored)."""
-    series = await KlineStore(gw.app.pool).series()
-    intervals = {i for s, i in series if s == symbol}
-    if not intervals:
-        known = sorted({s for s, _ in series})
-        raise ApiError(404, "NOT_FOUND", f"unknown symbol {symbol!r}", {"symbols": known})
-    resolutions = sorted(
-        r for r, i in RESOLUTIONS.items() if i in intervals and r not in ("D", "W", "M")
-    )
-    return {
-        "name": symbol,
-        "ticker": symbol,
-        "description": symbol,
-        "type": "crypto",
-        "session": "24x7",
-        "timezone": "Etc/UTC",
-        "exchange": "tickbase",
-        "listed_exchange": "tickbase",
-        "minmov": 1,
-        "pricescale": 100_000_000,
-        "has_intraday": any(i[-1] in "smh" for i in intervals),
-        "has_daily": "1d" in intervals,
-        "has_weekly_and_monthly": bool({"1w", "1M"} & intervals),
-        "supported_resolutions": resolutions,
-        "data_status": "endofday",
-    }
-
-
-@router.get("/udf/history", tags=["udf"])
-async def udf_history(
-    gw: Gw,
-    symbol: Symbol,
-    resolution: Annotated[str, Query(max_length=8)],
-    from_: Annotated[int, Query(alias="from", ge=0, le=2**33)],
-    to: Annotated[int, Query(ge=0, le=2**33)],
-    countback: Annotated[int | None, Query(ge=1, le=HISTORY_MAX_BARS)] = None,
-) -> dict[str, Any]:
-    """Bars with ``from <= t < to`` as arrays ``{s, t, o, h, l, c, v}``; ``no_data``
-    (with ``nextTime`` when older bars exist) when the range holds none."""
-    interval = RESOLUTIONS.get(resolution)
-    if interval is None:
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"unknown resolution {resolution!r}",
-            {"resolutions": sorted(RESOLUTIONS)},
-        )
-    if to <= from_:
-        raise ApiError(422, "VALIDATION_ERROR", "'to' must be after 'from'")
-    store = KlineStore(gw.app.pool)
-    await _known(store, symbol, interval)
-    start = datetime.fromtimestamp(from_, UTC)
-    end = datetime.fromtimestamp(to, UTC)
-    if countback is not None:
-        start = datetime(1970, 1, 1, tzinfo=UTC)  # countback: the N bars before `to`
-    bars = await store.window(symbol, interval, start, end, limit=countback or HISTORY_MAX_BARS)
-    if not bars:
-        # nextTime: where the chart should look instead (the last bar before the range)
-        before = await store.last_before(symbol, interval, start)
-        reply: dict[str, Any] = {"s": "no_data"}
-        if before is not None:
-            reply["nextTime"] = int(before.timestamp())
-        return reply
-    return {
-        "s": "ok",
-        "t": [int(b.open_time.timestamp()) for b in bars],
-        "o": [b.open for b in bars],
-        "h": [b.high for b in bars],
-        "l": [b.low for b in bars],
-        "c": [b.close for b in bars],
-        "v": [b.volume for b in bars],
-    }

@@ -45,7 +45,7 @@ from tickbase.marketdata.sources import (
     GlassnodeMetric,
 )
 from tickbase.marketdata.state import IndicatorStates
-from tickbase.marketdata.store import KlineStore, ObservationStore, Q
+from tickbase.marketdata.store import DEFAULT_SOURCE, KlineStore, ObservationStore, Q
 from tickbase.settings import Settings
 
 logger = logging.getLogger("tickbase.marketdata")
@@ -62,6 +62,8 @@ CACHE_KIND: dict[Kind, str] = {
 }
 DEFAULTS: dict[Kind, float | None] = {"sentiment": 50.0}
 """What a kind serves when every source is down and nothing is cached."""
+DEFAULT_LABELS: dict[Kind, str] = {"sentiment": "Neutral"}
+"""The label stored with a default (alternative.me classifies 50 as Neutral)."""
 
 
 def split_names(text: str) -> list[str]:
@@ -309,8 +311,31 @@ class MarketData:
                 collection.value.get("value") if isinstance(collection.value, dict) else None
             )
         elif collection.served_by == "default":
-            record["value"] = collection.value
+            record.update(await self._store_default(kind, series, collection.value))
         return record
+
+    async def _store_default(self, kind: Kind, series: str, value: Any) -> dict[str, Any]:
+        """Store the default a kind served as a filled observation (source ``default``)
+        at the instant its source would have stamped (the current UTC day for the daily
+        fear-and-greed index), so reads show what the task's result says was served.
+
+        It is not cached: the cache holds what a source said, and a cached default would
+        be served next time as if one had. A value a source gave for that instant is
+        never replaced (``observations_upsert``): ``stored`` is then 0.
+        """
+        observed_at = (
+            self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        )
+        filled = Observation(
+            series, observed_at, float(value), label=DEFAULT_LABELS.get(kind), is_filled=True
+        )
+        stored = await self.observations.upsert(series, kind, DEFAULT_SOURCE, [filled])
+        return {
+            "value": value,
+            "observed_at": observed_at.isoformat(),
+            "stored": stored,
+            "filled": stored,
+        }
 
     # ---- integrity -------------------------------------------------------------------
 

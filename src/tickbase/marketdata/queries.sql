@@ -154,7 +154,10 @@ SELECT EXISTS (SELECT 1 FROM tickbase.klines
 
 -- observations_upsert --
 -- A batch of one series' observations (cleaned: no missing value left) in one
--- statement; a value already stored is replaced (sources revise recent values).
+-- statement; a value already stored is replaced (sources revise recent values),
+-- except that a default (source 'default', served when every source was down)
+-- never replaces a value a source gave: a real value replaces a default, a
+-- default replaces only a default. The rows stored come back.
 INSERT INTO tickbase.observations AS o (series, observed_at, kind, source, value, label,
                                         is_filled)
 SELECT %(series)s, b.observed_at, %(kind)s, %(source)s, b.value, b.label, b.is_filled
@@ -162,7 +165,9 @@ FROM unnest(%(times)s::timestamptz[], %(values)s::float8[], %(labels)s::text[],
             %(filled)s::boolean[]) AS b(observed_at, value, label, is_filled)
 ON CONFLICT (series, observed_at) DO UPDATE
 SET kind = excluded.kind, source = excluded.source, value = excluded.value,
-    label = excluded.label, is_filled = excluded.is_filled, ingested_at = now();
+    label = excluded.label, is_filled = excluded.is_filled, ingested_at = now()
+WHERE excluded.source <> 'default' OR o.source = 'default'
+RETURNING observed_at;
 
 -- observations_latest --
 -- The latest %(limit)s observations of a series, oldest first.
@@ -240,3 +245,48 @@ SET last_open_time = excluded.last_open_time, state = excluded.state, updated_at
 -- Two advances of one series that overlap (a scheduled and a triggered
 -- collection) compute the same states; the slower never moves it back.
 WHERE indicator_state.last_open_time <= excluded.last_open_time;
+
+-- klines_aggregate --
+-- A series' stored %(interval)s bars (of its current source, see klines_latest)
+-- aggregated into coarser buckets: open of the first bar, highest high, lowest
+-- low, close of the last bar, summed volume. Buckets are aligned to UTC
+-- boundaries of the target: date_bin by %(step)s seconds from %(origin)s (1970,
+-- or a Monday for weeks), or calendar months when %(months)s. The scan reads
+-- whole buckets (%(scan_start)s..%(scan_end)s, bucket-aligned, so the index
+-- range does the work); the buckets kept start in %(start)s..%(end)s, the
+-- newest %(limit)s of them, oldest first.
+WITH current_source AS (
+    SELECT c.source FROM tickbase.klines c
+    WHERE c.symbol = %(symbol)s AND c.interval = %(interval)s
+    ORDER BY c.open_time DESC, c.source = 'replay' LIMIT 1
+), binned AS (
+    SELECT CASE WHEN %(months)s::boolean THEN date_trunc('month', k.open_time, 'UTC')
+                ELSE date_bin(make_interval(secs => %(step)s), k.open_time,
+                              %(origin)s::timestamptz) END AS bucket,
+           k.open_time, k.open, k.high, k.low, k.close, k.volume
+    FROM tickbase.klines k
+    WHERE k.symbol = %(symbol)s AND k.interval = %(interval)s
+      AND k.source = (SELECT source FROM current_source)
+      AND k.open_time >= %(scan_start)s AND k.open_time < %(scan_end)s
+), buckets AS (
+    SELECT bucket,
+           (array_agg(open ORDER BY open_time))[1] AS open,
+           max(high) AS high,
+           min(low) AS low,
+           (array_agg(close ORDER BY open_time DESC))[1] AS close,
+           sum(volume) AS volume
+    FROM binned
+    WHERE bucket >= %(start)s AND bucket < %(end)s
+    GROUP BY bucket
+    ORDER BY bucket DESC
+    LIMIT %(limit)s
+)
+SELECT bucket, open, high, low, close, volume FROM buckets ORDER BY bucket;
+
+-- klines_price_decimals --
+-- The most decimals among a symbol's %(sample)s newest stored closes (any
+-- interval): the price precision of a symbol no table describes. float8 to
+-- numeric keeps 15 significant digits, so binary noise past them never counts.
+SELECT max(scale(close::numeric))
+FROM (SELECT close FROM tickbase.klines WHERE symbol = %(symbol)s
+      ORDER BY open_time DESC LIMIT %(sample)s) newest;

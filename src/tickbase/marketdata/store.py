@@ -24,6 +24,9 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9_.:/-]{1,40}$"
 INTERVAL_PATTERN = r"^[0-9]{1,3}[smhdwM]$"
 SERIES_PATTERN = r"^[A-Za-z0-9_.:/-]{1,80}$"
 """What a non-price series name may be (``fear_greed``, ``DGS10``, ``BTC:market/mvrv_z_score``)."""
+DEFAULT_SOURCE = "default"
+"""The source of an observation a kind's default supplied (every source down, nothing
+cached): stored ``is_filled`` so reads show it, and replaced by the first real value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +247,21 @@ class ObservationStore:
     async def upsert(
         self, series: str, kind: str, source: str, observations: Sequence[ObservationLike]
     ) -> int:
-        """Store cleaned observations of one series in one statement (a value that is
-        still missing is a caller's bug: ValueError, nothing stored)."""
+        """Store cleaned observations of one series in one statement; how many were
+        stored (a value that is still missing is a caller's bug: ValueError, nothing
+        stored).
+
+        ``source`` :data:`DEFAULT_SOURCE` marks values served by a kind's default: they
+        never replace a value a source gave for the same instant, and a source's value
+        replaces them.
+        """
         if not observations:
             return 0
         missing = [o.observed_at.isoformat() for o in observations if o.value is None]
         if missing:
             raise ValueError(f"{series}: observations without a value at {missing[:5]}")
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 Q["observations_upsert"],
                 {
                     "series": series,
@@ -264,7 +273,7 @@ class ObservationStore:
                     "filled": [o.is_filled for o in observations],
                 },
             )
-        return len(observations)
+            return len(await cursor.fetchall())
 
     async def latest(self, series: str, *, limit: int = 100) -> list[StoredObservation]:
         """The latest ``limit`` observations of a series, oldest first."""
