@@ -9,11 +9,14 @@ keeps working for callers who do not know tickbase::
     ├── DatabaseError                        server cannot be reached / started
     │   ├── ServerNotRunning                 the embedded server is down and was not to be started
     │   └── MigrationError                   schema older/newer than the code, edited migration
-    ├── InvalidTask (ValueError)             enqueue refused: payload, queue, priority, run_at, ...
-    │   └── PayloadTooLarge                  payload over PAYLOAD_MAX_BYTES of JSON
-    ├── InvalidSchedule (ValueError)         schedule refused: expression, interval, zone, name, ...
+    ├── InvalidValue (ValueError)            a value refused (field, value, reason); nothing stored
+    │   ├── InvalidTask                      enqueue refused: payload, queue, priority, run_at, ...
+    │   │   └── PayloadTooLarge              payload over PAYLOAD_MAX_BYTES of JSON
+    │   ├── InvalidSchedule                  schedule refused: expression, interval, zone, name, ...
+    │   ├── InvalidAlert                     alert rule change or webhook refused: URL, threshold, name
+    │   ├── InvalidToken (ConfigurationError) token name or role refused
+    │   └── InvalidMarketData                a bar or observation refused by the database
     ├── InvalidWorkflow (ValueError)         workflow refused: cycle, unknown step or task type, ...
-    ├── InvalidAlert (ValueError)            alert rule change or webhook refused: URL, threshold, name
     ├── InvalidCredentials                   missing, unknown, revoked, expired or forged token/session
     ├── TaskNotFound (LookupError)           no task with that id
     ├── ScheduleNotFound (LookupError)       no schedule with that name
@@ -64,10 +67,11 @@ class MigrationError(DatabaseError):
     """The schema and the code disagree (missing, newer or edited migrations)."""
 
 
-class InvalidTask(TickbaseError, ValueError):
-    """An enqueue request was refused; nothing was stored.
+class InvalidValue(TickbaseError, ValueError):
+    """A value was refused; nothing was stored.
 
-    ``field`` names the offending field, ``value`` holds what was given.
+    ``field`` names the offending field, ``value`` holds what was given (None
+    when only the database saw it), ``reason`` says what is wrong with it.
     """
 
     def __init__(self, field: str, value: Any, reason: str) -> None:
@@ -75,6 +79,10 @@ class InvalidTask(TickbaseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+
+class InvalidTask(InvalidValue):
+    """An enqueue request was refused; nothing was stored."""
 
 
 class PayloadTooLarge(InvalidTask):
@@ -92,14 +100,8 @@ class PayloadTooLarge(InvalidTask):
         )
 
 
-class InvalidSchedule(TickbaseError, ValueError):
+class InvalidSchedule(InvalidValue):
     """A schedule definition was refused; the stored schedules are unchanged."""
-
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        self.field = field
-        self.value = value
-        self.reason = reason
-        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
 
 
 class InvalidWorkflow(TickbaseError, ValueError):
@@ -217,18 +219,19 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class InvalidAlert(TickbaseError, ValueError):
+class InvalidAlert(InvalidValue):
     """An alert rule change or webhook was refused; nothing was stored.
 
-    ``field`` names the offending field (``url``, ``threshold``, ``rule``, ...),
-    ``value`` holds what was given.
+    ``field`` names the offending field (``url``, ``threshold``, ``rule``, ...).
     """
 
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        self.field = field
-        self.value = value
-        self.reason = reason
-        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
+
+class InvalidToken(InvalidValue, ConfigurationError):
+    """An API token's name or role was refused; no token was created."""
+
+
+class InvalidMarketData(InvalidValue):
+    """A market-data row (bar, observation) was refused by the database; nothing was stored."""
 
 
 class InvalidCredentials(TickbaseError):

@@ -66,6 +66,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase._version import __version__
 from tickbase.cluster.alert_json import public_alert
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidAlert
@@ -442,15 +443,16 @@ class AlertStore:
             )
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(
-                Q["alert_rule_update"],
-                {
-                    "name": name,
-                    "threshold": threshold,
-                    "for_seconds": for_seconds,
-                    "enabled": enabled,
-                },
-            )
+            with domain_errors({"threshold": threshold, "for_seconds": for_seconds}):
+                await cursor.execute(
+                    Q["alert_rule_update"],
+                    {
+                        "name": name,
+                        "threshold": threshold,
+                        "for_seconds": for_seconds,
+                        "enabled": enabled,
+                    },
+                )
             row = await cursor.fetchone()
         if row is None:
             raise InvalidAlert("rule", name, "no such rule")
@@ -480,7 +482,8 @@ class AlertStore:
         """
         checked = check_webhook_url(url)
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(Q["alert_webhook_add"], {"url": checked})
+            with domain_errors({"url": checked}):
+                cursor = await conn.execute(Q["alert_webhook_add"], {"url": checked})
             row = await cursor.fetchone()
         assert row is not None
         return int(row[0])

@@ -58,10 +58,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import ConfigurationError, InvalidCredentials
@@ -305,8 +305,8 @@ class TokenStore:
         if name is not None:
             name = check_token_name(name)
         token = new_token()
-        try:
-            async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn:
+            with domain_errors({"token name": name, "role": checked}):
                 cursor = await conn.execute(
                     Q["api_token_create"],
                     {
@@ -316,14 +316,7 @@ class TokenStore:
                         "prefix": token_display(token),
                     },
                 )
-                row = await cursor.fetchone()
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != "api_tokens_live_name_key":
-                raise
-            raise ConfigurationError(
-                f"invalid token name {name!r}: a live token already has it "
-                "(names are unique labels; revoke that token or choose another name)"
-            ) from None
+            row = await cursor.fetchone()
         assert row is not None
         created = CreatedToken(id=row[0], name=row[1], role=row[2], token=token, prefix=row[3])
         logger.info(

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.marketdata.bars import BarLike
 from tickbase.marketdata.indicators import IndicatorSet, IndicatorValues
@@ -132,7 +133,8 @@ class IndicatorStates:
                 new_last, new_state = _saved(held)
                 params.update(new_last=new_last, new_state=new_state, state_from=start)
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(Q["klines_upsert"], params)).fetchall()
+            with domain_errors({"symbol": symbol, "interval": interval}):
+                rows = await (await conn.execute(Q["klines_upsert"], params)).fetchall()
         log_anomalies(source, symbol, interval, rows)
         if values is not None and held is not None and any(r[0] == "saved" for r in rows):
             self._held[key] = held

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.marketdata.bars import BarLike
@@ -141,9 +142,10 @@ class KlineStore:
         if not bars:
             return 0
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
-            )
+            with domain_errors({"symbol": symbol, "interval": interval}):
+                cursor = await conn.execute(
+                    Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
+                )
             log_anomalies(source, symbol, interval, await cursor.fetchall())
         return len(bars)
 
@@ -261,18 +263,19 @@ class ObservationStore:
         if missing:
             raise ValueError(f"{series}: observations without a value at {missing[:5]}")
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["observations_upsert"],
-                {
-                    "series": series,
-                    "kind": kind,
-                    "source": source,
-                    "times": [o.observed_at for o in observations],
-                    "values": [o.value for o in observations],
-                    "labels": [o.label for o in observations],
-                    "filled": [o.is_filled for o in observations],
-                },
-            )
+            with domain_errors({"series": series, "observation kind": kind}):
+                cursor = await conn.execute(
+                    Q["observations_upsert"],
+                    {
+                        "series": series,
+                        "kind": kind,
+                        "source": source,
+                        "times": [o.observed_at for o in observations],
+                        "values": [o.value for o in observations],
+                        "labels": [o.label for o in observations],
+                        "filled": [o.is_filled for o in observations],
+                    },
+                )
             return len(await cursor.fetchall())
 
     async def latest(self, series: str, *, limit: int = 100) -> list[StoredObservation]:

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import ConfigurationError
@@ -149,10 +150,11 @@ class LimitStore:
         """Store ``limits`` for the task types an app ``defined``; return the types changed."""
         rows = [limit.to_row() for limit in limits if limit.limited]
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["task_limits_sync"],
-                {"limits": orjson.dumps(rows).decode(), "defined": defined},
-            )
+            with domain_errors(None):
+                cursor = await conn.execute(
+                    Q["task_limits_sync"],
+                    {"limits": orjson.dumps(rows).decode(), "defined": defined},
+                )
             return [row[0] for row in await cursor.fetchall()]
 
     async def task_limits(self) -> list[dict[str, Any]]:
@@ -163,7 +165,10 @@ class LimitStore:
         """At most ``concurrency`` running tasks of ``queue`` in the cluster (>= 1)."""
         check_queue_concurrency(queue, concurrency)
         async with self.pool.connection() as conn:
-            await conn.execute(Q["queue_limit_set"], {"queue": queue, "concurrency": concurrency})
+            with domain_errors({"queue concurrency": concurrency}):
+                await conn.execute(
+                    Q["queue_limit_set"], {"queue": queue, "concurrency": concurrency}
+                )
 
     async def clear_queue_concurrency(self, queue: str) -> bool:
         """Lift a queue's limit; ``False`` when it had none."""

@@ -15,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_error, domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidTask, InvalidTransition, TaskNotFound
@@ -30,17 +31,6 @@ from tickbase.queue.models import (
 from tickbase.types import TaskStatus
 
 Q = load_queries("tickbase.queue")
-
-# Map a violated constraint to the request field it guards (the Python checks
-# come first; these catch callers that write rows through SQL of their own).
-_CONSTRAINT_FIELDS = {
-    "tasks_queue_valid": "queue name",
-    "tasks_priority_range": "priority",
-    "tasks_task_type_valid": "task type",
-    "tasks_timeout_valid": "timeout",
-    "tasks_retry_delay_valid": "retry_delay",
-    "tasks_attempts_valid": "max_attempts",
-}
 
 Outcome = tuple[int, int, str, str | None, str | None]
 """(task id, attempt, outcome, result JSON, error JSON) reported by a worker."""
@@ -83,12 +73,10 @@ class TaskQueue:
         """
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            try:
+            with domain_errors():
                 await cursor.execute(
                     Q["task_enqueue_one"], _enqueue_one_params(request), prepare=True
                 )
-            except psycopg.errors.CheckViolation as exc:
-                raise _check_violation(exc) from None
             row = await cursor.fetchone()
             if row is not None:
                 return Task.from_row(row), True
@@ -106,12 +94,10 @@ class TaskQueue:
         was written (the caller decides what its reservation then means).
         """
         cursor = conn.cursor(row_factory=dict_row)
-        try:
+        with domain_errors():
             await cursor.execute(
                 Q["task_enqueue_one"], _enqueue_one_params(request, task_id), prepare=True
             )
-        except psycopg.errors.CheckViolation as exc:
-            raise _check_violation(exc) from None
         row = await cursor.fetchone()
         return None if row is None else Task.from_row(row)
 
@@ -127,12 +113,10 @@ class TaskQueue:
         """
         if not tasks:
             return []
-        try:
+        with domain_errors():
             cursor = await conn.execute(
                 Q["task_enqueue_linked"], _linked_params(tasks), prepare=True
             )
-        except psycopg.errors.CheckViolation as exc:
-            raise _check_violation(exc) from None
         return [(row[0], row[1], row[2], row[3]) for row in await cursor.fetchall()]
 
     @staticmethod
@@ -292,15 +276,16 @@ class TaskQueue:
         async with self.pool.connection() as conn:
             try:
                 row = await (await conn.execute(Q["task_retry"], {"id": task_id})).fetchone()
-            except psycopg.errors.UniqueViolation as exc:
-                if exc.diag.constraint_name != "tasks_dedupe_key_active_idx":
-                    raise
+            except psycopg.errors.IntegrityError as exc:
                 # The copy keeps the dedupe key, which another task took meanwhile.
                 task = await self._get(conn, task_id)
+                error = domain_error(exc, {"dedupe_key": task.dedupe_key})
+                if not isinstance(error, InvalidTask):
+                    raise
                 raise InvalidTask(
-                    "dedupe_key",
-                    task.dedupe_key,
-                    f"is held by an unfinished task: retry task {task_id} once that one ends",
+                    error.field,
+                    error.value,
+                    f"{error.reason}: retry task {task_id} once that one ends",
                 ) from None
             if row is not None:
                 return int(row[0])
@@ -483,7 +468,7 @@ _OPTIONAL_FIELDS = (
 
 
 async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[tuple[int, bool]]:
-    try:
+    with domain_errors():
         if len(requests) == 1:
             cursor = await conn.execute(
                 Q["task_enqueue_one"], _enqueue_one_params(requests[0]), prepare=True
@@ -495,8 +480,6 @@ async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[
                 Q["task_enqueue_many"], _enqueue_params(requests), prepare=True
             )
             ids = [row[0] for row in await cursor.fetchall()]
-    except psycopg.errors.CheckViolation as exc:
-        raise _check_violation(exc) from None
     result: list[tuple[int, bool]] = []
     missing = [r.dedupe_key for r, task_id in zip(requests, ids, strict=True) if task_id is None]
     holders: dict[str, int] = {}
@@ -514,11 +497,6 @@ async def _enqueue(conn: AsyncConn, requests: Sequence[EnqueueRequest]) -> list[
             [again] = await _enqueue(conn, [request])
             result.append(again)
     return result
-
-
-def _check_violation(exc: psycopg.errors.CheckViolation) -> InvalidTask:
-    name = exc.diag.constraint_name or ""
-    return InvalidTask(_CONSTRAINT_FIELDS.get(name, name), None, str(exc.diag.message_primary))
 
 
 def _json_string(text: str) -> str:

@@ -1,7 +1,7 @@
 """Schedules in the database: create, change, control, inspect.
 
 Rows become :class:`Schedule` here and nowhere else; constraint violations
-become :class:`InvalidSchedule` here and nowhere else.
+become :class:`InvalidSchedule` through :mod:`tickbase.db.errors`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidSchedule, ScheduleNotFound
@@ -43,12 +43,7 @@ class ScheduleStore:
         """Store a new schedule; a duplicate active name is refused."""
         params = spec.params(first_fire(spec, datetime.now(UTC)))
         async with self.pool.connection() as conn:
-            try:
-                row = await _fetch_one(conn, Q["schedule_insert"], params)
-            except psycopg.errors.UniqueViolation:
-                raise InvalidSchedule(
-                    "name", spec.name, "a schedule with this name already exists"
-                ) from None
+            row = await _fetch_one(conn, Q["schedule_insert"], params)
         assert row is not None
         return Schedule.from_row(row)
 
@@ -205,13 +200,17 @@ def first_fire(spec: ScheduleSpec, now: datetime) -> datetime | None:
 
 async def _fetch_one(conn: AsyncConn, query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
     cursor = conn.cursor(row_factory=dict_row)
-    try:
+    with domain_errors(_field_values(params)):
         await cursor.execute(query, params)
-    except psycopg.errors.CheckViolation as exc:
-        raise InvalidSchedule(
-            exc.diag.constraint_name or "schedule", None, str(exc.diag.message_primary)
-        ) from None
     return await cursor.fetchone()
+
+
+def _field_values(params: dict[str, Any]) -> dict[str, Any]:
+    """A schedule's values by the field names of :data:`tickbase.db.errors.CONSTRAINTS`."""
+    values = dict(params)
+    values["queue name"] = params.get("queue")
+    values["retries"] = params.get("max_retries")
+    return values
 
 
 def fire_task(row: dict[str, Any], fire_at: datetime, task_id: int | None = None) -> LinkedTask:

@@ -20,6 +20,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import InvalidWorkflow, ResultTimeout
 from tickbase.workflows.dag import StepSpec, validate
@@ -108,16 +109,18 @@ class Workflow:
         """Validate, then store the definition (replacing one of the same name)."""
         ordered = self.validate()
         async with self._pool_source().connection() as conn:
-            cursor = await conn.execute(
-                Q["workflow_upsert"],
-                {
-                    "name": self.name,
-                    "mode": self.mode,
-                    "on_failure": self.on_failure,
-                    "max_parallel": self.max_parallel,
-                    "steps": orjson.dumps([s.to_dict() for s in ordered]).decode(),
-                },
-            )
+            values = {"workflow": self.name, "mode": self.mode, "on_failure": self.on_failure}
+            with domain_errors({**values, "max_parallel": self.max_parallel}):
+                cursor = await conn.execute(
+                    Q["workflow_upsert"],
+                    {
+                        "name": self.name,
+                        "mode": self.mode,
+                        "on_failure": self.on_failure,
+                        "max_parallel": self.max_parallel,
+                        "steps": orjson.dumps([s.to_dict() for s in ordered]).decode(),
+                    },
+                )
             row = await cursor.fetchone()
         assert row is not None
         return int(row[0])
