@@ -36,9 +36,12 @@ from tickbase.queue.models import EnqueueRequest, Task, TaskEvent
 from tickbase.scheduler.models import Schedule, ScheduleSpec
 from tickbase.settings import Settings
 from tickbase.types import TaskStatus
+from tickbase.worker.context import TaskContext
+from tickbase.worker.control import Cancel, Retry, Snooze, TaskControl
 
 __all__ = [
     "App",
+    "Cancel",
     "ConfigurationError",
     "DatabaseError",
     "EnqueueRequest",
@@ -48,12 +51,16 @@ __all__ = [
     "MigrationError",
     "PayloadTooLarge",
     "ResultTimeout",
+    "Retry",
     "Schedule",
     "ScheduleNotFound",
     "ScheduleSpec",
     "Settings",
+    "Snooze",
     "SyncClient",
     "Task",
+    "TaskContext",
+    "TaskControl",
     "TaskEvent",
     "TaskFailed",
     "TaskFunction",

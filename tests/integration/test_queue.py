@@ -11,6 +11,7 @@ import pytest
 
 import tickbase
 from tickbase import EnqueueRequest, InvalidTask, InvalidTransition, TaskNotFound, TaskStatus
+from tickbase.queue.models import Outcome, OutcomeKind
 from tickbase.queue.repository import TaskQueue
 
 NODE = "test-node"
@@ -24,9 +25,13 @@ async def claim(app: tickbase.App, limit: int = 100, queues: list[str] | None = 
 
 
 async def finish(
-    app: tickbase.App, outcomes: list[tuple[int, int, str, str | None, str | None]]
+    app: tickbase.App, reported: list[tuple[int, int, str, str | None, str | None]]
 ) -> int:
     async with app.pool.connection() as conn:
+        outcomes = [
+            Outcome(task_id, attempt, OutcomeKind(kind), result, error)
+            for task_id, attempt, kind, result, error in reported
+        ]
         return await app.queue.finish_many(conn, NODE, outcomes)
 
 

@@ -85,6 +85,7 @@ PARAMS: dict[str, Any] = {
     "outcomes": ["succeeded"],
     "results": ["null"],
     "errors": [None],
+    "delays": [None],
     "detail": None,
     "status": "succeeded",
     # common

@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -194,6 +195,35 @@ def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = Fa
     ):
         relation = ">" if exclusive else ">="
         raise InvalidTask(name, value, f"must be a finite number {relation} {minimum:g}")
+
+
+class OutcomeKind(StrEnum):
+    """How one execution ended, as a worker reports it. The status each leads to
+    is ``tickbase.outcome_status`` (migration 0013); a test holds the two together."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY = "retry"
+    FAILED_FINAL = "failed_final"
+    CANCELLED = "cancelled"
+    SNOOZED = "snoozed"
+    REQUEUED = "requeued"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One execution's end, reported by a worker (``result``/``error``: JSON text).
+
+    ``delay``: the seconds until the next run a :class:`~tickbase.Retry` or
+    :class:`~tickbase.Snooze` asked for (None: the retry backoff).
+    """
+
+    task_id: int
+    attempt: int
+    kind: OutcomeKind
+    result: str | None = None
+    error: str | None = None
+    delay: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,44 +380,51 @@ WHERE status IN ('pending', 'retrying') AND run_at > now()
 -- Record the outcome of a batch of executions of one node. The guard
 -- (running, same attempt, same node) refuses a late report from a worker whose
 -- lease expired and whose task was rescued: it cannot overwrite the newer run.
--- Outcomes: succeeded | failed (retried while attempts remain) | failed_final |
--- cancelled | requeued (shutdown: back to pending, the attempt not counted).
+-- The outcomes and the statuses they lead to: tickbase.outcome_status (migration
+-- 0013). %(delays)s: the seconds a retry or a snooze asked for (NULL: backoff).
 WITH input AS (
     SELECT * FROM unnest(
         %(ids)s::bigint[], %(attempts)s::integer[], %(outcomes)s::text[],
-        %(results)s::text[], %(errors)s::text[]
-    ) AS i(id, attempt, outcome, result, error)
+        %(results)s::text[], %(errors)s::text[], %(delays)s::float8[]
+    ) AS i(id, attempt, outcome, result, error, delay)
 ), finished AS (
     UPDATE tickbase.tasks t
-    SET status = CASE
-            WHEN i.outcome = 'failed' AND t.attempts < t.max_attempts
-                 AND NOT t.cancel_requested THEN 'retrying'
-            WHEN i.outcome = 'failed_final' THEN 'failed'
-            WHEN i.outcome = 'requeued' THEN 'pending'
-            ELSE i.outcome END,
+    SET status = tickbase.outcome_status(i.outcome, t.attempts, t.max_attempts,
+                                         t.cancel_requested),
         result = i.result::jsonb,
-        error = CASE WHEN i.outcome = 'requeued' THEN t.error ELSE i.error::jsonb END,
+        -- A run that does not end keeps the last error (a snooze is no failure).
+        error = CASE WHEN i.outcome IN ('requeued', 'snoozed') THEN t.error
+                     ELSE i.error::jsonb END,
         finished_at = CASE
-            WHEN i.outcome IN ('succeeded', 'cancelled', 'failed_final') THEN now()
-            WHEN i.outcome = 'failed' AND (t.attempts >= t.max_attempts OR t.cancel_requested)
-                THEN now() END,
-        -- Retry backoff: exponential from retry_delay, +-25% jitter, at most one hour.
+            WHEN tickbase.outcome_status(i.outcome, t.attempts, t.max_attempts,
+                                         t.cancel_requested)
+                 IN ('succeeded', 'failed', 'cancelled') THEN now() END,
         run_at = CASE
-            WHEN i.outcome = 'failed' THEN now() + make_interval(secs =>
-                least(t.retry_delay * power(2, greatest(t.attempts - 1, 0)), 3600)
-                * (0.75 + random() * 0.5))
+            -- Retry backoff: exponential from retry_delay, +-25% jitter, at most one hour.
+            WHEN i.outcome IN ('failed', 'retry') AND i.delay IS NULL THEN now()
+                + make_interval(secs =>
+                    least(t.retry_delay * power(2, greatest(t.attempts - 1, 0)), 3600)
+                    * (0.75 + random() * 0.5))
+            WHEN i.outcome IN ('retry', 'snoozed') THEN now() + make_interval(secs => i.delay)
             WHEN i.outcome = 'requeued' THEN now()
             ELSE t.run_at END,
-        attempts = CASE WHEN i.outcome = 'requeued' THEN t.attempts - 1 ELSE t.attempts END,
+        attempts = CASE WHEN i.outcome IN ('requeued', 'snoozed') THEN t.attempts - 1
+                        ELSE t.attempts END,
         lease_expires_at = NULL,
-        node_id = CASE WHEN i.outcome = 'requeued' THEN NULL ELSE t.node_id END
+        node_id = CASE WHEN i.outcome IN ('requeued', 'snoozed') THEN NULL ELSE t.node_id END
     FROM input i
     WHERE t.id = i.id AND t.status = 'running' AND t.attempts = i.attempt
       AND t.node_id = %(node_id)s
-    RETURNING t.id, t.status, i.error
+    RETURNING t.id, t.status, i.outcome, i.error
 ), events AS (
+    -- A handler's own request is named in the log: snoozed, retry_requested.
     INSERT INTO tickbase.task_events (task_id, event, node_id, detail)
-    SELECT id, status, %(node_id)s, error::jsonb FROM finished
+    SELECT id,
+           CASE WHEN outcome = 'snoozed' AND status = 'pending' THEN 'snoozed'
+                WHEN outcome = 'retry' AND status = 'retrying' THEN 'retry_requested'
+                ELSE status END,
+           %(node_id)s, error::jsonb
+    FROM finished
 ), notified AS (
     -- Whoever awaits a result (handle.result(), the gateway) learns of the end
     -- at once: one NOTIFY per 500 final tasks (payload: their ids), not per row.

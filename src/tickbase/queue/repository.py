@@ -25,15 +25,13 @@ from tickbase.queue.models import (
     ClaimedTask,
     EnqueueRequest,
     LinkedTask,
+    Outcome,
     Task,
     TaskEvent,
 )
 from tickbase.types import TaskStatus
 
 Q = load_queries("tickbase.queue")
-
-Outcome = tuple[int, int, str, str | None, str | None]
-"""(task id, attempt, outcome, result JSON, error JSON) reported by a worker."""
 
 
 class TaskQueue:
@@ -200,16 +198,16 @@ class TaskQueue:
 
     async def finish_many(self, conn: AsyncConn, node_id: str, outcomes: Sequence[Outcome]) -> int:
         """Record a batch of outcomes in one statement; return how many were accepted."""
-        ids, attempts, kinds, results, errors = zip(*outcomes, strict=True)
         cursor = await conn.execute(
             Q["task_finish_many"],
             {
                 "node_id": node_id,
-                "ids": list(ids),
-                "attempts": list(attempts),
-                "outcomes": list(kinds),
-                "results": list(results),
-                "errors": list(errors),
+                "ids": [o.task_id for o in outcomes],
+                "attempts": [o.attempt for o in outcomes],
+                "outcomes": [o.kind.value for o in outcomes],
+                "results": [o.result for o in outcomes],
+                "errors": [o.error for o in outcomes],
+                "delays": [o.delay for o in outcomes],
             },
             prepare=False,
         )

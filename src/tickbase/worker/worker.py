@@ -5,8 +5,8 @@ Overview
     (``FOR UPDATE SKIP LOCKED``) and starts each handler in its own Task; a
     *helper fetch loop* claims too while claims come back full, so one claim is
     in flight while the other batch starts. Outcomes go to an in-memory buffer;
-    the *report loop* writes the whole buffer with one statement whenever it is
-    not empty (while one write is in flight, the next batch accumulates: group
+    the *report loop* (:mod:`tickbase.worker.reporter`) writes the whole buffer
+    with one statement whenever it is not empty (while one write is in flight, the next batch accumulates: group
     commit, no timer), advancing the workflow runs of finished steps in the same
     transaction. The *heartbeat loop* renews the leases of running tasks and
     stops the ones whose cancel was requested or whose lease was lost. (Rescue
@@ -62,13 +62,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from tickbase.errors import InvalidTask
-from tickbase.queue.models import ClaimedTask
-from tickbase.queue.repository import Outcome, TaskQueue
+from tickbase.queue.models import ClaimedTask, Outcome
+from tickbase.queue.repository import TaskQueue
 from tickbase.worker.context import TaskContext
 from tickbase.worker.registry import Registry
-from tickbase.worker.runner import encode_error, encode_error_message, encode_result
-from tickbase.workflows.engine import advance, reconcile
+from tickbase.worker.reporter import RETRY_BACKOFF_MAX, Reporter
+from tickbase.workflows.engine import reconcile
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -81,7 +80,6 @@ logger = logging.getLogger("tickbase.worker")
 
 CONCURRENCY_DEFAULT = 10
 FETCHERS = 2
-RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
 # Seconds between limited claims while every due limited task is held back
 # (a rate window to slide, a key or a queue slot to free on another node).
 LIMITED_RETRY_SECONDS = 0.25
@@ -143,18 +141,15 @@ class Worker:
         self.queue = TaskQueue(pool)
         self.claim_pool = claim_pool or pool
         self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tickbase")
-        self.processed = 0
+        self.reporter = Reporter(pool, self.node_id, settings, self._on_reported)
         self._running: dict[int, _Running] = {}
         self._reserved = 0  # slots promised to claims in flight
-        self._workflow_runs: dict[int, int] = {}  # running step task -> its workflow run
         self._limited: set[int] = set()  # running tasks claimed under a limit
         # When to try the limited claim again (monotonic): at once after new
         # tasks or a finished limited task, a moment later while every due
         # limited task is held back by its limits, at the poll otherwise.
         self._limited_retry_at = 0.0
         self._limited_wake = asyncio.Event()
-        self._outcomes: list[Outcome] = []
-        self._outcomes_ready = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._busy = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -163,6 +158,11 @@ class Worker:
         self._unsubscribe: list[Any] = []
 
     # ---- lifecycle -------------------------------------------------------------
+
+    @property
+    def processed(self) -> int:
+        """Executions ended (and reported) since the worker started."""
+        return self.reporter.processed
 
     def running_count(self) -> int:
         """Handlers running now (reported in the node's heartbeat)."""
@@ -180,7 +180,7 @@ class Worker:
         await self.listener.start()
         if self.claim_pool is not self.pool:
             await self.claim_pool.open(wait=True)
-        reporter = asyncio.create_task(self._report_loop(), name="tickbase-report")
+        reporter = asyncio.create_task(self.reporter.run(), name="tickbase-report")
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tickbase-heartbeat")
         self.started.set()
         logger.info(
@@ -197,7 +197,7 @@ class Worker:
         finally:
             await self._drain()
             heartbeat.cancel()
-            self._outcomes_ready.set()
+            self.reporter.close()
             self._stopped.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -380,20 +380,13 @@ class Worker:
     def _start(self, task: ClaimedTask) -> None:
         definition = self.registry.get(task.task_type)
         if definition is None:
-            self._report(
-                task,
-                "failed_final",
-                None,
-                encode_error_message(
-                    "UnknownTaskType", f"no handler registered for task type {task.task_type}"
-                ),
-            )
+            self.reporter.unknown_type(task)
             return
         payload = task.payload if isinstance(task.payload, dict) else {"value": task.payload}
         if definition.wants_context:
             payload = {**payload, "context": _context(task)}
         if task.workflow_run_id is not None:
-            self._workflow_runs[task.id] = task.workflow_run_id
+            self.reporter.workflow_runs[task.id] = task.workflow_run_id
         func = definition.func
         if definition.is_async:
             start: Callable[[], Awaitable[Any]] = functools.partial(func, **payload)
@@ -427,11 +420,11 @@ class Worker:
         except asyncio.CancelledError:
             self._report_stopped(task)
         except TimeoutError as exc:
-            self._report_timeout(task, exc)
+            self.reporter.timed_out(task, exc)
         except Exception as exc:
-            self._report_error(task, exc)
+            self.reporter.raised(task, exc)
         else:
-            self._report_success(task, value)
+            self.reporter.returned(task, value)
         finally:
             self._release(task)
 
@@ -446,114 +439,25 @@ class Worker:
 
     # ---- reporting -------------------------------------------------------------
 
-    def _report(
-        self, task: ClaimedTask, outcome: str, result: str | None, error: str | None
-    ) -> None:
-        self._outcomes.append((task.id, task.attempt, outcome, result, error))
-        self.processed += 1
-        self._outcomes_ready.set()
-
-    def _report_success(self, task: ClaimedTask, value: Any) -> None:
-        try:
-            result = encode_result(value, self.settings.result_max_bytes)
-        except InvalidTask as exc:
-            self._report_error(task, exc)
-            return
-        self._report(task, "succeeded", result, None)
-
-    def _report_error(self, task: ClaimedTask, exc: BaseException) -> None:
-        self._report(task, "failed", None, encode_error(exc))
-
-    def _report_timeout(self, task: ClaimedTask, exc: BaseException) -> None:
-        message = f"task exceeded its timeout of {task.timeout:g} s"
-        self._report(task, "failed", None, encode_error(exc, message=message))
-
     def _report_stopped(self, task: ClaimedTask) -> None:
         if not self._own(task):
             return  # superseded: lost, and the id's bookkeeping is the new attempt's
         reason = self._running[task.id].stop_reason
         if reason == "cancel":
-            self._report(
-                task,
-                "cancelled",
-                None,
-                encode_error_message("Cancelled", "cancelled while running"),
-            )
+            self.reporter.cancelled(task)
         elif reason == "shutdown":
-            self._report(task, "requeued", None, None)
+            self.reporter.requeued(task)
         # "lost": another node owns the task now; any report would be refused.
         if reason == "lost":
             self._limited.discard(task.id)
 
-    async def _report_loop(self) -> None:
-        backoff = 0.1
-        failing_since: float | None = None
-        while True:
-            if not self._outcomes:
-                if self._stopped.is_set():
-                    return
-                self._outcomes_ready.clear()
-                await self._outcomes_ready.wait()
-                continue
-            batch, self._outcomes = self._outcomes, []
-            runs = {
-                self._workflow_runs[outcome[0]]
-                for outcome in batch
-                if outcome[0] in self._workflow_runs
-            }
-            try:
-                async with self.pool.connection() as conn:
-                    if runs:
-                        await self._finish_and_advance(conn, batch, runs)
-                    else:
-                        await self.queue.finish_many(conn, self.node_id, batch)
-                for outcome in batch:
-                    self._workflow_runs.pop(outcome[0], None)
-                if self._limited and any(outcome[0] in self._limited for outcome in batch):
-                    # A limited task's end is committed: its slot (queue, key)
-                    # is free for the next limited claim, here or on any node.
-                    self._limited.difference_update(outcome[0] for outcome in batch)
-                    self._limited_retry_at = 0.0
-                    self._limited_wake.set()
-                backoff, failing_since = 0.1, None
-            except (psycopg.Error, OSError) as exc:
-                self._outcomes[:0] = batch
-                failing_since = failing_since or time.monotonic()
-                if self._stopped.is_set() and (
-                    time.monotonic() - failing_since > self.settings.shutdown_grace
-                ):
-                    # Give up rather than hang the shutdown: these tasks keep
-                    # their leases, which expire, and they run again elsewhere.
-                    logger.error(
-                        "dropping %d unreported outcomes at shutdown (%s)", len(self._outcomes), exc
-                    )
-                    return
-                logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
-
-    async def _finish_and_advance(
-        self, conn: AsyncConn, batch: list[Outcome], runs: set[int]
-    ) -> None:
-        """A step's end and the steps it unblocks commit together.
-
-        Runs are locked in id order, so two workers never wait on each other's
-        runs in a cycle. Should advancing fail for a reason other than the
-        database (a bug), the outcomes are still recorded and the housekeeping
-        reconcile advances those runs later: a result is never held hostage.
-        """
-        try:
-            async with conn.transaction():
-                await self.queue.finish_many(conn, self.node_id, batch)
-                for run_id in sorted(runs):
-                    await advance(conn, run_id)
-        except (psycopg.Error, OSError):
-            raise
-        except Exception:
-            logger.exception(
-                "advancing workflow runs %s failed; outcomes recorded alone", sorted(runs)
-            )
-            await self.queue.finish_many(conn, self.node_id, batch)
+    def _on_reported(self, batch: list[Outcome]) -> None:
+        if self._limited and any(outcome.task_id in self._limited for outcome in batch):
+            # A limited task's end is committed: its slot (queue, key) is free
+            # for the next limited claim, here or on any node.
+            self._limited.difference_update(outcome.task_id for outcome in batch)
+            self._limited_retry_at = 0.0
+            self._limited_wake.set()
 
     # ---- heartbeat, cancel, rescue ----------------------------------------------
 
