@@ -20,10 +20,17 @@ keeps working for callers who do not know tickbase::
     ├── InvalidCredentials                   missing, unknown, revoked, expired or forged token/session
     ├── TaskNotFound (LookupError)           no task with that id
     ├── ScheduleNotFound (LookupError)       no schedule with that name
+    ├── WorkflowRunNotFound (LookupError)    no workflow run with that id
+    ├── AppNotOpen (RuntimeError)            an App used before ``async with app:``
     ├── InvalidTransition                    the task is not in a state that allows the change
     ├── UnknownTaskType (LookupError)        no handler registered for a task type
-    └── TaskFailed                           ``handle.result()`` on a task that failed/was cancelled
-        └── ResultTimeout (TimeoutError)     ``handle.result(timeout=...)`` ran out of time
+    ├── TaskFailed                           ``handle.result()`` on a task that failed/was cancelled
+    │   └── ResultTimeout (TimeoutError)     ``handle.result(timeout=...)`` ran out of time
+    └── market data
+        ├── InvalidBar, InvalidBarFile (ValueError)  a bar or a bar file refused
+        ├── ResolutionError (ValueError)     a chart resolution the stored bars cannot serve
+        └── SourceError                      a source did not deliver: RateLimited, SourceTimeout,
+                                             SourceUnavailable, InvalidPayload, SourceSkipped
 
 Messages name the offending value and, where there is one, the fix.
 """
@@ -123,6 +130,21 @@ class ScheduleNotFound(TickbaseError, LookupError):
         if close:
             message += f" (did you mean {close[0]!r}?)"
         super().__init__(message)
+
+
+class WorkflowRunNotFound(TickbaseError, LookupError):
+    """No workflow run has the given id."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"workflow run {run_id} does not exist")
+
+
+class AppNotOpen(TickbaseError, RuntimeError):
+    """An App was used before ``async with app:`` (or ``await app.open()``) or after it closed."""
+
+    def __init__(self) -> None:
+        super().__init__("the app is not open: use `async with app:` first")
 
 
 class TaskNotFound(TickbaseError, LookupError):
@@ -244,3 +266,86 @@ class InvalidCredentials(TickbaseError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+# ---- market data ---------------------------------------------------------------------
+
+BAD_ROWS_SHOWN = 20  # bad rows listed in one InvalidBarFile message; the count covers all
+
+
+class InvalidBar(TickbaseError, ValueError):
+    """A bar was refused (non-finite price, high below low, ...); no state was changed.
+
+    ``field`` names the offending field, ``value`` holds it, ``open_time`` is the bar's time.
+
+    Example: ``InvalidBar("close", nan, t, "is not a finite number")`` reads
+    ``bar 2017-04-19T09:00:00+00:00: close nan is not a finite number``.
+    """
+
+    def __init__(self, field: str, value: object, open_time: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.open_time = open_time
+        self.reason = reason
+        when = open_time.isoformat() if isinstance(open_time, datetime) else repr(open_time)
+        super().__init__(f"bar {when}: {field} {value!r} {reason}")
+
+
+class InvalidBarFile(TickbaseError, ValueError):
+    """A bar file was refused; ``problems`` lists ``(line_number, message)`` for every bad row."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        shown = "\n".join(f"  line {line}: {msg}" for line, msg in problems[:BAD_ROWS_SHOWN])
+        more = len(problems) - BAD_ROWS_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{source}: {plural(len(problems), 'bad row')}\n{shown}{tail}")
+
+
+class ResolutionError(TickbaseError, ValueError):
+    """A chart resolution that is malformed or that the stored intervals cannot serve."""
+
+
+class SourceError(TickbaseError):
+    """A source did not deliver; ``reason`` says why in words fit for the task's record."""
+
+    outcome = "failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RateLimited(SourceError):
+    """HTTP 429: ``retry_after`` seconds from the header, ``None`` when it had none."""
+
+    outcome = "rate_limited"
+
+    def __init__(self, reason: str, retry_after: float | None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class SourceTimeout(SourceError):
+    """No answer in time."""
+
+    outcome = "timeout"
+
+
+class SourceUnavailable(SourceError):
+    """Refused connection, DNS failure, HTTP 5xx or another status that is not an answer."""
+
+    outcome = "unavailable"
+
+
+class InvalidPayload(SourceError):
+    """The source answered with something that is not valid data (refused whole, not stored)."""
+
+    outcome = "invalid"
+
+
+class SourceSkipped(SourceError):
+    """The source cannot be asked at all (no API key configured)."""
+
+    outcome = "skipped"

@@ -152,6 +152,10 @@ def test_every_listed_command_with_json_prints_valid_json(
     asyncio.run(define_workflow())
     csv = tmp_path / "bars.csv"
     csv.write_text(BARS)
+    definition = tmp_path / "eod.json"
+    definition.write_text(
+        json.dumps({"name": "readme-file", "steps": [{"name": "a", "taskType": "tickbase.echo"}]})
+    )
     sql_conn.execute(
         "INSERT INTO tickbase.observations (series, observed_at, kind, source, value, label,"
         " is_filled) VALUES ('DCOILWTICO', '1986-01-02', 'macro', 'fred', 25.56, NULL, false)"
@@ -181,6 +185,8 @@ def test_every_listed_command_with_json_prints_valid_json(
         "alerts rule": [rule],
         "alerts webhook-add": ["http://127.0.0.1:9/hook"],
         "workflows show": ["readme"],
+        "workflows create": [str(definition)],
+        "db sql": ["SELECT count(*) AS tasks FROM tickbase.tasks"],
         "workflows run": ["readme"],
         "workflows runs": ["readme"],
         "schedules add": ["readme-other", "--task", "tickbase.noop", "--manual"],

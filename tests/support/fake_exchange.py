@@ -58,7 +58,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tests.support.grid import FAKE_SERIES, grid_klines
-from tickbase.marketdata.collector import SourceUnavailable
+from tickbase.errors import SourceUnavailable
 
 MACRO = Path(__file__).resolve().parent.parent / "data" / "macro"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
 
+from tickbase.errors import SourceUnavailable
 from tickbase.marketdata.bars import Bar, load_bars
-from tickbase.marketdata.collector import Kline, SourceUnavailable, interval_seconds
+from tickbase.marketdata.collector import Kline, interval_seconds
 
 FAKE_SERIES: Final[Mapping[str, str]] = MappingProxyType(
     {"BTCUSDT": "btcusd-1M", "ETHUSDT": "eurusd-1h"}

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tickbase.errors import SourceUnavailable
 from tickbase.marketdata.bars import load_bars
-from tickbase.marketdata.collector import KlineRequest, SourceUnavailable
+from tickbase.marketdata.collector import KlineRequest
 from tickbase.marketdata.replay import REPLAY_PREFIX, REPLAY_SERIES, ReplayKlines, replay_series
 
 NOW = datetime(2026, 12, 3, 9, 55, tzinfo=UTC)  # a Thursday

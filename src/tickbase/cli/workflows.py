@@ -146,9 +146,9 @@ def create(
         name: eod
         mode: parallel
         steps:
-          - {name: bars, task_type: tickbase.echo, payload: {symbol: ES}}
+          - {name: bars, taskType: tickbase.echo, payload: {symbol: ES}}
           - name: report
-            task_type: tickbase.echo
+            taskType: tickbase.echo
             after:
               - bars
 

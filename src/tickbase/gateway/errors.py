@@ -32,6 +32,7 @@ from tickbase.errors import (
     TaskNotFound,
     TickbaseError,
     UnknownTaskType,
+    WorkflowRunNotFound,
 )
 from tickbase.gateway.routing import allowed_methods
 
@@ -58,6 +59,7 @@ _BY_TYPE: list[tuple[type[Exception], int, str]] = [
     (InvalidCredentials, 401, "UNAUTHORIZED"),
     (TaskNotFound, 404, "NOT_FOUND"),
     (ScheduleNotFound, 404, "NOT_FOUND"),
+    (WorkflowRunNotFound, 404, "NOT_FOUND"),
     (UnknownTaskType, 422, "UNKNOWN_TASK_TYPE"),
     (InvalidTransition, 409, "CONFLICT"),
     (PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),

@@ -24,13 +24,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from tickbase.errors import ResolutionError
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.http_api import Gw, current_principal
 from tickbase.gateway.schemas import ErrorResponse
 from tickbase.marketdata.instruments import describe
 from tickbase.marketdata.resample import (
     CHART_RESOLUTIONS,
-    ResolutionError,
     aggregate,
     is_exact,
     parse_resolution,

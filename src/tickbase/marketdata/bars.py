@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
-from tickbase.errors import TickbaseError
+from tickbase.errors import InvalidBar, InvalidBarFile
 
 __all__ = [
     "COLUMNS",
@@ -38,38 +38,6 @@ __all__ = [
 
 COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 """The header of a bar file, in order."""
-
-_MAX_REPORTED = 20  # bad rows listed in one InvalidBarFile message; the count covers all
-
-
-class InvalidBar(TickbaseError, ValueError):
-    """A bar was refused (non-finite price, high below low, ...); no state was changed.
-
-    ``field`` names the offending field, ``value`` holds it, ``open_time`` is the bar's time.
-
-    Example: ``InvalidBar("close", nan, t, "is not a finite number")`` reads
-    ``bar 2017-04-19T09:00:00+00:00: close nan is not a finite number``.
-    """
-
-    def __init__(self, field: str, value: object, open_time: object, reason: str) -> None:
-        self.field = field
-        self.value = value
-        self.open_time = open_time
-        self.reason = reason
-        when = open_time.isoformat() if isinstance(open_time, datetime) else repr(open_time)
-        super().__init__(f"bar {when}: {field} {value!r} {reason}")
-
-
-class InvalidBarFile(TickbaseError, ValueError):
-    """A bar file was refused; ``problems`` lists ``(line_number, message)`` for every bad row."""
-
-    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        shown = "\n".join(f"  line {line}: {msg}" for line, msg in problems[:_MAX_REPORTED])
-        more = len(problems) - _MAX_REPORTED
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"{source}: {len(problems)} bad row(s)\n{shown}{tail}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,14 @@ from typing import Any, Literal
 
 import httpx
 
-from tickbase.errors import TickbaseError
+from tickbase.errors import (
+    InvalidPayload,
+    RateLimited,
+    SourceError,
+    SourceSkipped,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from tickbase.marketdata.bars import Bar
 from tickbase.queue.limits import RateLimit
 
@@ -95,50 +102,6 @@ Request = KlineRequest | SeriesRequest
 
 
 # ---- failure kinds -----------------------------------------------------------------
-
-
-class SourceError(TickbaseError):
-    """A source did not deliver; ``reason`` says why in words fit for the task's record."""
-
-    outcome = "failed"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class RateLimited(SourceError):
-    """HTTP 429: ``retry_after`` seconds from the header, ``None`` when it had none."""
-
-    outcome = "rate_limited"
-
-    def __init__(self, reason: str, retry_after: float | None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class SourceTimeout(SourceError):
-    """No answer in time."""
-
-    outcome = "timeout"
-
-
-class SourceUnavailable(SourceError):
-    """Refused connection, DNS failure, HTTP 5xx or another status that is not an answer."""
-
-    outcome = "unavailable"
-
-
-class InvalidPayload(SourceError):
-    """The source answered with something that is not valid data (refused whole, not stored)."""
-
-    outcome = "invalid"
-
-
-class SourceSkipped(SourceError):
-    """The source cannot be asked at all (no API key configured)."""
-
-    outcome = "skipped"
 
 
 # ---- the source interface -----------------------------------------------------------

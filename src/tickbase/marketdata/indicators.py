@@ -56,7 +56,8 @@ import numpy as np
 import numpy.typing as npt
 import talib
 
-from tickbase.marketdata.bars import BarLike, InvalidBar
+from tickbase.errors import InvalidBar
+from tickbase.marketdata.bars import BarLike
 
 __all__ = [
     "NAMES",

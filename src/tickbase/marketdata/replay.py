@@ -35,15 +35,14 @@ from typing import Any, Final
 
 import httpx
 
+from tickbase.errors import InvalidPayload, SourceUnavailable
 from tickbase.marketdata.bars import Bar, load_bars
 from tickbase.marketdata.collector import (
-    InvalidPayload,
     Kind,
     Kline,
     KlineRequest,
     Request,
     Source,
-    SourceUnavailable,
     interval_seconds,
 )
 from tickbase.marketdata.sources import check_klines

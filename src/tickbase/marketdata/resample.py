@@ -24,6 +24,7 @@ from typing import Final
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.pool import AsyncConn
+from tickbase.errors import ResolutionError
 from tickbase.marketdata.collector import interval_step
 from tickbase.marketdata.store import Q
 
@@ -41,10 +42,6 @@ CHART_RESOLUTIONS: Final = (
     "1D", "2D", "3D", "1W", "2W", "1M",
 )  # fmt: skip
 """The resolutions offered a chart (TradingView's usual set), finest first."""
-
-
-class ResolutionError(ValueError):
-    """A resolution that is malformed or that the stored intervals cannot serve."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,9 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
-from tickbase.errors import plural
+from tickbase.errors import InvalidPayload, SourceSkipped, plural
 from tickbase.marketdata.collector import (
     FailurePolicy,
-    InvalidPayload,
     Kind,
     Kline,
     KlineRequest,
@@ -38,7 +37,6 @@ from tickbase.marketdata.collector import (
     Request,
     SeriesRequest,
     Source,
-    SourceSkipped,
     get_json,
     interval_step,
 )

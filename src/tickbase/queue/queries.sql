@@ -563,9 +563,6 @@ SELECT id FROM copy;
 -- task_get --
 SELECT * FROM tickbase.tasks WHERE id = %(id)s;
 
--- task_get_many --
-SELECT * FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]);
-
 -- task_list --
 -- Newest first, keyset-paged by id; every filter is optional.
 SELECT * FROM tickbase.tasks

@@ -295,13 +295,6 @@ class TaskQueue:
         async with self.pool.connection() as conn:
             return await self._get(conn, task_id)
 
-    async def get_many(self, task_ids: Sequence[int]) -> dict[int, Task]:
-        """The tasks that exist among ``task_ids``, by id."""
-        async with self.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q["task_get_many"], {"ids": list(task_ids)})
-            return {row["id"]: Task.from_row(row) for row in await cursor.fetchall()}
-
     async def list_tasks(
         self,
         *,

@@ -17,7 +17,7 @@ those guards implement, and the tests check the two agree.
 
 from __future__ import annotations
 
-from tickbase.types import FINAL_STATUSES, TaskStatus
+from tickbase.types import TaskStatus
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
@@ -35,8 +35,6 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.FAILED: frozenset(),
     TaskStatus.CANCELLED: frozenset(),
 }
-
-ACTIVE_STATUSES = frozenset(set(TaskStatus) - FINAL_STATUSES)
 
 
 def can_transition(current: TaskStatus, new: TaskStatus) -> bool:

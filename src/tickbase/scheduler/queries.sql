@@ -194,9 +194,3 @@ FROM tickbase.tasks WHERE schedule_id = %(id)s;
 -- schedule_events_list --
 SELECT schedule_id, at, event, fire_at, task_id, detail FROM tickbase.schedule_events
 WHERE schedule_id = %(id)s ORDER BY at DESC LIMIT %(limit)s;
-
--- lease_is_held --
-SELECT EXISTS (
-    SELECT 1 FROM tickbase.leases
-    WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
-      AND expires_at > clock_timestamp());

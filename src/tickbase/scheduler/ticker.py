@@ -27,7 +27,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -84,7 +83,6 @@ class Ticker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
-        self._clock_offset = 0.0  # database clock minus local clock, seconds
         self._force_acquire = False
 
     def stop(self) -> None:
@@ -170,7 +168,6 @@ class Ticker:
         if row is None or row[0] is None:
             return IDLE_WAKE_MAX
         next_due, db_now = row
-        self._clock_offset = (db_now - datetime.now(UTC)).total_seconds()
         wait: float = (next_due - db_now).total_seconds()
         return max(0.0, min(wait, IDLE_WAKE_MAX))
 

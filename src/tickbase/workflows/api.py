@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
-from tickbase.errors import InvalidWorkflow, ResultTimeout
+from tickbase.errors import InvalidWorkflow, ResultTimeout, WorkflowRunNotFound
 from tickbase.workflows.dag import StepSpec, validate
 from tickbase.workflows.engine import Q, cancel_run, start_run
 
@@ -150,7 +150,7 @@ class WorkflowRun:
             await cursor.execute(Q["workflow_run_get"], {"id": self.id})
             run = await cursor.fetchone()
             if run is None:
-                raise InvalidWorkflow(str(self.id), "no such run")
+                raise WorkflowRunNotFound(self.id)
             await cursor.execute(Q["workflow_run_steps"], {"id": self.id})
             rows = await cursor.fetchall()
         self.status = run["status"]
