@@ -91,3 +91,25 @@ def test_cli_refuses_an_unknown_type_with_did_you_mean(database_url: str) -> Non
     assert "(did you mean 'tickbase.echo'?)" in refused.stderr
     accepted = run_cli("enqueue", "tickbase.echo", database_url=database_url)
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_up_with_app_runs_the_market_data_pipeline_beside_the_users_tasks(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from tickbase.cli.common import load_app
+
+    (tmp_path / "md_app.py").write_text("import tickbase\napp = tickbase.App()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TICKBASE_MARKET_DATA", "1")
+    up_app = load_app("md_app:app", None, market_data=True)
+    assert "marketdata.collect_klines" in up_app.registry.names()
+    assert up_app.extensions["marketdata"].series[0] == {
+        "kind": "sentiment",
+        "series": "fear_greed",
+    }  # collected at start-up too, so `tickbase observations fear_greed` has a value at once
+    load_app("md_app:app", None, market_data=True)  # installed once, not twice
+    assert up_app.registry.names().count("marketdata.collect_klines") == 1
+    monkeypatch.setenv("TICKBASE_MARKET_DATA", "0")
+    (tmp_path / "md_off.py").write_text("import tickbase\napp = tickbase.App()\n")
+    off = load_app("md_off:app", None, market_data=True)
+    assert "marketdata.collect_klines" not in off.registry.names()

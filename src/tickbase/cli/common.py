@@ -64,17 +64,19 @@ def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def load_app(spec: str | None, database_url: str | None) -> Any:
-    """The user's App from ``module:attr``, or a fresh App with the built-in tasks
-    (and the market-data pipeline unless ``TICKBASE_MARKET_DATA=0``)."""
+def load_app(spec: str | None, database_url: str | None, *, market_data: bool = False) -> Any:
+    """The user's App from ``module:attr``, or a fresh App with the built-in tasks.
+
+    The market-data pipeline (unless ``TICKBASE_MARKET_DATA=0``) is on the
+    fresh App, and on the user's with ``market_data`` (``tickbase up --app``
+    runs everything ``tickbase up`` does, beside the user's tasks) unless that
+    app installed it itself.
+    """
     from tickbase.app import App
 
     if not spec:
         default_app = App(database_url)
-        if default_app.settings.market_data:
-            from tickbase.marketdata.pipeline import install
-
-            install(default_app)
+        _with_market_data(default_app)
         return default_app
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -92,7 +94,16 @@ def load_app(spec: str | None, database_url: str | None) -> Any:
         fail(f"{spec!r} is not a tickbase.App (got {type(app).__name__})")
     if database_url:
         app.settings = app.settings.model_copy(update={"database_url": database_url})
+    if market_data:
+        _with_market_data(app)
     return app
+
+
+def _with_market_data(app: Any) -> None:
+    if app.settings.market_data and "marketdata" not in app.extensions:
+        from tickbase.marketdata.pipeline import install
+
+        install(app)
 
 
 def configure_logging(verbose: bool) -> None:

@@ -232,7 +232,7 @@ def register_run_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Run everything in one process: database, migrations, API, worker, scheduler."""
         configure_logging(verbose)
-        app = load_app(app_spec, database_url)
+        app = load_app(app_spec, database_url, market_data=True)
 
         async def body() -> None:
             from tickbase.db.urls import redact_url

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -430,13 +430,19 @@ class MarketTasks:
     check_integrity: Any
     symbols: list[str]
     intervals: list[str]
+    series: list[dict[str, str]] = field(default_factory=list)
+    """The non-price series to collect at once: fear-and-greed, and those whose
+    source has its API key (the others would only be skipped)."""
 
     async def collect_now(self) -> None:
-        """Enqueue one K-line collection per symbol (``tickbase up`` does at start-up, so a
-        newcomer sees data at once instead of at the next 5-minute mark)."""
+        """Enqueue one K-line collection per symbol and one per series (``tickbase up``
+        does at start-up, so a newcomer sees data at once instead of at the next
+        5-minute or hourly mark)."""
         await self.collect_klines.defer_many(
             [{"symbol": s, "intervals": self.intervals} for s in self.symbols]
         )
+        if self.series:
+            await self.collect_series.defer_many(self.series)
 
 
 def install(app: TaskHost, sources: MarketSources | None = None) -> MarketTasks:
@@ -525,8 +531,12 @@ def install(app: TaskHost, sources: MarketSources | None = None) -> MarketTasks:
             "TICKBASE_GLASSNODE_API_KEY",
         ),
     )
+    now: list[dict[str, str]] = [{"kind": "sentiment", "series": FEAR_GREED_SERIES}]
+    keys = {"fred": settings.fred_api_key, "glassnode": settings.glassnode_api_key}  # set or None
     for prefix, kind, chain, names, title, key in keyed:
         for series in split_names(names):
+            if keys[prefix]:
+                now.append({"kind": kind, "series": series})
             app.schedule(
                 f"marketdata.{prefix}.{series}",
                 collect_series,
@@ -543,7 +553,7 @@ def install(app: TaskHost, sources: MarketSources | None = None) -> MarketTasks:
         **builtin,
     )
     tasks = MarketTasks(
-        collect_klines, collect_series, advance_indicators, check_integrity, symbols, intervals
+        collect_klines, collect_series, advance_indicators, check_integrity, symbols, intervals, now
     )
     app.extensions["marketdata"] = tasks
     return tasks
