@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from tickbase.gateway.errors import ApiError
-from tickbase.gateway.http_api import Gw, current_principal
+from tickbase.gateway.routes.deps import Gw, current_principal
 from tickbase.gateway.schemas import ErrorResponse
 from tickbase.marketdata.instruments import describe
 from tickbase.marketdata.resample import (
