@@ -13,7 +13,7 @@ from tickbase.cluster.nodes import known_task_types
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import ConfigurationError, UnknownTaskType
 from tickbase.queue.limits import RateLimit, TaskLimits
-from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME, TaskOptions
+from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME, TASK_OPTIONS, TaskOptions
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,9 @@ class TaskDefinition:
     @property
     def options(self) -> TaskOptions:
         """What its tasks are enqueued with unless the caller says otherwise."""
-        return TaskOptions(
-            queue=self.queue,
-            priority=self.priority,
-            max_attempts=self.max_attempts,
-            retry_delay=self.retry_delay,
-            timeout=self.timeout,
-        )
+        # Each task option is an attribute of the same name here (max_attempts
+        # a property over retries), so the list of them stays in TaskOptions.
+        return TaskOptions(**{name: getattr(self, name) for name in TASK_OPTIONS})
 
     def enqueue_defaults(self) -> dict[str, Any]:
         """:attr:`options` by name (what a node publishes, a workflow step stores)."""
