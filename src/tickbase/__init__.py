@@ -16,7 +16,7 @@ Example::
 """
 
 from tickbase._version import __version__
-from tickbase.app import App, SyncClient, TaskFunction, TaskHandle
+from tickbase.app import App
 from tickbase.errors import (
     AppNotOpen,
     ConfigurationError,
@@ -53,6 +53,8 @@ from tickbase.errors import (
 from tickbase.queue.models import EnqueueRequest, Task, TaskEvent
 from tickbase.scheduler.models import Schedule, ScheduleSpec
 from tickbase.settings import Settings
+from tickbase.sync_client import SyncClient
+from tickbase.tasks import TaskFunction, TaskHandle
 from tickbase.types import TaskStatus
 from tickbase.worker.context import TaskContext
 from tickbase.worker.control import Cancel, Retry, Snooze, TaskControl

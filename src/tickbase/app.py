@@ -1,19 +1,16 @@
 """The composition root: ``App`` wires settings, database, queue and workers.
 
-It is the only module that imports every block.
+It is the only module that imports every block. What it hands out lives
+beside it: task functions and handles in :mod:`tickbase.tasks`, the blocking
+client in :mod:`tickbase.sync_client`, the maintenance tasks in
+:mod:`tickbase.maintenance`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import sys
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -24,31 +21,31 @@ from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
-from tickbase.errors import InvalidSchedule, ResultTimeout, TaskFailed, TickbaseError
+from tickbase.errors import InvalidSchedule, TickbaseError
+from tickbase.maintenance import WORKFLOW_TASK, register_maintenance
 from tickbase.queue.limits import LimitStore, check_queue_concurrency
-from tickbase.queue.models import EnqueueRequest, Task
+from tickbase.queue.models import EnqueueRequest
 from tickbase.queue.repository import TaskQueue
+from tickbase.queue.results import ResultWaiters
 from tickbase.scheduler.models import ScheduleSpec
 from tickbase.scheduler.store import ScheduleStore
 from tickbase.scheduler.ticker import Ticker
 from tickbase.settings import Settings, load_settings
-from tickbase.types import TaskStatus
+from tickbase.sync_client import SyncClient
+from tickbase.tasks import TaskFunction, TaskHandle, default_task_name
 from tickbase.worker.builtins import register_builtins
-from tickbase.worker.context import TaskContext
-from tickbase.worker.registry import ENQUEUE_OPTIONS, Registry, TaskDefinition
+from tickbase.worker.registry import Registry, TaskDefinition
 from tickbase.worker.worker import CONCURRENCY_DEFAULT, FETCHERS, Worker, make_node_id
 from tickbase.workflows.api import Workflow, WorkflowRuns
 from tickbase.workflows.engine import reconcile
 
-PRUNE_RETENTION_DAYS = 7.0
+# Re-exported: these lived here before they had modules of their own.
+__all__ = ["App", "SyncClient", "TaskFunction", "TaskHandle", "default_task_name"]
+
 MARKET_DATA_TASK_TYPES = "marketdata.%"  # LIKE pattern of the market-data block's tasks
-WORKFLOW_TASK = "tickbase.workflow"
-PRUNE_EVERY_SECONDS = 3600.0
-HEALTH_EVERY_SECONDS = 60.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 
 
 def _nothing_running() -> int:
@@ -57,133 +54,6 @@ def _nothing_running() -> int:
 
 async def _check_leader_missing(conn: AsyncConn) -> None:
     await evaluate_alerts(conn, kinds={"leader_missing"})
-
-
-class TaskHandle:
-    """A reference to an enqueued task.
-
-    Example::
-
-        handle = await fetch_bars.defer(symbol="ESZ5")
-        bars = await handle.result(timeout=10)
-    """
-
-    def __init__(self, app: App, task_id: int, *, created: bool = True) -> None:
-        self.app = app
-        self.id = task_id
-        self.created = created
-        """False when a dedupe key matched an unfinished task and that task was returned."""
-
-    def __repr__(self) -> str:
-        return f"TaskHandle(id={self.id})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskHandle) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    async def get(self) -> Task:
-        """The task row as it is now."""
-        return await self.app.queue.get(self.id)
-
-    async def cancel(self) -> TaskStatus:
-        """Cancel the task (see :meth:`TaskQueue.cancel`)."""
-        return await self.app.queue.cancel(self.id)
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """Wait for the task to finish and return its result.
-
-        Woken by NOTIFY when the task ends (no polling while the listener is
-        up; a slow poll covers a lost notification). Raises :class:`TaskFailed`
-        when the task failed or was cancelled, :class:`ResultTimeout` when
-        ``timeout`` seconds pass first.
-        """
-        return await self.app._await_result(self.id, timeout)
-
-
-class TaskFunction(Generic[P, R]):
-    """A function registered as a task type; call it directly or ``defer`` it.
-
-    Example::
-
-        @app.task(queue="marketdata", retries=3, timeout=30)
-        async def collect(symbol: str) -> dict: ...
-
-        handle = await collect.defer(symbol="BTCUSDT")
-    """
-
-    def __init__(self, app: App, definition: TaskDefinition) -> None:
-        self.app = app
-        self.definition = definition
-        functools.update_wrapper(self, definition.func)
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        result: R = self.definition.func(*args, **kwargs)
-        return result
-
-    def request(self, kwargs: Mapping[str, Any]) -> EnqueueRequest:
-        """The enqueue request for these kwargs.
-
-        Keys that the handler does not accept and that name an enqueue option
-        (``queue``, ``priority``, ``delay``, ``run_at``, ``dedupe_key``,
-        ``request_id``, ``concurrency_key``, ``max_attempts``, ``retry_delay``,
-        ``timeout``) set that option; every other key is payload.
-        """
-        definition = self.definition
-        options: dict[str, Any] = {}
-        payload: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key in ENQUEUE_OPTIONS and key not in definition.parameters:
-                options[key] = value
-            else:
-                payload[key] = value
-        return EnqueueRequest(
-            definition.name,
-            payload,
-            queue=options.pop("queue", definition.queue),
-            priority=options.pop("priority", definition.priority),
-            max_attempts=options.pop("max_attempts", definition.max_attempts),
-            retry_delay=options.pop("retry_delay", definition.retry_delay),
-            timeout=options.pop("timeout", definition.timeout),
-            **options,
-        )
-
-    async def defer(self, **kwargs: Any) -> TaskHandle:
-        """Enqueue one task with ``kwargs`` as payload; return its handle."""
-        [handle] = await self.app.enqueue_many([self.request(kwargs)])
-        return handle
-
-    async def defer_many(self, kwargs_list: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
-        """Enqueue many tasks in one statement; return their handles in order."""
-        return await self.app.enqueue_many([self.request(kwargs) for kwargs in kwargs_list])
-
-    def defer_sync(self, **kwargs: Any) -> TaskHandle:
-        """``defer`` for synchronous code (no running event loop needed)."""
-        return self.app.sync.enqueue(self.request(kwargs))
-
-
-def default_task_name(function: Callable[..., Any]) -> str:
-    """``module.qualname`` of a handler, with a script's own name for ``__main__``.
-
-    A task defined in ``script.py`` is named ``script.f`` whether the script
-    runs as ``python script.py`` (a producer) or is imported by
-    ``--app script:app`` (a worker): otherwise the two would never agree.
-    """
-    module = function.__module__
-    if module == "__main__":
-        main = sys.modules.get("__main__")
-        spec = getattr(main, "__spec__", None)
-        path = getattr(main, "__file__", None)
-        if spec is not None and spec.name:
-            module = spec.name.removesuffix(".__main__")
-        elif path:
-            module = Path(path).stem
-    return f"{module}.{function.__qualname__}"
 
 
 class App:
@@ -214,12 +84,12 @@ class App:
         self._code_schedules: dict[str, ScheduleSpec] = {}
         self._code_workflows: dict[str, Workflow] = {}
         self._code_queue_limits: dict[str, int] = {}
-        self._register_maintenance()
+        register_maintenance(self)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._claims: AsyncConnectionPool[AsyncConn] | None = None
         self._queue: TaskQueue | None = None
         self._listener: Listener | None = None
-        self._waiters: dict[int, list[asyncio.Event]] = {}
+        self._results = ResultWaiters()
         self._sync: SyncClient | None = None
         self.url: str | None = None
         self.started_server = False
@@ -408,7 +278,9 @@ class App:
             if self.url is None:
                 raise TickbaseError("the app is not open: use `async with app:` first")
             self._listener = Listener(self.url)
-            self._listener.subscribe("tickbase_task_done", self._on_task_done, self._wake_waiters)
+            self._listener.subscribe(
+                "tickbase_task_done", self._results.on_task_done, self._results.wake_all
+            )
         return self._listener
 
     # ---- producing -------------------------------------------------------------
@@ -440,53 +312,11 @@ class App:
             self._sync = SyncClient(self)
         return self._sync
 
-    # ---- results ---------------------------------------------------------------
-
     async def _await_result(self, task_id: int, timeout: float | None) -> Any:
-        # Listen first, then look: a task that ends between the two is seen by
-        # the look, one that ends after it wakes the wait.
-        listener = self.listener
-        await listener.start()
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        woken = asyncio.Event()
-        self._waiters.setdefault(task_id, []).append(woken)
-        try:
-            task = await self.queue.get(task_id)
-            while not task.status.is_final:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(task_id, timeout or 0.0, str(task.status))
-                wait = self.settings.poll_interval
-                if remaining is not None:
-                    wait = min(wait, remaining)
-                woken.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await woken.wait()
-                task = await self.queue.get(task_id)
-        finally:
-            waiters = self._waiters.get(task_id, [])
-            with contextlib.suppress(ValueError):
-                waiters.remove(woken)
-            if not waiters:
-                self._waiters.pop(task_id, None)
-        if task.status is TaskStatus.SUCCEEDED:
-            return task.result
-        raise TaskFailed(task_id, str(task.status), task.error)
-
-    def _on_task_done(self, payload: str) -> None:
-        if not self._waiters:
-            return
-        for part in payload.split(","):
-            with contextlib.suppress(ValueError):
-                for woken in self._waiters.get(int(part), ()):
-                    woken.set()
-
-    def _wake_waiters(self) -> None:
-        for waiters in self._waiters.values():
-            for woken in waiters:
-                woken.set()
+        # Behind TaskHandle.result and SyncClient.result: one waiter set per app.
+        return await self._results.wait(
+            self.listener, self.queue, task_id, timeout, poll_interval=self.settings.poll_interval
+        )
 
     # ---- consuming -------------------------------------------------------------
 
@@ -650,17 +480,12 @@ class App:
         return Workflow(
             lambda: self.pool,
             self.registry.names,
-            self._task_options,
+            self.registry.task_options,
             name,
             mode=mode,
             on_failure=on_failure,
             max_parallel=max_parallel,
         )
-
-    def _task_options(self, task_type: str) -> dict[str, Any]:
-        """The enqueue defaults of a registered task type (empty when unknown)."""
-        definition = self.registry.get(task_type)
-        return {} if definition is None else definition.enqueue_defaults()
 
     @property
     def workflows(self) -> WorkflowRuns:
@@ -772,117 +597,3 @@ class App:
         for workflow in self._code_workflows.values():
             await workflow.save()
         return await self.schedules.sync(list(self._code_schedules.values()))
-
-    def _register_maintenance(self) -> None:
-        app = self
-
-        @self.task(name="tickbase.prune")
-        async def prune(
-            retention_days: float = PRUNE_RETENTION_DAYS, batch_size: int = 1000
-        ) -> dict[str, Any]:
-            """Delete finished tasks older than the retention, in bounded batches."""
-            removed = await app.queue.prune(older_than_days=retention_days, batch_size=batch_size)
-            return {"removed": removed, "retention_days": retention_days}
-
-        @self.task(name="tickbase.health")
-        async def health() -> dict[str, Any]:
-            """Database round trip and queue backlog, kept as this task's result."""
-            started = time.perf_counter()
-            unfinished = await app.queue.count_unfinished()
-            return {
-                "database_ms": round((time.perf_counter() - started) * 1000, 3),
-                "unfinished_tasks": unfinished,
-                "node": app.node_id,
-            }
-
-        @self.task(name=WORKFLOW_TASK)
-        async def run_workflow(workflow: str, context: TaskContext) -> dict[str, Any]:
-            """Start a run of a stored workflow (the target of a schedule's fires).
-
-            Once per task: a retry of this task finds the run it started.
-            """
-            task = await app.queue.get(context.task_id)
-            run = await app.workflows.start(
-                workflow,
-                schedule_id=task.schedule_id,
-                fire_at=task.fire_at,
-                started_by_task=task.id,
-            )
-            return {"workflow": workflow, "workflow_run_id": run.id}
-
-        self.schedule(
-            "tickbase.prune",
-            prune,
-            every=PRUNE_EVERY_SECONDS,
-            origin="builtin",
-            kwargs={"retention_days": PRUNE_RETENTION_DAYS},
-            description="Delete finished tasks older than the retention",
-        )
-        self.schedule(
-            "tickbase.health",
-            health,
-            every=HEALTH_EVERY_SECONDS,
-            origin="builtin",
-            description="Database round trip and backlog",
-        )
-
-
-class SyncClient:
-    """Blocking front end over the async core, for synchronous programs.
-
-    Runs its own event loop in a daemon thread and the app's async code on it,
-    so there is one implementation of every operation.
-
-    Example::
-
-        client = app.sync
-        handle = client.enqueue(EnqueueRequest("tickbase.echo", {"x": 1}))
-        assert client.result(handle.id, timeout=10) == {"x": 1}
-    """
-
-    def __init__(self, app: App) -> None:
-        self._app = App(settings=app.settings)
-        self._app.registry = app.registry
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tickbase-sync", daemon=True
-        )
-        self._thread.start()
-        self._lock = threading.Lock()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _ensure_open(self) -> None:
-        with self._lock:
-            if self._app._pool is None:
-                self._call(self._app.open())
-
-    def enqueue(self, request: EnqueueRequest) -> TaskHandle:
-        """Enqueue one request; the handle's async methods belong to the client's loop."""
-        self._ensure_open()
-        [handle] = self._call(self._app.enqueue_many([request]))
-        return handle
-
-    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskHandle]:
-        """Enqueue many requests in one statement."""
-        self._ensure_open()
-        return self._call(self._app.enqueue_many(requests))
-
-    def result(self, task_id: int, timeout: float | None = None) -> Any:
-        """Block until the task finishes; see :meth:`TaskHandle.result`."""
-        self._ensure_open()
-        return self._call(self._app._await_result(task_id, timeout))
-
-    def get(self, task_id: int) -> Task:
-        self._ensure_open()
-        return self._call(self._app.queue.get(task_id))
-
-    def close(self) -> None:
-        """Close connections and stop the loop thread."""
-        with contextlib.suppress(RuntimeError):
-            self._call(self._app.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()

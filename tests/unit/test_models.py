@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from tickbase.errors import InvalidSchedule, InvalidTask
-from tickbase.queue.models import EnqueueRequest, encode_json
+from tickbase.queue.models import (
+    ENQUEUE_OPTIONS,
+    TASK_OPTIONS,
+    EnqueueRequest,
+    TaskOptions,
+    encode_json,
+)
 from tickbase.scheduler.models import ScheduleSpec
 
 
@@ -84,3 +90,17 @@ def test_interval_out_of_range_is_refused(seconds: float) -> None:
 def test_huge_durations_are_refused() -> None:
     with pytest.raises(InvalidSchedule, match="at most"):
         ScheduleSpec.build("s", "t", every=60, misfire_grace_seconds=1e300)
+
+
+def test_task_options_are_enqueue_options_with_the_same_defaults() -> None:
+    # One definition: each task option is an EnqueueRequest field of that name
+    # and default, so a task type's defaults and one enqueue cannot drift.
+    request = EnqueueRequest("tickbase.echo")
+    assert TASK_OPTIONS <= ENQUEUE_OPTIONS
+    assert {name: getattr(request, name) for name in TASK_OPTIONS} == TaskOptions().as_dict()
+    assert "payload" not in ENQUEUE_OPTIONS and "task_type" not in ENQUEUE_OPTIONS
+
+
+def test_task_options_from_a_published_mapping() -> None:
+    published = {"queue": "md", "timeout": None, "handled": True, "max_attempts": 3}
+    assert TaskOptions.from_mapping(published) == TaskOptions(queue="md", max_attempts=3)

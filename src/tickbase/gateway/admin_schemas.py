@@ -1,6 +1,6 @@
 """The JSON shapes of tokens, cluster-wide limits and alert rules (camelCase outside).
 
-Used by the HTTP routes of :mod:`tickbase.gateway.admin_api` and by the CLI's
+Used by the HTTP routes of :mod:`tickbase.gateway.routes.admin` and by the CLI's
 ``--json`` of ``tickbase tokens``, ``limits`` and ``alerts rules``: one
 serialisation for both.
 """

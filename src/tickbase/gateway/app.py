@@ -24,18 +24,26 @@ from tickbase._version import __version__
 from tickbase.app import App
 from tickbase.db.migrate import migration_status
 from tickbase.errors import InvalidCredentials
-from tickbase.gateway.admin_api import router as admin_router
 from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse_bearer
 from tickbase.gateway.docs import install_docs
 from tickbase.gateway.errors import install_error_handlers
 from tickbase.gateway.figures import ClusterFigures
 from tickbase.gateway.guard import RequestGuard
-from tickbase.gateway.http_api import Gateway, current_principal, router
 from tickbase.gateway.hub import Hub
-from tickbase.gateway.marketdata_api import router as marketdata_router
+from tickbase.gateway.routes import (
+    admin,
+    cluster,
+    marketdata,
+    requests,
+    schedules,
+    session,
+    tasks,
+    udf,
+    workflows,
+)
+from tickbase.gateway.routes.deps import Gateway, current_principal
 from tickbase.gateway.schemas import HealthOut
 from tickbase.gateway.server import ServerLimits, serve
-from tickbase.gateway.udf_api import router as udf_router
 from tickbase.gateway.ws import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection, WsLimits
 
 logger = logging.getLogger("tickbase.gateway")
@@ -85,10 +93,12 @@ def create_gateway(
     # Outermost of our layers: credentials and body size are checked before
     # any route, dependency or body parser runs.
     api.add_middleware(RequestGuard, limits=bounds)
-    api.include_router(router)
-    api.include_router(admin_router)
-    api.include_router(marketdata_router)
-    api.include_router(udf_router)
+    # In this order: the routes, and so the OpenAPI paths, keep their order.
+    for module in (tasks, requests, schedules, workflows, cluster, session):
+        api.include_router(module.router)
+    api.include_router(admin.router)
+    api.include_router(marketdata.router)
+    api.include_router(udf.router)
     install_docs(api)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])

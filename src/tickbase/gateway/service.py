@@ -20,7 +20,7 @@ from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.hub import TaskState
 from tickbase.gateway.schemas import ErrorBody, RequestState, TaskSubmit
-from tickbase.queue.models import DEFAULT_QUEUE, EnqueueRequest, Task
+from tickbase.queue.models import EnqueueRequest, Task, TaskOptions
 from tickbase.queue.repository import TaskQueue
 from tickbase.types import TaskStatus
 
@@ -62,17 +62,19 @@ class GatewayService:
         node publishes them (its worker may run types this gateway never
         imported), else a stored schedule's queue. Any other type is refused.
         """
-        defaults = await self.app.registry.defaults_for(params.task_type, self.app.pool)
+        defaults = TaskOptions.from_mapping(
+            await self.app.registry.defaults_for(params.task_type, self.app.pool)
+        )
         return EnqueueRequest(
             params.task_type,
             params.payload,
-            queue=params.queue or defaults.get("queue") or DEFAULT_QUEUE,
-            priority=defaults.get("priority", 0) if params.priority is None else params.priority,
+            queue=params.queue or defaults.queue,
+            priority=_given(params.priority, defaults.priority),
             run_at=params.run_at,
             delay=params.delay_seconds,
-            max_attempts=_given(params.max_attempts, defaults.get("max_attempts", 1)),
-            retry_delay=float(_given(params.retry_delay, defaults.get("retry_delay", 1.0))),
-            timeout=_given(params.timeout, defaults.get("timeout")),
+            max_attempts=_given(params.max_attempts, defaults.max_attempts),
+            retry_delay=float(_given(params.retry_delay, defaults.retry_delay)),
+            timeout=_given(params.timeout, defaults.timeout),
             dedupe_key=params.dedupe_key,
             request_id=params.request_id,
         )

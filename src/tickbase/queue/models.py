@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -171,6 +172,47 @@ class EnqueueRequest:
                 raise InvalidTask("delay", self.delay, "give either run_at or delay, not both")
         if self.delay is not None:
             _check_number("delay", self.delay, minimum=0)
+
+
+# Keyword arguments of an enqueue beside the task type and its payload: what a
+# caller may pass to ``defer`` (see tickbase.tasks.TaskFunction.request).
+ENQUEUE_OPTIONS = frozenset(
+    f.name for f in fields(EnqueueRequest) if f.init and f.name not in ("task_type", "payload")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a task type's tasks run unless one enqueue says otherwise.
+
+    The one definition of the options a handler declares (``@app.task``), a
+    node publishes for the types it handles, a workflow step stores and the
+    gateway fills in; every field is an :class:`EnqueueRequest` option of the
+    same name and default.
+
+    Example::
+
+        TaskOptions(queue="marketdata", max_attempts=3).as_dict()
+    """
+
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_attempts: int = 1
+    retry_delay: float = 1.0
+    timeout: float | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TaskOptions:
+        """The options named in ``values`` (other keys ignored; a missing or
+        null option takes its default)."""
+        return cls(**{k: values[k] for k in TASK_OPTIONS if values.get(k) is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options by name, in declaration order (as nodes publish them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TASK_OPTIONS = frozenset(f.name for f in fields(TaskOptions))
 
 
 # Names already validated: most batches repeat a few task types and queues.

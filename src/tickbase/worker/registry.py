@@ -13,25 +13,7 @@ from tickbase.cluster.nodes import known_task_types
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import ConfigurationError, UnknownTaskType
 from tickbase.queue.limits import RateLimit, TaskLimits
-from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME
-
-# Enqueue options a caller may pass to ``defer`` beside the payload, when the
-# handler has no parameter of that name (see TaskFunction.defer).
-ENQUEUE_OPTIONS = frozenset(
-    {
-        "queue",
-        "priority",
-        "delay",
-        "run_at",
-        "dedupe_key",
-        "request_id",
-        "concurrency_key",
-        "concurrency_limit",
-        "max_attempts",
-        "retry_delay",
-        "timeout",
-    }
-)
+from tickbase.queue.models import DEFAULT_QUEUE, QUEUE_NAME, TASK_OPTIONS, TaskOptions
 
 
 @dataclass(frozen=True)
@@ -85,15 +67,16 @@ class TaskDefinition:
     def max_attempts(self) -> int:
         return self.retries + 1
 
-    def enqueue_defaults(self) -> dict[str, Any]:
+    @property
+    def options(self) -> TaskOptions:
         """What its tasks are enqueued with unless the caller says otherwise."""
-        return {
-            "queue": self.queue,
-            "priority": self.priority,
-            "max_attempts": self.max_attempts,
-            "retry_delay": self.retry_delay,
-            "timeout": self.timeout,
-        }
+        # Each task option is an attribute of the same name here (max_attempts
+        # a property over retries), so the list of them stays in TaskOptions.
+        return TaskOptions(**{name: getattr(self, name) for name in TASK_OPTIONS})
+
+    def enqueue_defaults(self) -> dict[str, Any]:
+        """:attr:`options` by name (what a node publishes, a workflow step stores)."""
+        return self.options.as_dict()
 
 
 class Registry:
@@ -119,6 +102,11 @@ class Registry:
         if definition is None:
             raise UnknownTaskType(task_type, self._definitions)
         return definition
+
+    def task_options(self, task_type: str) -> dict[str, Any]:
+        """The enqueue defaults of a registered task type (empty when unknown)."""
+        definition = self._definitions.get(task_type)
+        return {} if definition is None else definition.enqueue_defaults()
 
     def names(self) -> list[str]:
         return sorted(self._definitions)

@@ -31,15 +31,13 @@ from psycopg.rows import dict_row
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidWorkflow
-from tickbase.queue.models import EnqueueRequest, LinkedTask
+from tickbase.queue.models import TASK_OPTIONS, EnqueueRequest, LinkedTask
 from tickbase.queue.repository import TaskQueue
 from tickbase.workflows.dag import StepSpec, downstream
 
 Q = load_queries("tickbase.workflows")
 
 FINAL_TASK = ("succeeded", "failed", "cancelled")
-# The task options a step may carry (as its task type declares them).
-STEP_OPTIONS = frozenset({"queue", "priority", "max_attempts", "retry_delay", "timeout"})
 
 
 async def start_run(
@@ -134,7 +132,8 @@ async def _enqueue(conn: AsyncConn, run_id: int, ready: list[dict[str, Any]]) ->
             EnqueueRequest(
                 step["task_type"],
                 step["payload"],
-                **{k: v for k, v in step["options"].items() if k in STEP_OPTIONS},
+                # A step carries its task type's options (stored when it was defined).
+                **{k: v for k, v in step["options"].items() if k in TASK_OPTIONS},
             ),
             workflow_run_id=run_id,
             step=step["step"],

@@ -24,7 +24,7 @@ from tickbase.gateway.admin_schemas import (
 )
 from tickbase.gateway.auth import TokenStore
 from tickbase.gateway.errors import ApiError
-from tickbase.gateway.http_api import ERRORS, Admin, Gw, Reader
+from tickbase.gateway.routes.deps import ERRORS, Admin, Gw, Reader
 from tickbase.gateway.schemas import QUEUE_PATTERN
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)

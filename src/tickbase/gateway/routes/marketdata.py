@@ -1,6 +1,6 @@
 """Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators``,
 ``/api/v1/observations`` (the TradingView UDF datafeed under ``/udf`` is
-:mod:`tickbase.gateway.udf_api`: it speaks TradingView's wire format, errors included).
+:mod:`tickbase.gateway.routes.udf`: it speaks TradingView's wire format, errors included).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from tickbase.gateway.errors import ApiError
-from tickbase.gateway.http_api import ERRORS, Gw, current_principal
+from tickbase.gateway.routes.deps import ERRORS, Gw, current_principal
 from tickbase.gateway.schemas import CamelModel
 from tickbase.marketdata.indicators import batch
 from tickbase.marketdata.store import (

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from tickbase.errors import ResolutionError
 from tickbase.gateway.errors import ApiError
-from tickbase.gateway.http_api import Gw, current_principal
+from tickbase.gateway.routes.deps import Gw, current_principal
 from tickbase.gateway.schemas import ErrorResponse
 from tickbase.marketdata.instruments import describe
 from tickbase.marketdata.resample import (
