@@ -21,7 +21,7 @@ from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
-from tickbase.errors import InvalidSchedule, TickbaseError
+from tickbase.errors import AppNotOpen, InvalidSchedule
 from tickbase.maintenance import WORKFLOW_TASK, register_maintenance
 from tickbase.queue.limits import LimitStore, check_queue_concurrency
 from tickbase.queue.models import EnqueueRequest
@@ -212,7 +212,7 @@ class App:
     @property
     def pool(self) -> AsyncConnectionPool[AsyncConn]:
         if self._pool is None:
-            raise TickbaseError("the app is not open: use `async with app:` first")
+            raise AppNotOpen()
         return self._pool
 
     @property
@@ -223,7 +223,7 @@ class App:
     @property
     def queue(self) -> TaskQueue:
         if self._queue is None:
-            raise TickbaseError("the app is not open: use `async with app:` first")
+            raise AppNotOpen()
         return self._queue
 
     async def open(self, *, apply_migrations: bool = True, start_server: bool = True) -> None:
@@ -276,7 +276,7 @@ class App:
         """The process's one LISTEN connection (created on first use)."""
         if self._listener is None:
             if self.url is None:
-                raise TickbaseError("the app is not open: use `async with app:` first")
+                raise AppNotOpen()
             self._listener = Listener(self.url)
             self._listener.subscribe(
                 "tickbase_task_done", self._results.on_task_done, self._results.wake_all
@@ -342,7 +342,7 @@ class App:
         """Connections for claims: asynchronous commit (see the worker's docstring)."""
         if self._claims is None:
             if self.url is None:
-                raise TickbaseError("the app is not open: use `async with app:` first")
+                raise AppNotOpen()
             self._claims = create_pool(
                 self.url,
                 min_size=1,
@@ -413,7 +413,7 @@ class App:
             roles.extend([self.ticker(lease), self.housekeeper(lease, notifier)])
             role_names.append("scheduler")
         if self.url is None:
-            raise TickbaseError("the app is not open: use `async with app:` first")
+            raise AppNotOpen()
         # The heartbeat gets the URL, not the pool: it keeps a connection of
         # its own, so a pool starved by request handling cannot make the
         # leader declare this live node dead.

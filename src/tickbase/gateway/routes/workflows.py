@@ -112,9 +112,5 @@ async def cancel_run(run_id: TaskId, gw: Gw, _: Admin) -> Any:
 
 
 async def _find_run(gw: Gateway, run_id: int) -> WorkflowRun:
-    from tickbase.errors import InvalidWorkflow
-
-    try:
-        return await gw.app.workflows.get(run_id)
-    except InvalidWorkflow:
-        raise ApiError(404, "NOT_FOUND", f"no workflow run {run_id}") from None
+    # WorkflowRunNotFound is a 404 (gateway/errors.py).
+    return await gw.app.workflows.get(run_id)
