@@ -15,14 +15,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.cluster.alerts import AlertNotifier, AlertStore, evaluate_alerts
+from tickbase.cluster.election import LeaderElection
 from tickbase.cluster.housekeeping import Housekeeper
-from tickbase.cluster.lease import Lease
-from tickbase.cluster.nodes import NodeHeartbeat
 from tickbase.db.listener import Listener
 from tickbase.db.migrate import migrate
 from tickbase.db.pool import AsyncConn, connect, create_pool, resolve_database_url
 from tickbase.errors import AppNotOpen, InvalidSchedule
 from tickbase.maintenance import WORKFLOW_TASK, register_maintenance
+from tickbase.node import run_node
 from tickbase.queue.limits import LimitStore, check_queue_concurrency
 from tickbase.queue.models import EnqueueRequest
 from tickbase.queue.repository import TaskQueue
@@ -46,14 +46,6 @@ MARKET_DATA_TASK_TYPES = "marketdata.%"  # LIKE pattern of the market-data block
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _nothing_running() -> int:
-    return 0
-
-
-async def _check_leader_missing(conn: AsyncConn) -> None:
-    await evaluate_alerts(conn, kinds={"leader_missing"})
 
 
 class App:
@@ -353,25 +345,27 @@ class App:
             )
         return self._claims
 
-    def ticker(self, lease: Lease | None = None) -> Ticker:
+    def ticker(self, election: LeaderElection | None = None) -> Ticker:
         """A scheduler ticker over this app's pool and listener (not yet running)."""
         return Ticker(
             self.pool,
             self.listener,
             node_id=self.node_id,
             lease_ttl=self.settings.leader_lease_seconds,
-            lease=lease,
+            election=election,
             # TICKBASE_MARKET_DATA=0 also silences the market-data schedules a
             # run with it on stored: they stay, unfired, until it is on again.
             skip_task_types=() if self.settings.market_data else (MARKET_DATA_TASK_TYPES,),
         )
 
-    def housekeeper(self, lease: Lease, notifier: AlertNotifier | None = None) -> Housekeeper:
-        """The leader's housekeeping over this app's pool (runs while ``lease`` is held):
+    def housekeeper(
+        self, election: LeaderElection, notifier: AlertNotifier | None = None
+    ) -> Housekeeper:
+        """The leader's housekeeping over this app's pool (runs while ``election`` leads):
         rescue, workflow reconcile, alert evaluation, then webhook deliveries."""
         return Housekeeper(
             self.pool,
-            lease,
+            election,
             node_id=self.node_id,
             interval=self.settings.heartbeat_seconds,
             steps=[("workflow reconcile", reconcile), ("alerts", evaluate_alerts)],
@@ -388,7 +382,7 @@ class App:
         stop: asyncio.Event | None = None,
         other_roles: Sequence[str] = (),
     ) -> None:
-        """Run this node's roles until ``stop`` is set (or one of them fails).
+        """Run this node's roles until ``stop`` is set (or one of them ends).
 
         ``other_roles`` names roles run beside these by the caller (``api``), so
         that the node's registration lists them.
@@ -396,57 +390,15 @@ class App:
         Code-defined and builtin schedules are registered first (idempotently).
         """
         await self.sync_schedules()
-        roles: list[Worker | Ticker | Housekeeper] = []
-        role_names: list[str] = list(other_roles)
-        running_tasks: Callable[[], int] = _nothing_running
-        if worker:
-            the_worker = self.worker(queues=queues, concurrency=concurrency)
-            roles.append(the_worker)
-            role_names.append("worker")
-            running_tasks = the_worker.running_count
-        notifier: AlertNotifier | None = None
-        if scheduler:
-            # The scheduler role makes a node a candidate leader: the ticker
-            # keeps the lease, the housekeeper works while it is held.
-            lease = Lease(self.pool, holder=self.node_id, ttl=self.settings.leader_lease_seconds)
-            notifier = AlertNotifier(self.pool)
-            roles.extend([self.ticker(lease), self.housekeeper(lease, notifier)])
-            role_names.append("scheduler")
-        if self.url is None:
-            raise AppNotOpen()
-        # The heartbeat gets the URL, not the pool: it keeps a connection of
-        # its own, so a pool starved by request handling cannot make the
-        # leader declare this live node dead.
-        heartbeat = NodeHeartbeat(
-            self.url,
-            self.node_id,
-            roles=role_names,
+        await run_node(
+            self,
+            worker=worker,
+            scheduler=scheduler,
             queues=queues,
-            interval=self.settings.heartbeat_seconds,
-            running=running_tasks,
-            # A missing leader cannot report its own absence: every node checks.
-            on_beat=[_check_leader_missing],
-            task_types=self.registry.published() if worker else None,
+            concurrency=concurrency,
+            stop=stop,
+            other_roles=other_roles,
         )
-        beating = asyncio.create_task(heartbeat.run())
-        tasks = [asyncio.create_task(role.run()) for role in roles]
-        waiter = asyncio.create_task((stop or asyncio.Event()).wait())
-        try:
-            await asyncio.wait({*tasks, beating, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for role in roles:
-                role.stop()
-            waiter.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            # The node leaves the cluster only once its roles have finished
-            # (running tasks drained or re-queued).
-            heartbeat.stop()
-            results.extend(await asyncio.gather(beating, return_exceptions=True))
-            if notifier is not None:
-                await notifier.aclose()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     async def run_worker(
         self,

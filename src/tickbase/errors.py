@@ -22,6 +22,7 @@ keeps working for callers who do not know tickbase::
     ├── ScheduleNotFound (LookupError)       no schedule with that name
     ├── WorkflowRunNotFound (LookupError)    no workflow run with that id
     ├── AppNotOpen (RuntimeError)            an App used before ``async with app:``
+    ├── LeaseLost                            a deposed leader's fenced write was refused
     ├── InvalidTransition                    the task is not in a state that allows the change
     ├── UnknownTaskType (LookupError)        no handler registered for a task type
     ├── TaskFailed                           ``handle.result()`` on a task that failed/was cancelled
@@ -145,6 +146,19 @@ class AppNotOpen(TickbaseError, RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("the app is not open: use `async with app:` first")
+
+
+class LeaseLost(TickbaseError):
+    """This node's fenced write was refused: another node holds the lease now.
+
+    Raised inside the leader's transaction, so that nothing of it commits; the
+    node stands down and competes for the lease again.
+    """
+
+    def __init__(self, holder: str, token: int | None) -> None:
+        self.holder = holder
+        self.token = token
+        super().__init__(f"{holder} no longer holds the leader lease (token {token})")
 
 
 class TaskNotFound(TickbaseError, LookupError):

@@ -257,7 +257,7 @@ async def test_gateway_restart_mid_request_loses_nothing(
                     await asyncio.sleep(0.1)
                 assert state["data"]["data"] == 42
         finally:
-            worker.stop()
+            worker.request_stop()
             await running
     assert sql_conn.execute(
         "SELECT count(*) FROM tickbase.tasks WHERE request_id = 'survivor'"

@@ -41,7 +41,7 @@ async def workers(app: tickbase.App, count: int, **kwargs: Any) -> AsyncIterator
         yield
     finally:
         for worker, _ in started:
-            worker.stop()
+            worker.request_stop()
         await asyncio.wait_for(asyncio.gather(*(task for _, task in started)), 20)
 
 

@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
+import psycopg.sql
 
 from tests.support.waiting import wait_until
 from tickbase.db.listener import Listener
@@ -57,3 +59,27 @@ async def test_delivers_reconnects_and_asks_for_repoll(
     finally:
         await listener.stop()
         await listener.stop()  # idempotent
+
+
+async def test_every_tickbase_session_computes_in_utc(database_url: str, server_url: str) -> None:
+    # A server (or role) whose TimeZone is local: arithmetic on timestamps it
+    # returned would be on a wall clock that jumps at DST. Ours are UTC.
+    from tickbase.db.pool import connect, create_pool
+
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET TimeZone = 'America/New_York'").format(
+                psycopg.sql.Identifier(str(dbname))
+            )
+        )
+    with psycopg.connect(database_url) as plain:
+        assert plain.execute("SHOW TimeZone").fetchone() == ("America/New_York",)
+    conn = await connect(database_url)
+    async with conn:
+        row = await (await conn.execute("SELECT current_setting('TimeZone'), now()")).fetchone()
+        assert row is not None and row[0] == "UTC" and row[1].utcoffset().total_seconds() == 0
+    pool = create_pool(database_url, min_size=1, max_size=1)
+    async with pool, pool.connection() as pooled:
+        row = await (await pooled.execute("SHOW TimeZone")).fetchone()
+        assert row == ("UTC",)

@@ -22,6 +22,7 @@ import tickbase
 from tests.conftest import fast_settings
 from tests.support.waiting import wait_until
 from tickbase.cluster.alerts import evaluate_alerts
+from tickbase.cluster.election import LeaderElection
 from tickbase.cluster.housekeeping import Housekeeper, PassReport
 from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat
@@ -62,7 +63,14 @@ async def leader(database_url: str) -> AsyncIterator[Leader]:
     try:
         lease = Lease(pool, holder="leader", ttl=30)
         assert await lease.acquire()
-        yield Leader(Housekeeper(pool, lease, node_id="leader", steps=[("alerts", _alerts)]))
+        yield Leader(
+            Housekeeper(
+                pool,
+                LeaderElection(pool, lease=lease),
+                node_id="leader",
+                steps=[("alerts", _alerts)],
+            )
+        )
     finally:
         await pool.close()
 
@@ -124,7 +132,7 @@ async def test_heartbeat_keeps_beating_while_the_pool_is_starved(
         assert sql_conn.execute("SELECT count(*) FROM tickbase.lost_nodes").fetchone() == (0,)
         assert beat.failures == 0 and beat.reregistrations == 0
     finally:
-        beat.stop()
+        beat.request_stop()
         await asyncio.wait_for(beating, 5)
         await app.close()
     assert heartbeat_at(sql_conn, "gateway-1") is None  # deregistered on the way out
@@ -336,7 +344,7 @@ async def test_leases_are_renewed_while_the_shared_pool_is_starved(
                     await asyncio.sleep(0.2)
             result = await handle.result(timeout=10)
         finally:
-            worker.stop()
+            worker.request_stop()
             await asyncio.wait_for(working, 15)
             await rescuer_pool.close()
     assert rescued == [] and runs == [1] and result == "done"

@@ -9,6 +9,7 @@ import psycopg
 
 import tickbase
 from tests.support.waiting import wait_until
+from tickbase.cluster.election import LeaderElection
 from tickbase.cluster.housekeeping import Housekeeper
 from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat, list_nodes
@@ -34,7 +35,7 @@ async def test_register_heartbeat_deregister(app: tickbase.App) -> None:
     [node] = await nodes(app)
     assert node["roles"] == ["worker"] and node["queues"] == ["q1"] and node["alive"] is True
     assert node["metrics"]["rss_bytes"] > 0 and "cpu_percent" in node["metrics"]
-    beat.stop()
+    beat.request_stop()
     await asyncio.wait_for(task, 5)
     assert await nodes(app) == []  # a clean shutdown leaves at once
 
@@ -58,7 +59,7 @@ async def test_leader_reaps_dead_node_and_rescues_its_tasks(
     )
     await claimed_by_dead_node(app, sql_conn)
     lease = Lease(app.pool, holder="live", ttl=10)
-    keeper = Housekeeper(app.pool, lease, node_id="live")
+    keeper = Housekeeper(app.pool, LeaderElection(app.pool, lease=lease), node_id="live")
     assert await keeper.run_once() is None  # not the leader: does nothing
     assert [n["node_id"] for n in await nodes(app)] == ["ghost"]
     assert await lease.acquire()
@@ -87,12 +88,14 @@ async def test_deposed_leader_writes_nothing(
     # The old leader wakes believing it still leads (as a paused process would).
     old.token = stale_token
     old._valid_until = float("inf")
-    keeper = Housekeeper(app.pool, old, node_id="old")
+    keeper = Housekeeper(app.pool, LeaderElection(app.pool, lease=old), node_id="old")
     assert await keeper.run_once() is None
     assert old.token is None  # it stood down
     assert [n["node_id"] for n in await nodes(app)] == ["ghost"]  # nothing reaped
     assert sql_conn.execute("SELECT status FROM tickbase.tasks").fetchone() == ("running",)
-    assert (await Housekeeper(app.pool, new, node_id="new").run_once()) is not None
+    assert (
+        await Housekeeper(app.pool, LeaderElection(app.pool, lease=new), node_id="new").run_once()
+    ) is not None
     assert sql_conn.execute("SELECT status FROM tickbase.tasks").fetchone() == ("retrying",)
 
 
@@ -128,7 +131,9 @@ async def test_rescue_writes_the_events_a_failure_writes(
     await app.queue.cancel(cancelled.id)
     lease = Lease(app.pool, holder="live", ttl=10)
     assert await lease.acquire()
-    report = await Housekeeper(app.pool, lease, node_id="live").run_once()
+    report = await Housekeeper(
+        app.pool, LeaderElection(app.pool, lease=lease), node_id="live"
+    ).run_once()
     assert report is not None and len(report.rescued) == 3
 
     async def history(task_id: int) -> list[tuple[str, str | None]]:

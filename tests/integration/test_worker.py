@@ -26,7 +26,7 @@ async def running_worker(app: tickbase.App, **kwargs: Any) -> AsyncIterator[Any]
     try:
         yield worker
     finally:
-        worker.stop()
+        worker.request_stop()
         await asyncio.wait_for(task, 15)
 
 

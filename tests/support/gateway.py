@@ -156,6 +156,6 @@ async def running_gateway(
     finally:
         stop.set()
         if the_worker is not None and working is not None:
-            the_worker.stop()
+            the_worker.request_stop()
             await asyncio.wait_for(working, 15)
         await asyncio.wait_for(server, 15)

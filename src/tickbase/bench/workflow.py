@@ -64,13 +64,11 @@ async def _measured(server: str, label: str, body: Callable[[App], Awaitable[flo
         app = App(dsn)
         await app.open(apply_migrations=False)
         worker = app.worker(concurrency=CONCURRENCY)
-        running = asyncio.create_task(worker.run())
+        await worker.start()
         try:
-            await worker.started.wait()
             return await body(app)
         finally:
-            worker.stop()
-            await running
+            await worker.stop()
             await app.close()
 
 

@@ -2,7 +2,8 @@
 
 Overview
     One node leads the cluster (the holder of the ``leader`` lease, elected
-    among the nodes with the scheduler role; the ticker keeps the lease). Every
+    among the nodes with the scheduler role by ``cluster.election``, which the
+    ticker shares). Every
     ``interval`` seconds the leader runs one housekeeping pass:
 
     * remove nodes silent for three heartbeat intervals and rescue the tasks
@@ -25,7 +26,6 @@ Fencing
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tickbase.cluster.lease import Lease
+from tickbase.cluster.election import LeaderElection
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.queue.repository import TaskQueue
+from tickbase.service import Service
 
 Q = load_queries("tickbase.cluster")
 QUEUE_Q = load_queries("tickbase.queue")
@@ -58,27 +59,32 @@ class PassReport:
     rescued: list[tuple[int, str]] = field(default_factory=list)
 
 
-class Housekeeper:
-    """Runs housekeeping passes while this node holds ``lease``.
+class Housekeeper(Service):
+    """Runs housekeeping passes while this node leads (``election``, which the
+    ticker shares; whoever composes them runs it).
 
     Example::
 
-        keeper = Housekeeper(pool, lease, node_id=node_id, steps=[("reconcile", reconcile)])
-        task = asyncio.create_task(keeper.run()); ...; keeper.stop(); await task
+        keeper = Housekeeper(pool, election, node_id=node_id, steps=[("reconcile", reconcile)])
+        await keeper.start(); ...; await keeper.stop()
     """
+
+    name = "housekeeper"
 
     def __init__(
         self,
         pool: AsyncConnectionPool[AsyncConn],
-        lease: Lease,
+        election: LeaderElection,
         *,
         node_id: str,
         interval: float = 5.0,
         steps: Sequence[tuple[str, Step]] = (),
         after: Sequence[tuple[str, AfterStep]] = (),
     ) -> None:
+        super().__init__()
         self.pool = pool
-        self.lease = lease
+        self.election = election
+        self.lease = election.lease
         self.node_id = node_id
         self.interval = interval
         self.steps = list(steps)
@@ -86,22 +92,28 @@ class Housekeeper:
         self.passes = 0
         self.rescued = 0
         self._queue = TaskQueue(pool)
-        self._stopping = asyncio.Event()
+        self._leading = asyncio.Event()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    async def serve(self) -> None:
+        """A pass every ``interval`` seconds while leading, until stopped; the
+        first at once when this node becomes the leader."""
+        unwatch = self.election.on_change(self._on_leadership)
+        self.mark_started()
+        try:
+            while not self.stopping:
+                self._leading.clear()
+                if self.election.leading:
+                    try:
+                        await self.run_once()
+                    except (psycopg.Error, OSError) as exc:
+                        logger.warning("housekeeping pass failed (%s); retrying", exc)
+                await self.sleep(self.interval, self._leading)
+        finally:
+            unwatch()
 
-    async def run(self) -> None:
-        """A pass every ``interval`` seconds while leading, until :meth:`stop`."""
-        while not self._stopping.is_set():
-            if self.lease.held:
-                try:
-                    await self.run_once()
-                except (psycopg.Error, OSError) as exc:
-                    logger.warning("housekeeping pass failed (%s); retrying", exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await self._stopping.wait()
+    def _on_leadership(self, leading: bool) -> None:
+        if leading:
+            self._leading.set()
 
     async def run_once(self) -> PassReport | None:
         """One fenced pass; ``None`` when this node is not (or no longer) the leader."""
@@ -118,7 +130,7 @@ class Housekeeper:
                     self.node_id,
                     token,
                 )
-                self.lease.lost()
+                self.election.lost()
                 return None
             cursor = await conn.execute(Q["node_reap_dead"])
             report.dead_nodes = [row[0] for row in await cursor.fetchall()]

@@ -19,7 +19,7 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from tickbase.db.pool import configure_connection
+from tickbase.db.pool import configure_connection, session_options
 from tickbase.db.sqlfile import load_queries
 
 Q = load_queries("tickbase.cluster")
@@ -51,7 +51,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 def read_stats_at(url: str) -> dict[str, Any]:
     """:func:`read_stats` over a connection of its own (sync: call it in a thread
     from async code)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, options=session_options()) as conn:
         configure_connection(conn)
         return read_stats(conn)
 
@@ -152,6 +152,7 @@ class CachedStats:
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 application_name=self._application_name,
+                options=session_options(),
             )
             configure_connection(self._conn)
         try:

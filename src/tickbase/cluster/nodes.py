@@ -50,10 +50,11 @@ import psutil
 import psycopg
 
 from tickbase._version import __version__
-from tickbase.db.dedicated import BACKOFF_FIRST, Backoff, DedicatedConnection
+from tickbase.db.dedicated import DedicatedConnection
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import DatabaseError
+from tickbase.service import BACKOFF_FIRST, Backoff, Service
 
 Q = load_queries("tickbase.cluster")
 logger = logging.getLogger("tickbase.nodes")
@@ -67,7 +68,7 @@ APPLICATION_NAME = "tickbase-heartbeat"
 _BEAT_ERRORS = (psycopg.Error, DatabaseError, OSError, TimeoutError)
 
 
-class NodeHeartbeat:
+class NodeHeartbeat(Service):
     """Register this process, heartbeat until stopped, then deregister.
 
     ``url`` is the database's conninfo: the heartbeat opens its own
@@ -77,7 +78,7 @@ class NodeHeartbeat:
     Example::
 
         beat = NodeHeartbeat(app.url, node_id, roles=["worker"], running=lambda: 3)
-        task = asyncio.create_task(beat.run()); ...; beat.stop(); await task
+        await beat.start(); ...; await beat.stop()
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class NodeHeartbeat:
         on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
         task_types: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        super().__init__()
         self.node_id = node_id
         self.task_types = {name: dict(defaults) for name, defaults in (task_types or {}).items()}
         """The task types this node's worker runs, with their enqueue defaults (published)."""
@@ -117,16 +119,15 @@ class NodeHeartbeat:
         self.reregistrations = 0
         """Times this node found itself removed and registered again."""
         self._registered = False
-        self._stopping = asyncio.Event()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # prime: the first reading is always 0
 
-    def stop(self) -> None:
-        self._stopping.set()
+    name = "heartbeat"
 
-    async def run(self) -> None:
-        """Heartbeat every ``interval`` seconds until :meth:`stop`; deregister on the way out."""
+    async def serve(self) -> None:
+        """Heartbeat every ``interval`` seconds until stopped; deregister on the way out."""
         backoff = Backoff(maximum=max(self.interval / 2, BACKOFF_FIRST))
+        self.mark_started()  # up: a first beat that fails is retried like any other
         try:
             while not self._stopping.is_set():
                 try:
@@ -141,9 +142,7 @@ class NodeHeartbeat:
                     backoff.reset()
                     delay = self.interval
                     await self._run_hooks()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
+                await self.sleep(delay)
         finally:
             with contextlib.suppress(*_BEAT_ERRORS):
                 async with asyncio.timeout(self.attempt_timeout):

@@ -27,37 +27,11 @@ import contextlib
 import logging
 
 from tickbase.db.pool import AsyncConn, connect
+from tickbase.service import Backoff
 
 logger = logging.getLogger("tickbase.db")
 
-BACKOFF_FIRST = 0.1  # seconds
-BACKOFF_MAX_DEFAULT = 5.0  # seconds
 CONNECT_TIMEOUT_DEFAULT = 5.0  # seconds
-
-
-class Backoff:
-    """Delays between reconnect attempts: ``first``, doubling, at most ``maximum``.
-
-    Example::
-
-        backoff = Backoff(maximum=2.0)
-        await asyncio.sleep(backoff.next())  # 0.1, then 0.2, 0.4, ... 2.0
-        backoff.reset()  # after a success
-    """
-
-    def __init__(self, first: float = BACKOFF_FIRST, maximum: float = BACKOFF_MAX_DEFAULT) -> None:
-        self.first = first
-        self.maximum = max(maximum, first)
-        self._delay = first
-
-    def next(self) -> float:
-        """The delay to sleep now; the following one is twice as long (up to the maximum)."""
-        delay = self._delay
-        self._delay = min(self._delay * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = self.first
 
 
 class DedicatedConnection:

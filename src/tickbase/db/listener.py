@@ -25,9 +25,10 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from tickbase.db.dedicated import Backoff, DedicatedConnection
+from tickbase.db.dedicated import DedicatedConnection
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import DatabaseError
+from tickbase.service import Backoff, Service
 
 logger = logging.getLogger("tickbase.listener")
 
@@ -37,7 +38,7 @@ RECONNECT_BACKOFF_MAX = 5.0  # seconds
 CHANNEL_REFRESH_SECONDS = 0.5
 
 
-class Listener:
+class Listener(Service):
     """Subscribe callbacks to PostgreSQL channels over one connection.
 
     Example::
@@ -49,11 +50,13 @@ class Listener:
         await listener.stop()
     """
 
+    name = "listener"
+
     def __init__(self, url: str) -> None:
+        super().__init__()
         self._link = DedicatedConnection(url, application_name=f"tickbase-listener:{os.getpid()}")
         self._callbacks: dict[str, list[NotifyCallback]] = defaultdict(list)
         self._reconnect_callbacks: list[ReconnectCallback] = []
-        self._task: asyncio.Task[None] | None = None
         self._listening: set[str] = set()
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -78,22 +81,18 @@ class Listener:
 
         return unsubscribe
 
-    async def start(self) -> None:
-        """Connect and start listening; returns once LISTEN is in place."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tickbase-listener")
-        await self.connected.wait()
+    def on_stop_requested(self) -> None:
+        # It waits in notifies() or a reconnect delay: both end at once.
+        if self._task is not None:
+            self._task.cancel()
 
     async def stop(self) -> None:
         """Stop listening and close the connection. Safe to call twice."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         await self._close()
 
-    async def _run(self) -> None:
+    async def serve(self) -> None:
+        """Listen until stopped; ``start()`` returns once the first LISTEN is in place."""
         backoff = Backoff(maximum=RECONNECT_BACKOFF_MAX)
         first = True
         while True:
@@ -102,6 +101,7 @@ class Listener:
                 self._listening = set()
                 await self._listen_new_channels(conn)
                 self.connected.set()
+                self.mark_started()
                 backoff.reset()
                 if not first:
                     self.reconnects += 1

@@ -25,6 +25,19 @@ from tickbase.settings import Settings
 
 AsyncConn = psycopg.AsyncConnection[Any]
 
+# Every tickbase session computes in UTC: timestamps come back as UTC datetimes
+# whatever the server's (or the role's) TimeZone, so arithmetic on them (a
+# grace period, a lease) is on absolute time, never on a local wall clock
+# that jumps at a DST change.
+SESSION_SETTINGS: dict[str, str] = {"TimeZone": "UTC"}
+
+
+def session_options(server_settings: dict[str, str] | None = None) -> str:
+    """The libpq ``options`` of a tickbase connection: :data:`SESSION_SETTINGS`
+    plus ``server_settings`` (``-c`` options at connect time: no round trip)."""
+    settings = {**SESSION_SETTINGS, **(server_settings or {})}
+    return " ".join(f"-c {key}={value}" for key, value in settings.items())
+
 
 def resolve_database_url(settings: Settings, *, start: bool = True) -> tuple[str, bool]:
     """The URL to use and whether this call started the embedded server.
@@ -88,9 +101,11 @@ def create_pool(
     ``server_settings`` become session settings of every connection (``-c``
     options at connect time, so they cost no round trip).
     """
-    kwargs: dict[str, Any] = {"autocommit": True, "application_name": f"{name}:{os.getpid()}"}
-    if server_settings:
-        kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in server_settings.items())
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": f"{name}:{os.getpid()}",
+        "options": session_options(server_settings),
+    }
     return AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -126,9 +141,8 @@ async def connect(
     kwargs: dict[str, Any] = {
         "autocommit": autocommit,
         "application_name": application_name or f"tickbase:{os.getpid()}",
+        "options": session_options(server_settings),
     }
-    if server_settings:
-        kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in server_settings.items())
     try:
         if connect_timeout is None:
             conn = await psycopg.AsyncConnection.connect(url, **kwargs)

@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.service import Service
 
 Q = load_queries("tickbase.gateway")
 logger = logging.getLogger("tickbase.gateway")
@@ -60,10 +61,13 @@ AlertWatcher = Callable[[dict[str, Any]], None]
 RevocationWatcher = Callable[[], None]
 
 
-class Hub:
+class Hub(Service):
     """Fan-out of task and alert notifications to this process's connections."""
 
+    name = "hub"
+
     def __init__(self, pool: AsyncConnectionPool[AsyncConn], listener: Listener) -> None:
+        super().__init__()
         self.pool = pool
         self.listener = listener
         self._watchers: dict[int, set[TaskWatcher]] = defaultdict(set)
@@ -77,9 +81,9 @@ class Hub:
         self._token_watchers: dict[int, set[RevocationWatcher]] = defaultdict(set)
         self._unsubscribe: list[Callable[[], None]] = []
         self._checks: set[asyncio.Task[None]] = set()
-        self._poller: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def serve(self) -> None:
+        """Fan notifications out until stopped; a slow poll covers lost ones."""
         self._unsubscribe = [
             self.listener.subscribe("tickbase_task_done", self._on_done, self._on_reconnect),
             self.listener.subscribe("tickbase_task_started", self._on_started),
@@ -89,15 +93,21 @@ class Hub:
             ),
         ]
         await self.listener.start()
-        self._poller = asyncio.create_task(self._safety_poll(), name="tickbase-hub-poll")
-
-    async def stop(self) -> None:
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        tasks = [*self._checks, *([self._poller] if self._poller else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self.mark_started()
+        try:
+            while not await self.sleep(SAFETY_POLL_SECONDS):
+                try:
+                    await self.check(list(self._watchers))
+                    await self.check_tokens()
+                except Exception as exc:  # a database hiccup must not end the poll
+                    logger.warning("gateway poll of watched tasks failed (%s)", exc)
+        finally:
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            checks = list(self._checks)
+            for task in checks:
+                task.cancel()
+            await asyncio.gather(*checks, return_exceptions=True)
 
     # ---- tasks -------------------------------------------------------------------
 
@@ -171,15 +181,6 @@ class Hub:
 
     def _spawn(self, ids: list[int]) -> None:
         self._spawn_work(self.check(ids))
-
-    async def _safety_poll(self) -> None:
-        while True:
-            await asyncio.sleep(SAFETY_POLL_SECONDS)
-            try:
-                await self.check(list(self._watchers))
-                await self.check_tokens()
-            except Exception as exc:  # a database hiccup must not end the poll
-                logger.warning("gateway poll of watched tasks failed (%s)", exc)
 
     # ---- alerts ------------------------------------------------------------------
 

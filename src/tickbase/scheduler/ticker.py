@@ -2,30 +2,29 @@
 
 Overview
     Any number of tickers may run (``tickbase scheduler``, ``tickbase up``). The
-    one holding the leader lease ticks; the others wait to take over. A tick
+    one whose node leads (``cluster.election``, shared with the housekeeper)
+    ticks; the others wait to take over. A tick
     locks the due schedules (``FOR UPDATE SKIP LOCKED``), plans their fires
     (``firing.plan_fires``), enqueues the fires, records what did not fire and
     advances each schedule, in one transaction.
 
 Timeliness
     Between ticks the ticker sleeps until the earliest ``next_fire_at``,
-    measured on the database clock (the offset to the local clock is taken at
-    every tick), and wakes early on a NOTIFY from any change to a schedule. No
+    measured on the database clock, and wakes early on a NOTIFY from any change
+    to a schedule or on a change of leader. No
     fixed scan interval.
 
 Failure cases
     A killed leader: its lease expires, another ticker takes it and catches up
     every fire still within its schedule's misfire grace, each once (fires are
     unique by schedule and instant). A deposed leader that wakes up: its fenced
-    statements write nothing; it sees the lease lost and stands down.
+    statements write nothing (``LeaseLost`` rolls the tick back); it stands down.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,31 +33,38 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from tickbase.cluster.lease import LEADER_LEASE, Lease
+from tickbase.cluster.election import LeaderElection
+from tickbase.cluster.lease import Lease
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
+from tickbase.errors import LeaseLost
 from tickbase.queue.models import LinkedTask
 from tickbase.queue.repository import TaskQueue
 from tickbase.scheduler.firing import FirePlan, plan_fires
 from tickbase.scheduler.store import Q, fire_task
 from tickbase.scheduler.triggers import make_trigger
+from tickbase.service import Backoff, Service
 
 logger = logging.getLogger("tickbase.scheduler")
 
 DUE_BATCH = 1000  # schedules handled per statement; more are taken in the next pass
 IDLE_WAKE_MAX = 60.0  # seconds: sleep at most this long even with nothing scheduled
+RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
 
 
-class Ticker:
-    """The scheduler role of one process.
+class Ticker(Service):
+    """The scheduler role of one process: fires due schedules while this node leads.
+
+    Leadership comes from ``election`` (shared with the housekeeper); without
+    one the ticker runs an election of its own for the time it runs.
 
     Example::
 
         ticker = Ticker(pool, listener, node_id="host:42")
-        task = asyncio.create_task(ticker.run())
-        ...
-        ticker.stop(); await task
+        await ticker.start(); ...; await ticker.stop()
     """
+
+    name = "ticker"
 
     def __init__(
         self,
@@ -67,96 +73,67 @@ class Ticker:
         *,
         node_id: str,
         lease_ttl: float = 15.0,
-        lease: Lease | None = None,
+        election: LeaderElection | None = None,
         skip_task_types: Sequence[str] = (),
     ) -> None:
+        super().__init__()
         self.pool = pool
         # LIKE patterns of task types whose schedules this ticker never fires
         # (they stay stored, and fire again under a ticker that does not skip them).
         self.skip_task_types = list(skip_task_types)
         self.listener = listener
         self.node_id = node_id
-        # The ticker keeps the leader lease; the node's housekeeper shares it.
-        self.lease = lease or Lease(pool, holder=node_id, name=LEADER_LEASE, ttl=lease_ttl)
+        self._owns_election = election is None
+        self.election = election or LeaderElection(pool, listener, node_id=node_id, ttl=lease_ttl)
         self.fired = 0
         self.ticks = 0
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self.started = asyncio.Event()
-        self._force_acquire = False
 
-    def stop(self) -> None:
-        """Ask the ticker to stop (idempotent)."""
-        self._stopping.set()
+    @property
+    def lease(self) -> Lease:
+        """The leader lease this ticker's fires are fenced by."""
+        return self.election.lease
+
+    def on_stop_requested(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Tick until :meth:`stop`; give the lease up on the way out."""
+    async def serve(self) -> None:
+        """Tick while leading, until stopped."""
         unsubscribe = self.listener.subscribe("tickbase_schedules", self._on_change, self._wake.set)
-        unsubscribe_lease = self.listener.subscribe(
-            "tickbase_lease_released", self._on_lease_released
-        )
+        unwatch = self.election.on_change(lambda _leading: self._wake.set())
         await self.listener.start()
-        self.started.set()
-        next_renewal = 0.0
+        if self._owns_election:
+            await self.election.start()
+        self.mark_started()
+        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 self._wake.clear()
                 sleep_for = self.lease.renew_interval
                 try:
-                    if self._force_acquire or time.monotonic() >= next_renewal:
-                        self._force_acquire = False
-                        was_leader = self.lease.held
-                        if await self.lease.acquire():
-                            next_renewal = time.monotonic() + self.lease.renew_interval
-                            if not was_leader:
-                                logger.info(
-                                    "%s is now the scheduler leader (token %s)",
-                                    self.node_id,
-                                    self.lease.token,
-                                )
-                        else:
-                            # Try again the moment the holder's lease runs out.
-                            retry_in = min(
-                                self.lease.others_expire_in + 0.05, self.lease.renew_interval
-                            )
-                            next_renewal = time.monotonic() + retry_in
-                            if was_leader:
-                                logger.warning("%s lost the scheduler lease", self.node_id)
-                    if self.lease.held:
+                    if self.election.leading:
                         await self.tick()
-                        sleep_for = min(
-                            await self._until_next_due(), next_renewal - time.monotonic()
-                        )
-                    else:
-                        sleep_for = next_renewal - time.monotonic()
-                except _Deposed:
+                        sleep_for = await self._until_next_due()
+                    backoff.reset()
+                except LeaseLost:
                     logger.warning(
                         "%s is no longer the leader: its fenced write was refused; standing by",
                         self.node_id,
                     )
-                    next_renewal = time.monotonic()
                     sleep_for = 0.0
                 except (psycopg.Error, OSError) as exc:
-                    logger.warning("scheduler tick failed (%s); retrying", exc)
-                    sleep_for = 0.5
-                if sleep_for > 0:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(sleep_for):
-                            await self._wake.wait()
+                    sleep_for = backoff.next()
+                    logger.warning("scheduler tick failed (%s); retrying in %.1fs", exc, sleep_for)
+                # Woken early by a schedule change, a change of leader, or a stop.
+                await self.sleep(sleep_for, self._wake)
         finally:
             unsubscribe()
-            unsubscribe_lease()
-            with contextlib.suppress(psycopg.Error, OSError):
-                await self.lease.release()
+            unwatch()
+            if self._owns_election:
+                await self.election.stop()
 
     def _on_change(self, _payload: str) -> None:
         self._wake.set()
-
-    def _on_lease_released(self, _payload: str) -> None:
-        if not self.lease.held:
-            self._force_acquire = True
-            self._wake.set()
 
     async def _until_next_due(self) -> float:
         async with self.pool.connection() as conn:
@@ -230,8 +207,9 @@ class Ticker:
                 Q["schedule_advance_many"], {**fence, "advances": _json(advances)}, prepare=True
             )
             if cursor.rowcount == 0:
-                self.lease.lost()
-                raise _Deposed()
+                # Fenced out: raised inside the transaction, so no fire commits.
+                self.election.lost()
+                raise LeaseLost(self.node_id, token)
             inserted = len(await TaskQueue.enqueue_linked(conn, fires))
             if events:
                 await conn.execute(Q["schedule_events_add"], {"events": _json(events)})
@@ -240,10 +218,6 @@ class Ticker:
                     "%d fires were already enqueued (skipped, not doubled)", len(fires) - inserted
                 )
         return inserted, len(due) == DUE_BATCH
-
-
-class _Deposed(psycopg.Error):
-    """Raised inside the tick transaction to roll it back when fenced out."""
 
 
 def _plan(row: dict[str, Any]) -> FirePlan:

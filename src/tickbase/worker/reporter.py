@@ -22,6 +22,7 @@ import psycopg
 from tickbase.errors import InvalidTask
 from tickbase.queue.models import ClaimedTask, Outcome, OutcomeKind
 from tickbase.queue.repository import TaskQueue
+from tickbase.service import Backoff
 from tickbase.worker.control import Cancel, Retry, Snooze, TaskControl
 from tickbase.worker.runner import encode_error, encode_error_message, encode_result
 from tickbase.workflows.engine import advance
@@ -128,7 +129,7 @@ class Reporter:
 
     async def run(self) -> None:
         """Write outcomes until :meth:`close`, and what is left after it."""
-        backoff = 0.1
+        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
         failing_since: float | None = None
         while True:
             if not self._outcomes:
@@ -148,7 +149,8 @@ class Reporter:
                 for outcome in batch:
                     self.workflow_runs.pop(outcome.task_id, None)
                 self.on_committed(batch)
-                backoff, failing_since = 0.1, None
+                backoff.reset()
+                failing_since = None
             except (psycopg.Error, OSError) as exc:
                 self._outcomes[:0] = batch
                 failing_since = failing_since or time.monotonic()
@@ -162,8 +164,7 @@ class Reporter:
                     )
                     return
                 logger.warning("report of %d outcomes failed (%s); retrying", len(batch), exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+                await asyncio.sleep(backoff.next())
 
     async def _finish_and_advance(
         self, conn: AsyncConn, batch: list[Outcome], runs: set[int]

@@ -64,6 +64,7 @@ import psycopg
 
 from tickbase.queue.models import ClaimedTask, Outcome
 from tickbase.queue.repository import TaskQueue
+from tickbase.service import Backoff, Service
 from tickbase.worker.context import TaskContext
 from tickbase.worker.registry import Registry
 from tickbase.worker.reporter import RETRY_BACKOFF_MAX, Reporter
@@ -108,13 +109,14 @@ class _Running:
     stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
 
 
-class Worker:
+class Worker(Service):
     """Runs handlers of ``registry`` for tasks of ``queues`` (all queues when empty).
 
     Example::
 
         worker = Worker(registry, pool, listener, settings, concurrency=20)
-        await worker.run()          # until worker.stop() is called
+        await worker.start()        # claiming, running, reporting in the background
+        await worker.stop()         # drains: running handlers finish or are re-queued
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        super().__init__()
         self.registry = registry
         self.pool = pool
         self.listener = listener
@@ -152,9 +155,6 @@ class Worker:
         self._limited_wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._busy = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._stopped = asyncio.Event()
-        self.started = asyncio.Event()
         self._unsubscribe: list[Any] = []
 
     # ---- lifecycle -------------------------------------------------------------
@@ -168,21 +168,21 @@ class Worker:
         """Handlers running now (reported in the node's heartbeat)."""
         return len(self._running)
 
-    def stop(self) -> None:
-        """Ask the worker to stop (idempotent); ``run()`` returns once it has."""
-        self._stopping.set()
+    def on_stop_requested(self) -> None:
+        # Wake the fetch loops wherever they wait, so they see the stop.
         self._slot_freed.set()
         self._busy.set()
 
-    async def run(self) -> None:
-        """Work until :meth:`stop`; then drain gracefully and return."""
+    async def serve(self) -> None:
+        """Work until stopped; then drain gracefully (running handlers finish
+        within the grace period, the rest are re-queued) and return."""
         self._unsubscribe = [self.listener.subscribe("tickbase_cancel", self._on_cancel)]
         await self.listener.start()
         if self.claim_pool is not self.pool:
             await self.claim_pool.open(wait=True)
         reporter = asyncio.create_task(self.reporter.run(), name="tickbase-report")
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tickbase-heartbeat")
-        self.started.set()
+        self.mark_started()
         logger.info(
             "worker %s started: queues=%s concurrency=%d",
             self.node_id,
@@ -198,7 +198,6 @@ class Worker:
             await self._drain()
             heartbeat.cancel()
             self.reporter.close()
-            self._stopped.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await reporter
@@ -272,7 +271,7 @@ class Worker:
         an enqueue and the handler's start. After a reconnect it claims at once
         (a notification sent meanwhile was lost, the claim finds the task).
         """
-        backoff = 0.1
+        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
         while not self._stopping.is_set():
             try:
                 async with self.claim_pool.connection() as conn:
@@ -282,13 +281,11 @@ class Worker:
                     finally:
                         with contextlib.suppress(psycopg.Error, OSError):
                             await conn.execute("UNLISTEN *")
-                backoff = 0.1
+                backoff.reset()
             except (psycopg.Error, OSError) as exc:
-                logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
-                        await self._stopping.wait()
-                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+                delay = backoff.next()
+                logger.warning("fetch failed (%s); retrying in %.1fs", exc, delay)
+                await self.sleep(delay)
 
     async def _serve(self, conn: AsyncConn) -> None:
         while not self._stopping.is_set():
@@ -346,7 +343,7 @@ class Worker:
     async def _helper_loop(self) -> None:
         """A second claimer, busy only while claims come back full: one claim
         is in flight while the other loop's batch starts."""
-        backoff = 0.1
+        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
         while not self._stopping.is_set():
             if not self._busy.is_set():
                 await self._busy.wait()
@@ -359,11 +356,11 @@ class Worker:
             try:
                 async with self.claim_pool.connection() as conn:
                     await self._claim_batch(conn, free)
-                backoff = 0.1
+                backoff.reset()
             except (psycopg.Error, OSError) as exc:
-                logger.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_BACKOFF_MAX)
+                delay = backoff.next()
+                logger.warning("fetch failed (%s); retrying in %.1fs", exc, delay)
+                await self.sleep(delay)
 
     async def _idle_timeout(self, conn: AsyncConn) -> float:
         timeout = min(
