@@ -139,3 +139,106 @@ def test_each_kind_gets_its_rule_and_an_unknown_kind_is_refused() -> None:
     assert [o.value for o in clean_observations("sentiment", points)] == [10.0, 50.0, 20.0]
     with pytest.raises(ValueError, match="no cleaning rule"):
         clean_observations("klines", points)
+
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _bar(minutes: int, close: float) -> Kline:
+    return Kline(T0 + timedelta(minutes=minutes), close - 1, close + 1, close - 2, close, 5.0)
+
+
+def test_forward_fill_marks_only_the_bars_it_made() -> None:
+    bars = [_bar(0, 100.0), _bar(3, 103.0), _bar(4, 104.0)]
+    filled = forward_fill(bars, "1m")
+    assert [(b.open_time - T0, b.is_filled) for b in filled] == [
+        (timedelta(minutes=0), False),
+        (timedelta(minutes=1), True),
+        (timedelta(minutes=2), True),
+        (timedelta(minutes=3), False),
+        (timedelta(minutes=4), False),
+    ]
+    # Both fills carry the close before the gap, not each other's or the next one's.
+    assert {(b.open, b.high, b.low, b.close, b.volume) for b in filled if b.is_filled} == {
+        (100.0, 100.0, 100.0, 100.0, 0.0)
+    }
+    assert [b for b in filled if not b.is_filled] == bars
+
+
+def test_forward_fill_follows_the_interval_and_does_nothing_without_gaps() -> None:
+    hourly = [Kline(T0, 1, 1, 1, 1.0, 1), Kline(T0 + timedelta(hours=2), 2, 2, 2, 2.0, 1)]
+    filled = forward_fill(hourly, "1h")
+    assert [b.open_time for b in filled] == [T0 + timedelta(hours=h) for h in range(3)]
+    assert filled[1].is_filled and filled[1].close == 1.0
+    regular = [_bar(m, 100.0 + m) for m in range(5)]
+    assert forward_fill(regular, "1m") == regular
+
+
+def test_interpolation_weighs_by_time_not_by_position() -> None:
+    # Unevenly spaced gaps: 1 h and 3 h into a 4 h span from 0 to 100.
+    points = [
+        Observation("m", T0, 0.0),
+        Observation("m", T0 + timedelta(hours=1), None),
+        Observation("m", T0 + timedelta(hours=3), None),
+        Observation("m", T0 + timedelta(hours=4), 100.0),
+    ]
+    cleaned = interpolate(points)
+    assert [(o.value, o.is_filled) for o in cleaned] == [
+        (0.0, False),
+        (25.0, True),
+        (75.0, True),
+        (100.0, False),
+    ]
+    assert cleaned[1].series == "m" and cleaned[1].observed_at == points[1].observed_at
+
+
+def test_interpolation_with_one_known_value_keeps_it_alone() -> None:
+    points = [
+        Observation("m", T0, None),
+        Observation("m", T0 + timedelta(hours=1), 7.0),
+        Observation("m", T0 + timedelta(hours=2), None),
+    ]
+    assert interpolate(points) == [points[1]]
+
+
+def test_carry_forward_takes_the_latest_known_value_and_drops_leading_gaps() -> None:
+    points = [
+        Observation("cpi", T0, None),
+        Observation("cpi", T0 + timedelta(days=31), 3.0),
+        Observation("cpi", T0 + timedelta(days=60), None),
+        Observation("cpi", T0 + timedelta(days=91), 3.5),
+        Observation("cpi", T0 + timedelta(days=121), None),
+        Observation("cpi", T0 + timedelta(days=152), None),
+    ]
+    cleaned = carry_forward(points)
+    assert [(o.observed_at, o.value, o.is_filled) for o in cleaned] == [
+        (points[1].observed_at, 3.0, False),
+        (points[2].observed_at, 3.0, True),
+        (points[3].observed_at, 3.5, False),
+        (points[4].observed_at, 3.5, True),
+        (points[5].observed_at, 3.5, True),
+    ]
+
+
+def test_a_known_value_is_never_marked_filled_even_if_equal_to_the_last() -> None:
+    points = [Observation("cpi", T0, 3.0), Observation("cpi", T0 + timedelta(days=1), 3.0)]
+    assert carry_forward(points) == points
+    assert neutral_default(points) == points
+
+
+def test_empty_input_gives_empty_output() -> None:
+    assert forward_fill([], "1m") == []
+    assert forward_fill([], "1M") == []
+    assert closed_bars([], "1m", T0) == []
+    assert interpolate([]) == []
+    assert carry_forward([]) == []
+    assert neutral_default([]) == []
+    for kind in ("onchain", "macro", "sentiment"):
+        assert clean_observations(kind, []) == []
+
+
+def test_nothing_known_gives_nothing_for_lines_and_carries_but_neutral_for_sentiment() -> None:
+    points = [Observation("s", T0 + timedelta(days=d), None) for d in range(3)]
+    assert interpolate(points) == []
+    assert carry_forward(points) == []
+    assert [(o.value, o.is_filled) for o in neutral_default(points)] == [(50.0, True)] * 3

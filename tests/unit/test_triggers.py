@@ -9,7 +9,16 @@ import pytest
 from croniter import croniter
 
 from tickbase.errors import InvalidSchedule
-from tickbase.scheduler.triggers import CronTrigger, IntervalTrigger, check_cron, fires_between
+from tickbase.scheduler.triggers import (
+    CRON_NICKNAMES,
+    CronTrigger,
+    IntervalTrigger,
+    check_cron,
+    expand_cron,
+    fires_between,
+    load_zone,
+    make_trigger,
+)
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")
@@ -221,3 +230,108 @@ def test_a_nickname_fires_in_the_schedules_zone() -> None:
     after = datetime(2026, 1, 1, 12, tzinfo=UTC)
     fire = CronTrigger("@daily", "America/New_York").next_after(after)
     assert fire.astimezone(NY) == datetime(2026, 1, 2, tzinfo=NY)
+
+
+def test_hourly_across_new_york_spring_forward_skips_only_the_missing_hour() -> None:
+    # 2026-03-08: 02:00 EST is followed by 03:00 EDT; 02:00 never happens.
+    fires = local_fires(
+        "0 * * * *",
+        "America/New_York",
+        datetime(2026, 3, 8, 0, 30, tzinfo=NY),
+        datetime(2026, 3, 8, 4, 0, tzinfo=NY),
+    )
+    assert fires == [
+        "2026-03-08T01:00:00-05:00",
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-08T04:00:00-04:00",
+    ]
+
+
+def test_asked_from_inside_the_repeated_hour_the_wall_time_does_not_fire_again() -> None:
+    # 01:40 EST, the second pass through 01:00-02:00 on 2026-11-01 (06:40 UTC):
+    # 01:30 fired at its first occurrence (EDT), so the next is the next day.
+    second_pass = datetime(2026, 11, 1, 6, 40, tzinfo=UTC)
+    assert second_pass.astimezone(NY).isoformat() == "2026-11-01T01:40:00-05:00"
+    fire = CronTrigger("30 1 * * *", "America/New_York").next_after(second_pass)
+    assert fire.astimezone(NY).isoformat() == "2026-11-02T01:30:00-05:00"
+    # A time after the repeated hour still fires in it, once, at 02:00 EST.
+    fire = CronTrigger("0 * * * *", "America/New_York").next_after(second_pass)
+    assert fire.astimezone(NY).isoformat() == "2026-11-01T02:00:00-05:00"
+
+
+def test_fire_instants_come_back_in_utc() -> None:
+    after = datetime(2026, 7, 1, 12, tzinfo=NY)
+    fire = CronTrigger("0 13 * * *", "America/New_York").next_after(after)
+    assert fire.tzinfo is UTC
+    assert fire == datetime(2026, 7, 1, 17, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("written", ["@DAILY", " @daily ", "@Daily"])
+def test_nicknames_ignore_case_and_surrounding_space(written: str) -> None:
+    check_cron(written)
+    assert expand_cron(written) == "0 0 * * *"
+    after = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    assert CronTrigger(written).next_after(after) == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_expand_cron_leaves_plain_expressions_alone() -> None:
+    assert {name: expand_cron(name) for name in CRON_NICKNAMES} == {
+        "@yearly": "0 0 1 1 *",
+        "@annually": "0 0 1 1 *",
+        "@monthly": "0 0 1 * *",
+        "@weekly": "0 0 * * 0",
+        "@daily": "0 0 * * *",
+        "@midnight": "0 0 * * *",
+        "@hourly": "0 * * * *",
+    }
+    assert expand_cron("*/5 * * * *") == "*/5 * * * *"
+
+
+def test_unknown_zone_is_refused_by_name() -> None:
+    with pytest.raises(InvalidSchedule, match="unknown time zone"):
+        load_zone("America/Gotham")
+    with pytest.raises(InvalidSchedule, match="unknown time zone"):
+        CronTrigger("0 * * * *", "Mars/Olympus").next_after(datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_interval_before_its_anchor_first_fires_at_the_anchor() -> None:
+    anchor = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    trigger = IntervalTrigger(60, anchor)
+    assert trigger.next_after(anchor - timedelta(hours=5)) == anchor
+    assert trigger.next_after(anchor - timedelta(seconds=1)) == anchor
+    # Strictly after: a time on the grid gives the next grid point.
+    assert trigger.next_after(anchor) == anchor + timedelta(seconds=60)
+
+
+def test_interval_ignores_dst_and_returns_utc() -> None:
+    # Hourly from 00:30 EST on the spring-forward day: elapsed hours, not wall hours.
+    anchor = datetime(2026, 3, 8, 0, 30, tzinfo=NY)
+    # (aware arithmetic in a zone is wall-clock: the end is computed in UTC)
+    end = anchor.astimezone(UTC) + timedelta(hours=3)
+    fires = fires_between(IntervalTrigger(3600, anchor), anchor, end, limit=10)
+    assert [f.astimezone(NY).strftime("%H:%M%z") for f in fires] == [
+        "01:30-0500",
+        "03:30-0400",
+        "04:30-0400",
+    ]
+    assert all(f.tzinfo is UTC for f in fires)
+
+
+def test_fractional_interval_is_strictly_after_even_with_float_rounding() -> None:
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = IntervalTrigger(0.1, anchor)
+    current = anchor
+    for step in range(1, 50):
+        following = trigger.next_after(current)
+        assert following > current
+        assert following == anchor + timedelta(seconds=step * 0.1)
+        current = following
+
+
+def test_make_trigger_by_kind() -> None:
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    assert make_trigger("cron", "@hourly", None, "Europe/London", anchor) == CronTrigger(
+        "@hourly", "Europe/London"
+    )
+    assert make_trigger("interval", None, 30, "UTC", anchor) == IntervalTrigger(30.0, anchor)
+    assert make_trigger("manual", None, None, "UTC", anchor) is None
