@@ -36,14 +36,7 @@ from tickbase.marketdata.collector import (
     SourceLimiter,
     interval_seconds,
 )
-from tickbase.marketdata.replay import ReplayKlines
-from tickbase.marketdata.sources import (
-    BinanceKlines,
-    CoinGeckoOhlc,
-    FearGreedIndex,
-    FredObservations,
-    GlassnodeMetric,
-)
+from tickbase.marketdata.sources.chains import MarketSources
 from tickbase.marketdata.state import IndicatorStates
 from tickbase.marketdata.store import DEFAULT_SOURCE, KlineStore, ObservationStore, Q
 from tickbase.settings import Settings
@@ -69,36 +62,6 @@ DEFAULT_LABELS: dict[Kind, str] = {"sentiment": "Neutral"}
 def split_names(text: str) -> list[str]:
     """``"BTCUSDT, ETHUSDT"`` → ``["BTCUSDT", "ETHUSDT"]``."""
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-@dataclass
-class MarketSources:
-    """The sources of each kind, in fallback order, built from the settings."""
-
-    klines: list[Source]
-    replay: ReplayKlines
-    """Serves only its own ``REPLAY:*`` series, collected while the live chain is down."""
-    sentiment: list[Source]
-    macro: list[Source]
-    onchain: list[Source]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MarketSources:
-        """Base URLs and API keys from ``TICKBASE_*`` (see :class:`~tickbase.settings.Settings`)."""
-        fred_key = settings.fred_api_key.get_secret_value() if settings.fred_api_key else None
-        glassnode_key = (
-            settings.glassnode_api_key.get_secret_value() if settings.glassnode_api_key else None
-        )
-        return cls(
-            klines=[
-                BinanceKlines(base_url=settings.binance_url),
-                CoinGeckoOhlc(base_url=settings.coingecko_url),
-            ],
-            replay=ReplayKlines(),
-            sentiment=[FearGreedIndex(base_url=settings.fear_greed_url)],
-            macro=[FredObservations(fred_key, base_url=settings.fred_url)],
-            onchain=[GlassnodeMetric(glassnode_key, base_url=settings.glassnode_url)],
-        )
 
 
 class MarketData:
