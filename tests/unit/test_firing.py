@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from tickbase.scheduler.firing import MISSED_LISTED_MAX, plan_fires
 from tickbase.scheduler.triggers import CronTrigger, IntervalTrigger
 
@@ -195,12 +193,6 @@ def test_cron_catch_up_in_a_real_zone_skips_the_dst_gap() -> None:
     assert result.next_fire_at == datetime(2026, 3, 8, 3, 30, tzinfo=ny)
 
 
-@pytest.mark.xfail(
-    reason="the cutoff is inclusive for the first due fire (next_fire_at < cutoff) but"
-    " exclusive for later ones (fires_between(..., cutoff) includes the cutoff):"
-    " a fire exactly grace seconds late runs or is missed depending on what preceded it",
-    strict=True,
-)
 def test_a_fire_exactly_grace_seconds_late_runs_after_earlier_missed_ones_too() -> None:
     result = plan(AT - timedelta(seconds=5), now=AT, misfire_grace_seconds=2)
     missed = [fire for event, fire, _ in result.events if event == "missed"]

@@ -37,6 +37,7 @@ from tickbase.marketdata.collector import (
     interval_seconds,
 )
 from tickbase.marketdata.sources.chains import MarketSources
+from tickbase.marketdata.sources.feargreed import FEAR_GREED_SERIES
 from tickbase.marketdata.state import IndicatorStates
 from tickbase.marketdata.store import DEFAULT_SOURCE, KlineStore, ObservationStore, Q
 from tickbase.settings import Settings
@@ -44,7 +45,6 @@ from tickbase.settings import Settings
 logger = logging.getLogger("tickbase.marketdata")
 
 QUEUE = "marketdata"
-FEAR_GREED_SERIES = "fear_greed"
 INTEGRITY_WINDOW = timedelta(minutes=30)
 INTEGRITY_MIN_BARS = 24  # a longer interval is checked over its last 24 bars
 CACHE_KIND: dict[Kind, str] = {

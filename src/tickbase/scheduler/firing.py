@@ -61,16 +61,17 @@ def plan_fires(
         return plan
     cutoff = now - timedelta(seconds=misfire_grace_seconds)
 
-    # Missed fires: from next_fire_at up to the cutoff, listed up to a bound.
+    # Missed fires: those earlier than the cutoff (a fire exactly grace seconds
+    # late still runs, whatever came before it), listed up to a bound.
     missed: list[datetime] = []
     first_on_time = next_fire_at
     if next_fire_at < cutoff:
-        missed = [
-            next_fire_at,
-            *fires_between(trigger, next_fire_at, cutoff, MISSED_LISTED_MAX - 1),
-        ]
+        later = fires_between(trigger, next_fire_at, cutoff, MISSED_LISTED_MAX - 1)
+        missed = [next_fire_at, *(fire for fire in later if fire < cutoff)]
         # Fires between the last listed one and the cutoff are summed, not walked.
-        first_on_time = trigger.next_after(max(missed[-1], cutoff))
+        first_on_time = trigger.next_after(missed[-1])
+        if first_on_time < cutoff:
+            first_on_time = trigger.next_after(cutoff - timedelta(microseconds=1))
         unlisted_until = cutoff if len(missed) >= MISSED_LISTED_MAX else None
         for fire in missed:
             plan.events.append(("missed", fire, {"late_seconds": (now - fire).total_seconds()}))
