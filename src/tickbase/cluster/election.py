@@ -138,9 +138,11 @@ class LeaderElection(Service):
             return
         self._leading = leading
         if leading:
-            logger.info("%s is now the leader (token %s)", self.lease.holder, self.lease.token)
+            logger.info(
+                "%s is now the scheduler leader (token %s)", self.lease.holder, self.lease.token
+            )
         else:
-            logger.warning("%s is no longer the leader", self.lease.holder)
+            logger.warning("%s is no longer the scheduler leader", self.lease.holder)
         for callback in list(self._callbacks):
             try:
                 callback(leading)
