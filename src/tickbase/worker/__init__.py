@@ -1,2 +1,3 @@
-"""The worker block: task registry, handler runner (eager start, timeouts) and
-the worker loop (batched claims and reports, heartbeats, graceful stop)."""
+"""The worker block: task registry, the worker (:mod:`~tickbase.worker.worker`)
+and its parts: fetching (batched claims), execution (handlers, timeouts,
+heartbeats, graceful stop) and reporting (batched outcomes)."""
