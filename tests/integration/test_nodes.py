@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 import tickbase
 from tests.support.waiting import wait_until
 from tickbase.cluster.election import LeaderElection
 from tickbase.cluster.housekeeping import Housekeeper
-from tickbase.cluster.lease import Lease
+from tickbase.cluster.lease import Lease, lease_holder
 from tickbase.cluster.nodes import NodeHeartbeat, list_nodes
 
 
@@ -79,12 +81,19 @@ async def test_deposed_leader_writes_nothing(
 ) -> None:
     await app.enqueue_many([tickbase.EnqueueRequest("t", max_attempts=2)])
     await claimed_by_dead_node(app, sql_conn)
-    old = Lease(app.pool, holder="old", ttl=0.3)
+    old = Lease(app.pool, holder="old", ttl=10)
     assert await old.acquire()
     stale_token = old.token
-    await asyncio.sleep(0.4)  # the old leader "pauses" past its lease
+    async with app.pool.connection() as conn:
+        holder = await lease_holder(conn)
+    assert holder is not None
+    expires: datetime = holder["expires_at"]
+    # The old leader "pauses" past its lease: the new node acts at its expiry,
+    # not a microsecond earlier (no sleeping until then).
     new = Lease(app.pool, holder="new", ttl=10)
-    assert await new.acquire() and new.token == (stale_token or 0) + 1
+    assert not await new.acquire(now=expires - timedelta(microseconds=1))
+    assert new.others_expire_in == pytest.approx(1e-6)
+    assert await new.acquire(now=expires) and new.token == (stale_token or 0) + 1
     # The old leader wakes believing it still leads (as a paused process would).
     old.token = stale_token
     old._valid_until = float("inf")
@@ -104,13 +113,17 @@ async def test_workers_rescue_expired_leases_only_without_a_leader(
 ) -> None:
     await app.enqueue_many([tickbase.EnqueueRequest("t", max_attempts=2)])
     async with app.pool.connection() as conn:
-        await app.queue.claim(conn, node_id="gone", limit=10, queues=None, lease_seconds=0.01)
-    await asyncio.sleep(0.05)
+        await app.queue.claim(conn, node_id="gone", limit=10, queues=None, lease_seconds=60)
+    row = sql_conn.execute("SELECT lease_expires_at FROM tickbase.tasks").fetchone()
+    assert row is not None
+    expires: datetime = row[0]
+    later = expires + timedelta(milliseconds=1)  # the task's lease has run out by then
     lease = Lease(app.pool, holder="leader", ttl=10)
     assert await lease.acquire()
-    assert await app.queue.rescue(unless_leader=True) == []  # the leader's job
+    assert await app.queue.rescue(unless_leader=True, now=later) == []  # the leader's job
     await lease.release()
-    [(_, status)] = await app.queue.rescue(unless_leader=True)
+    assert await app.queue.rescue(unless_leader=True, now=expires) == []  # not yet expired
+    [(_, status)] = await app.queue.rescue(unless_leader=True, now=later)
     assert status == "retrying"
 
 

@@ -157,13 +157,13 @@ async def test_stalled_scheduler_catches_up_within_grace_and_records_misses(
     now = datetime.now(UTC).replace(microsecond=0)
     await set_next_fire(sql_conn, "sec", now - timedelta(seconds=8))
     ticker = await ticker_for(app)
-    fired = await ticker.tick()
+    fired = await ticker.tick(now=now)  # the tick happens at now, whatever the clock says
     stored = await fires(sql_conn, "sec")
-    assert fired == len(stored) >= 5
-    assert stored[0] >= now - timedelta(seconds=6)
+    # within the grace (5 s late at most, inclusive): now-5 .. now
+    assert fired == len(stored) == 6 and stored[0] == now - timedelta(seconds=5)
     events = await app.schedules.events("sec")
     missed = sorted(e["fire_at"] for e in events if e["event"] == "missed")
-    assert missed[0] == now - timedelta(seconds=8) and len(missed) >= 2
+    assert missed == [now - timedelta(seconds=s) for s in (8, 7, 6)]
     assert not set(missed) & set(stored)
     # every second from the first missed fire on is either missed or fired, once
     assert sorted(missed + stored) == [
@@ -176,17 +176,36 @@ async def test_coalesce_and_max_instances_with_a_stalled_scheduler(
 ) -> None:
     await app.schedules.create(spec("co", cron="* * * * * *", coalesce=True, max_instances=10))
     await app.schedules.create(spec("mi", cron="* * * * * *", max_instances=2))
-    past = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    now = datetime.now(UTC).replace(microsecond=0)
+    past = now - timedelta(seconds=5)  # six fires due at now: now-5 .. now
     await set_next_fire(sql_conn, "co", past)
     await set_next_fire(sql_conn, "mi", past)
     ticker = await ticker_for(app)
-    await ticker.tick()
-    assert len(await fires(sql_conn, "co")) == 1
+    await ticker.tick(now=now)
+    assert await fires(sql_conn, "co") == [now]  # the latest one runs
     coalesced = [e for e in await app.schedules.events("co") if e["event"] == "coalesced"]
-    assert len(coalesced) >= 4
-    assert len(await fires(sql_conn, "mi")) == 2
+    assert len(coalesced) == 5
+    assert await fires(sql_conn, "mi") == [past, past + timedelta(seconds=1)]
     skipped = [e for e in await app.schedules.events("mi") if e["event"] == "skipped"]
-    assert len(skipped) >= 3 and all(e["detail"]["reason"] == "max_instances" for e in skipped)
+    assert len(skipped) == 4 and all(e["detail"]["reason"] == "max_instances" for e in skipped)
+
+
+async def test_a_tick_fires_what_is_due_at_its_instant(
+    app: tickbase.App, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """A schedule a minute away: a tick just before its instant does nothing, a
+    tick at it fires it once and moves it a minute on (no waiting a minute)."""
+    await app.schedules.create(spec("minutely", cron=None, every=60))
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=60)
+    await set_next_fire(sql_conn, "minutely", due)
+    ticker = await ticker_for(app)
+    assert await ticker._until_next_due(now=due - timedelta(seconds=10)) == 10.0
+    assert await ticker.tick(now=due - timedelta(microseconds=1)) == 0
+    assert await fires(sql_conn, "minutely") == []
+    assert await ticker.tick(now=due) == 1
+    assert await fires(sql_conn, "minutely") == [due]
+    assert await ticker.tick(now=due) == 0  # once
+    assert await ticker._until_next_due(now=due) == 60.0
 
 
 async def test_two_tickers_never_double_a_fire(

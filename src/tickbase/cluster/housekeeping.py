@@ -123,7 +123,7 @@ class Housekeeper(Service):
         fence = {"lease": self.lease.name, "holder": self.node_id, "token": token}
         report = PassReport()
         async with self.pool.connection() as conn, conn.transaction():
-            held = await (await conn.execute(Q["lease_hold"], fence)).fetchone()
+            held = await (await conn.execute(Q["lease_hold"], {**fence, "now": None})).fetchone()
             if held is None:
                 logger.warning(
                     "%s is no longer the leader (token %s): housekeeping stands down",

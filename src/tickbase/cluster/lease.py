@@ -24,6 +24,7 @@ Failure cases
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -73,18 +74,21 @@ class Lease:
     def renew_interval(self) -> float:
         return self.ttl / 3
 
-    async def acquire(self) -> bool:
-        """Take or renew the lease; ``True`` when this node holds it afterwards."""
+    async def acquire(self, *, now: datetime | None = None) -> bool:
+        """Take or renew the lease; ``True`` when this node holds it afterwards.
+
+        ``now``: the instant to act at, on the database's side (``None``: its
+        clock). Tests pass a later one instead of sleeping past an expiry; the
+        local view (``held``) stays on this process's monotonic clock."""
         started = time.monotonic()
+        params = {"name": self.name, "holder": self.holder, "ttl": self.ttl, "now": now}
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                Q["lease_acquire"], {"name": self.name, "holder": self.holder, "ttl": self.ttl}
-            )
+            cursor = await conn.execute(Q["lease_acquire"], params)
             row = await cursor.fetchone()
         if row is None:
             self.token = None
             async with self.pool.connection() as conn:
-                cursor = await conn.execute(Q["lease_expires_in"], {"name": self.name})
+                cursor = await conn.execute(Q["lease_expires_in"], {"name": self.name, "now": now})
                 expiry = await cursor.fetchone()
             self.others_expire_in = float(expiry[0]) if expiry else 0.0
             return False
@@ -109,9 +113,12 @@ class Lease:
         self.token = None
 
 
-async def lease_holder(conn: AsyncConn, name: str = LEADER_LEASE) -> dict[str, Any] | None:
-    """Who holds the lease ``name`` (``live`` False when it has expired)."""
-    cursor = await conn.execute(Q["lease_get"], {"name": name})
+async def lease_holder(
+    conn: AsyncConn, name: str = LEADER_LEASE, *, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """Who holds the lease ``name`` (``live`` False when it has expired as of
+    ``now``; ``None``: the database clock)."""
+    cursor = await conn.execute(Q["lease_get"], {"name": name, "now": now})
     row = await cursor.fetchone()
     if row is None:
         return None

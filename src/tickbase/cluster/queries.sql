@@ -1,22 +1,28 @@
 -- lease_acquire --
 -- Take the lease when it is free or expired, or renew it when we hold it.
 -- Taking it from another holder bumps the token; renewing keeps it. No row
--- back: someone else holds a live lease.
-INSERT INTO tickbase.leases AS l (name, holder, token, expires_at)
-VALUES (%(name)s, %(holder)s, 1, clock_timestamp() + make_interval(secs => %(ttl)s))
+-- back: someone else holds a live lease. %(now)s: the instant to act at (NULL:
+-- the database clock; tests pass a later one instead of sleeping).
+INSERT INTO tickbase.leases AS l (name, holder, token, acquired_at, expires_at)
+VALUES (%(name)s, %(holder)s, 1, coalesce(%(now)s::timestamptz, clock_timestamp()),
+        coalesce(%(now)s::timestamptz, clock_timestamp()) + make_interval(secs => %(ttl)s))
 ON CONFLICT (name) DO UPDATE
 SET holder = excluded.holder,
     expires_at = excluded.expires_at,
-    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+    token = CASE WHEN l.holder = excluded.holder
+                      AND l.expires_at > coalesce(%(now)s::timestamptz, clock_timestamp())
                  THEN l.token ELSE l.token + 1 END,
-    acquired_at = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
-                       THEN l.acquired_at ELSE clock_timestamp() END
-WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
+    acquired_at = CASE WHEN l.holder = excluded.holder
+                            AND l.expires_at > coalesce(%(now)s::timestamptz, clock_timestamp())
+                       THEN l.acquired_at ELSE excluded.acquired_at END
+WHERE l.holder = excluded.holder
+   OR l.expires_at <= coalesce(%(now)s::timestamptz, clock_timestamp())
 RETURNING token, expires_at;
 
 -- lease_expires_in --
 -- Seconds until the current holder's lease runs out (a standby sleeps that long).
-SELECT greatest(extract(epoch FROM expires_at - clock_timestamp()), 0)::float8
+SELECT greatest(
+    extract(epoch FROM expires_at - coalesce(%(now)s::timestamptz, clock_timestamp())), 0)::float8
 FROM tickbase.leases WHERE name = %(name)s;
 
 -- lease_release --
@@ -30,7 +36,8 @@ WITH released AS (
 SELECT pg_notify('tickbase_lease_released', name) FROM released;
 
 -- lease_get --
-SELECT name, holder, token, acquired_at, expires_at, expires_at > clock_timestamp() AS live
+SELECT name, holder, token, acquired_at, expires_at,
+       expires_at > coalesce(%(now)s::timestamptz, clock_timestamp()) AS live
 FROM tickbase.leases WHERE name = %(name)s;
 
 -- node_register --
@@ -77,10 +84,10 @@ RETURNING node_id;
 -- First statement of a leader's fenced transaction: still the holder, with
 -- this token, unexpired? The row stays share-locked until commit, so no one
 -- can take the lease over while the fenced work runs; no row back means
--- deposed: the caller writes nothing and stands down.
+-- deposed: the caller writes nothing and stands down. %(now)s as in lease_acquire.
 SELECT token FROM tickbase.leases
 WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
-  AND expires_at > clock_timestamp()
+  AND expires_at > coalesce(%(now)s::timestamptz, clock_timestamp())
 FOR SHARE;
 
 -- stats_tasks --

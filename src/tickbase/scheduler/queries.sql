@@ -113,6 +113,8 @@ SELECT name FROM tickbase.schedules WHERE removed_at IS NULL;
 -- with the count of their executions not yet final (for max_instances).
 -- Schedules whose task type matches one of the "skip" LIKE patterns (the
 -- market-data tasks when this node runs without market data) are left alone.
+-- %(now)s: the instant to tick at (NULL: the database clock; a test ticks at
+-- an instant instead of waiting for it).
 SELECT s.id, s.name, s.task_type, s.kind, s.cron, s.interval_seconds, s.timezone,
        s.payload, s.queue, s.priority, s.max_retries, s.retry_interval, s.timeout,
        s.misfire_grace_seconds, s.coalesce, s.max_instances, s.next_fire_at, s.created_at,
@@ -121,10 +123,10 @@ SELECT s.id, s.name, s.task_type, s.kind, s.cron, s.interval_seconds, s.timezone
             SELECT 1 FROM tickbase.tasks t
             WHERE t.schedule_id = s.id AND t.status IN ('pending', 'running', 'retrying')
             LIMIT s.max_instances) o) AS outstanding,
-       clock_timestamp() AS now
+       coalesce(%(now)s::timestamptz, clock_timestamp()) AS now
 FROM tickbase.schedules s
 WHERE s.enabled AND NOT s.paused AND s.removed_at IS NULL AND s.kind <> 'manual'
-  AND s.next_fire_at <= clock_timestamp()
+  AND s.next_fire_at <= coalesce(%(now)s::timestamptz, clock_timestamp())
   AND NOT s.task_type LIKE ANY(%(skip)s::text[])
 ORDER BY s.next_fire_at
 LIMIT %(limit)s
@@ -133,7 +135,9 @@ FOR UPDATE OF s SKIP LOCKED;
 -- schedule_next_due --
 -- When the ticker must wake next, and the database clock to measure it by;
 -- skipped schedules as in schedule_due (an overdue one would wake it at once, forever).
-SELECT min(next_fire_at), clock_timestamp() FROM tickbase.schedules
+-- %(now)s as in schedule_due.
+SELECT min(next_fire_at), coalesce(%(now)s::timestamptz, clock_timestamp())
+FROM tickbase.schedules
 WHERE enabled AND NOT paused AND removed_at IS NULL AND kind <> 'manual'
   AND NOT task_type LIKE ANY(%(skip)s::text[]);
 
