@@ -3,11 +3,15 @@
 ::
 
     pending ──claim──▶ running ──ok──────────────▶ succeeded
-       ▲                  │ ├──error, attempts left─▶ retrying ──due, claim──▶ running
-       │                  │ ├──error, none left────▶ failed
-       │                  │ ├──cancel (handler stops)▶ cancelled
-       └──shutdown requeue┘ └──lease expired──────▶ retrying | failed | cancelled
+       ▲                  │ ├──error or Retry, attempts left─▶ retrying ──due, claim──▶ running
+       │                  │ ├──error or Retry, none left────▶ failed
+       │                  │ ├──cancel (handler stops), Cancel▶ cancelled
+       ├──shutdown requeue┤ └──lease expired / node dead──▶ retrying | failed | cancelled
+       └──Snooze (no attempt used)┘
     pending | retrying ──cancel──▶ cancelled
+
+How each outcome a worker reports becomes a status is ``tickbase.outcome_status``
+(migration 0013), held to ``OutcomeKind`` by a test.
 
 Final states (succeeded, failed, cancelled) never change again; retrying a final
 task enqueues a new task. Every statement in ``queries.sql`` that changes a
