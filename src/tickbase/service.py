@@ -184,9 +184,11 @@ class Service:
         await asyncio.shield(self._task)
 
     async def run(self) -> None:
-        """Start the service and serve in the foreground until it stops."""
-        await self.start()
+        """Start the service and serve in the foreground until it stops.
+
+        Cancelled (even while it starts), it stops the service before it ends."""
         try:
+            await self.start()
             await self.wait()
         except asyncio.CancelledError:
             await self.stop()
