@@ -41,7 +41,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from tickbase.cluster.alert_json import public_alert
-from tickbase.errors import TickbaseError
+from tickbase.errors import InvalidTransition, TickbaseError
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError, api_error, validation_details
 from tickbase.gateway.hub import Hub, TaskState
@@ -422,7 +422,14 @@ async def _cancel(conn: Connection, request_id: str, params: dict[str, Any]) -> 
     ref = RequestRef.model_validate(params)
     await conn.written(ref.request_id)
     task_id = await conn.service.request_task(conn.principal, ref.request_id)
-    status = await conn.service.app.queue.cancel(task_id, reason="cancelled by its requester")
+    try:
+        status = await conn.service.app.queue.cancel(task_id, reason="cancelled by its requester")
+    except InvalidTransition as exc:
+        # Its message names the task id, which never reaches a client: name the request.
+        why = str(exc).partition(": ")[2]
+        raise ApiError(
+            409, "CONFLICT", f"cannot cancel request {ref.request_id!r}: {why}"
+        ) from None
     await conn.send(
         {
             "type": "success",
