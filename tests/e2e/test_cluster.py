@@ -160,17 +160,26 @@ def test_paused_leader_does_not_act_after_waking(
     asyncio.run(create())
     env = cluster_env(database_url, tmp_path)
     nodes = [start_node(processes, env) for _ in range(3)]
+    # Successors must be up (registered) before the leader is paused.
+    wait_until_sync(lambda: node_count(sql_conn) == 3, timeout=30, message="three nodes")
     wait_until_sync(lambda: leader(sql_conn) is not None, timeout=30, message="a leader")
     first = leader(sql_conn)
     assert first is not None
     paused = next(p for p in nodes if p.pid == first[0])
     paused.send_signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
-    wait_until_sync(
-        lambda: (info := leader(sql_conn)) is not None and info[0] != paused.pid,
-        timeout=LEASE + 5,
-        message="a new leader while the old one is paused",
-    )
+    try:
+        wait_until_sync(
+            lambda: (info := leader(sql_conn)) is not None and info[0] != paused.pid,
+            timeout=LEASE + 5,
+            message="a new leader while the old one is paused",
+        )
+    except AssertionError as exc:
+        paused.send_signal(signal.SIGCONT)
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        logs = [node.communicate(timeout=60)[0] for node in nodes]
+        raise AssertionError(f"{exc}\n" + "\n----\n".join(logs)) from None
     assert time.monotonic() - stopped_at <= LEASE + 2.0
     successor = leader(sql_conn)
     assert successor is not None and successor[1] > first[1]
