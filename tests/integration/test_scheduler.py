@@ -311,7 +311,14 @@ async def test_without_market_data_its_stored_schedules_do_not_fire(
         assert await ticker.tick() == 1
         assert await fires(sql_conn, "md") == []
         assert len(await fires(sql_conn, "mine")) == 1
-        assert await ticker._until_next_due() > 1.0  # not woken by the overdue md schedule
+        # Not woken by the overdue md schedule: it sleeps until mine's next fire
+        # (asked 30 s before it, so the answer does not depend on the clock's second).
+        mine_next = sql_conn.execute(
+            "SELECT next_fire_at FROM tickbase.schedules WHERE name = 'mine'"
+        ).fetchone()
+        assert mine_next is not None
+        until = await ticker._until_next_due(now=mine_next[0] - timedelta(seconds=30))
+        assert until == pytest.approx(30.0, abs=0.01)
         await ticker.lease.release()
 
     # With market data on again, the same stored schedule fires.

@@ -86,6 +86,7 @@ PARAMS: dict[str, Any] = {
     "results": ["null"],
     "errors": [None],
     "delays": [None],
+    "idle_ms": 1500,
     "detail": None,
     "status": "succeeded",
     # common

@@ -34,6 +34,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.cluster.election import LeaderElection
+from tickbase.cluster.lease import leader_idle_ms
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.queue.repository import TaskQueue
@@ -123,7 +124,8 @@ class Housekeeper(Service):
         fence = {"lease": self.lease.name, "holder": self.node_id, "token": token}
         report = PassReport()
         async with self.pool.connection() as conn, conn.transaction():
-            held = await (await conn.execute(Q["lease_hold"], {**fence, "now": None})).fetchone()
+            params = {**fence, "now": None, "idle_ms": leader_idle_ms(self.lease.ttl)}
+            held = await (await conn.execute(Q["lease_hold"], params)).fetchone()
             if held is None:
                 logger.warning(
                     "%s is no longer the leader (token %s): housekeeping stands down",

@@ -38,6 +38,13 @@ LEADER_LEASE = "leader"
 LEASE_TTL_DEFAULT = 15.0  # seconds
 
 
+def leader_idle_ms(ttl: float) -> int:
+    """How long (ms) a leader's transaction may sit idle before the server ends it:
+    half the lease, so a paused leader never holds a successor up past its lease
+    (its own statements follow each other within milliseconds)."""
+    return max(int(ttl * 500), 100)
+
+
 class Lease:
     """One node's view of a named lease.
 
@@ -126,4 +133,4 @@ async def lease_holder(
     return dict(zip(keys, row, strict=True))
 
 
-__all__ = ["LEADER_LEASE", "Lease", "lease_holder"]
+__all__ = ["LEADER_LEASE", "Lease", "leader_idle_ms", "lease_holder"]

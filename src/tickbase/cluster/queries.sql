@@ -85,7 +85,12 @@ RETURNING node_id;
 -- this token, unexpired? The row stays share-locked until commit, so no one
 -- can take the lease over while the fenced work runs; no row back means
 -- deposed: the caller writes nothing and stands down. %(now)s as in lease_acquire.
-SELECT token FROM tickbase.leases
+-- A leader paused inside the transaction (SIGSTOP, a VM freeze) would hold
+-- that lock, and so block every successor's lease_acquire, for as long as it
+-- is paused: %(idle_ms)s ends its session once it has been idle in the
+-- transaction that long, which releases the lock (its work rolls back).
+SELECT token, set_config('idle_in_transaction_session_timeout', %(idle_ms)s::text, true)
+FROM tickbase.leases
 WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
   AND expires_at > coalesce(%(now)s::timestamptz, clock_timestamp())
 FOR SHARE;

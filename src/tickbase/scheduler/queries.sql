@@ -162,6 +162,15 @@ SELECT e.schedule_id, e.event, e.fire_at, e.task_id, e.detail
 FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
     schedule_id bigint, event text, fire_at timestamptz, task_id bigint, detail jsonb);
 
+-- tick_begin --
+-- First statement of a tick's transaction. Changes made by the ticker itself do
+-- not wake the tickers again (the schedules trigger reads tickbase.ticker). A
+-- ticker paused inside the transaction would keep its due schedules locked
+-- (a successor's tick skips locked rows, so they would not fire): the server
+-- ends its session once it has been idle in the transaction %(idle_ms)s ms.
+SELECT set_config('tickbase.ticker', 'on', true),
+       set_config('idle_in_transaction_session_timeout', %(idle_ms)s::text, true);
+
 -- schedule_fire_source --
 -- What a manual fire of a schedule enqueues (its task's options), and the
 -- instant the fire stands for: now, by the database's clock.

@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.cluster.election import LeaderElection
-from tickbase.cluster.lease import Lease
+from tickbase.cluster.lease import Lease, leader_idle_ms
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import LeaseLost
@@ -175,8 +175,7 @@ class Ticker(Service):
             return 0, False
         fence = {"lease": self.lease.name, "holder": self.node_id, "token": token}
         async with self.pool.connection() as conn, conn.transaction():
-            # Changes made by the ticker itself do not wake the tickers again.
-            await conn.execute("SELECT set_config('tickbase.ticker', 'on', true)")
+            await conn.execute(Q["tick_begin"], {"idle_ms": leader_idle_ms(self.lease.ttl)})
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 Q["schedule_due"],
