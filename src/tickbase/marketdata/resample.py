@@ -33,7 +33,7 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MONDAY: Final = datetime(1970, 1, 5, tzinfo=UTC)
 """Weeks are binned from a Monday (1970-01-01 was a Thursday)."""
 _WEEK_SECONDS: Final = 7 * 86_400
-_RESOLUTION: Final = re.compile(r"^(\d{0,4})([SDWM]?)$")
+_RESOLUTION: Final = re.compile(r"^(\d{0,4})([SDWM]?)\Z")
 _UNIT: Final = {"S": 1, "": 60, "D": 86_400, "W": _WEEK_SECONDS}
 
 CHART_RESOLUTIONS: Final = (

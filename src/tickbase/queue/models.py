@@ -16,7 +16,7 @@ import orjson
 from tickbase.errors import InvalidTask, PayloadTooLarge
 from tickbase.types import TaskStatus
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: "$" admits a final newline
 PRIORITY_MIN, PRIORITY_MAX = 0, 1000
 TASK_TYPE_MAX = 200
 KEY_MAX = 200
@@ -109,7 +109,11 @@ class EnqueueRequest:
     def __post_init__(self) -> None:
         # Checks are ordered for the common case (plain defaults): a batch of
         # 10,000 requests is validated in Python before one statement stores it.
-        if self.task_type not in _VALID_NAMES or self.queue not in _VALID_QUEUES:
+        try:
+            known = self.task_type in _VALID_NAMES and self.queue in _VALID_QUEUES
+        except TypeError:  # unhashable (a list, a dict): not a name
+            known = False
+        if not known:
             self._check_names()
         priority = self.priority
         if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
