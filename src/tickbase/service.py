@@ -31,7 +31,7 @@ from typing import ClassVar
 logger = logging.getLogger("tickbase")
 
 BACKOFF_FIRST = 0.1  # seconds
-BACKOFF_MAX_DEFAULT = 5.0  # seconds
+BACKOFF_MAX_DEFAULT = 5.0  # seconds: the retry cap after a lost database connection
 
 
 class Backoff:

@@ -194,10 +194,3 @@ def domain_errors(values: Mapping[str, Any] | None = None) -> Iterator[None]:
         if error is None:
             raise
         raise error from None
-
-
-def violated(exc: BaseException) -> str | None:
-    """The name of the constraint ``exc`` violated, if it is a violation."""
-    if isinstance(exc, psycopg.errors.IntegrityError):
-        return exc.diag.constraint_name
-    return None

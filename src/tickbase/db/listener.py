@@ -34,7 +34,6 @@ logger = logging.getLogger("tickbase.listener")
 
 NotifyCallback = Callable[[str], None]
 ReconnectCallback = Callable[[], None]
-RECONNECT_BACKOFF_MAX = 5.0  # seconds
 CHANNEL_REFRESH_SECONDS = 0.5
 
 
@@ -93,7 +92,7 @@ class Listener(Service):
 
     async def serve(self) -> None:
         """Listen until stopped; ``start()`` returns once the first LISTEN is in place."""
-        backoff = Backoff(maximum=RECONNECT_BACKOFF_MAX)
+        backoff = Backoff()
         first = True
         while True:
             try:

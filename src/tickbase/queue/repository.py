@@ -70,14 +70,9 @@ class TaskQueue:
         dedupe key is held by an unfinished task: that task is returned.
         """
         async with self.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            with domain_errors():
-                await cursor.execute(
-                    Q["task_enqueue_one"], _enqueue_one_params(request), prepare=True
-                )
-            row = await cursor.fetchone()
-            if row is not None:
-                return Task.from_row(row), True
+            task = await _insert_one(conn, request)
+            if task is not None:
+                return task, True
             [(task_id, created)] = await _enqueue(conn, [request])
             return await self._get(conn, task_id), created
 
@@ -91,13 +86,7 @@ class TaskQueue:
         None: the request's dedupe key is held by an unfinished task, and nothing
         was written (the caller decides what its reservation then means).
         """
-        cursor = conn.cursor(row_factory=dict_row)
-        with domain_errors():
-            await cursor.execute(
-                Q["task_enqueue_one"], _enqueue_one_params(request, task_id), prepare=True
-            )
-        row = await cursor.fetchone()
-        return None if row is None else Task.from_row(row)
+        return await _insert_one(conn, request, task_id)
 
     @staticmethod
     async def enqueue_linked(
@@ -383,6 +372,20 @@ def _claim_params(
         "lease_seconds": lease_seconds,
         "types": list(task_types) if task_types is not None else None,
     }
+
+
+async def _insert_one(
+    conn: AsyncConn, request: EnqueueRequest, task_id: int | None = None
+) -> Task | None:
+    """One request inserted (under ``task_id`` when reserved), as stored; None: its
+    dedupe key is held by an unfinished task."""
+    cursor = conn.cursor(row_factory=dict_row)
+    with domain_errors():
+        await cursor.execute(
+            Q["task_enqueue_one"], _enqueue_one_params(request, task_id), prepare=True
+        )
+    row = await cursor.fetchone()
+    return None if row is None else Task.from_row(row)
 
 
 def _enqueue_one_params(r: EnqueueRequest, task_id: int | None = None) -> dict[str, Any]:

@@ -50,7 +50,6 @@ logger = logging.getLogger("tickbase.scheduler")
 
 DUE_BATCH = 1000  # schedules handled per statement; more are taken in the next pass
 IDLE_WAKE_MAX = 60.0  # seconds: sleep at most this long even with nothing scheduled
-RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
 
 
 class Ticker(Service):
@@ -106,7 +105,7 @@ class Ticker(Service):
         if self._owns_election:
             await self.election.start()
         self.mark_started()
-        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
+        backoff = Backoff()
         try:
             while not self.stopping:
                 self._wake.clear()

@@ -46,8 +46,6 @@ class TaskControl(Exception):
     ``reason`` is stored with the task (its error field and the event's detail).
     """
 
-    kind = "control"
-
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)
         self.reason = reason

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from tickbase.service import Backoff
-from tickbase.worker.reporter import RETRY_BACKOFF_MAX
 
 if TYPE_CHECKING:
     from tickbase.db.pool import AsyncConn
@@ -135,7 +134,7 @@ class Fetcher:
         an enqueue and the handler's start. After a reconnect it claims at once
         (a notification sent meanwhile was lost, the claim finds the task).
         """
-        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
+        backoff = Backoff()
         while not self.worker.stopping:
             try:
                 async with self.worker.claim_pool.connection() as conn:
@@ -169,7 +168,7 @@ class Fetcher:
     async def _helper_loop(self) -> None:
         """A second claimer, busy only while claims come back full: one claim
         is in flight while the other loop's batch starts."""
-        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
+        backoff = Backoff()
         while not self.worker.stopping:
             if not self._busy.is_set():
                 await self._busy.wait()

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tickbase.worker")
 
-RETRY_BACKOFF_MAX = 5.0  # seconds, after a lost database connection
-
 
 class Reporter:
     """Turns the ends of executions into :class:`Outcome` values and writes them.
@@ -129,7 +127,7 @@ class Reporter:
 
     async def run(self) -> None:
         """Write outcomes until :meth:`close`, and what is left after it."""
-        backoff = Backoff(maximum=RETRY_BACKOFF_MAX)
+        backoff = Backoff()
         failing_since: float | None = None
         while True:
             if not self._outcomes:
