@@ -118,12 +118,19 @@ async def test_workers_rescue_expired_leases_only_without_a_leader(
     assert row is not None
     expires: datetime = row[0]
     later = expires + timedelta(milliseconds=1)  # the task's lease has run out by then
-    lease = Lease(app.pool, holder="leader", ttl=10)
+    lease = Lease(app.pool, holder="leader", ttl=120)
     assert await lease.acquire()
     assert await app.queue.rescue(unless_leader=True, now=later) == []  # the leader's job
     await lease.release()
     assert await app.queue.rescue(unless_leader=True, now=expires) == []  # not yet expired
-    [(_, status)] = await app.queue.rescue(unless_leader=True, now=later)
+    assert await lease.acquire()
+    leader_row = sql_conn.execute(
+        "SELECT expires_at FROM tickbase.leases WHERE name = 'leader'"
+    ).fetchone()
+    assert leader_row is not None
+    # Both leases are judged at one instant: as of the leader's expiry the
+    # leader is dead too, so the worker's fallback acts.
+    [(_, status)] = await app.queue.rescue(unless_leader=True, now=leader_row[0])
     assert status == "retrying"
 
 

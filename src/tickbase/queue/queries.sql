@@ -456,7 +456,8 @@ WHERE renewed.id IS NULL OR renewed.cancel_requested;
 -- attempt counted, or fail when out of attempts, or end cancelled when a
 -- cancel was requested. A dead node's tasks go first and need not wait for
 -- their leases. With %(unless_leader)s, a worker runs it as a fallback: it
--- does nothing while a leader is alive (the leader does this work).
+-- does nothing while a leader is alive (the leader does this work). Both
+-- leases are judged at one instant: %(now)s when given, else the clock.
 WITH lost AS (
     SELECT id, node_id = ANY(%(dead_nodes)s::text[]) AS node_dead FROM tickbase.tasks
     WHERE status = 'running'
@@ -464,7 +465,8 @@ WITH lost AS (
            OR lease_expires_at < coalesce(%(now)s::timestamptz, now()))
       AND NOT (%(unless_leader)s AND EXISTS (
           SELECT 1 FROM tickbase.leases
-          WHERE name = 'leader' AND expires_at > clock_timestamp()))
+          WHERE name = 'leader'
+            AND expires_at > coalesce(%(now)s::timestamptz, clock_timestamp())))
     ORDER BY node_id = ANY(%(dead_nodes)s::text[]) DESC, lease_expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
