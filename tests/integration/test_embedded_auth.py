@@ -168,3 +168,18 @@ def test_another_account_cannot_connect_without_the_password(tmp_path: Path) -> 
             timeout=30,
         )
         assert owner.returncode == 0 and owner.stdout.strip() == "postgres", owner.stderr
+
+
+def test_a_running_server_missing_its_database_gets_it_back(tmp_path: Path) -> None:
+    """A start cut short after the server came up (its process killed) leaves a
+    server without tickbase's database; the next ``ensure_running`` reuses the
+    server and creates the database, so ``tickbase up`` does not fail on it."""
+    with stopped_at_exit(tmp_path / "h") as server:
+        url, started = server.ensure_running()
+        assert started
+        with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+            conn.execute("DROP DATABASE tickbase")
+        again, started = server.ensure_running()
+        assert not started and again == url
+        with psycopg.connect(again) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("tickbase",)

@@ -169,7 +169,11 @@ class EmbeddedServer:
         with self._locked():
             server = self.running()
             if server is not None:
-                return self._secure(server).url(), False
+                # A start cut short (its process killed after the server came
+                # up) leaves a server without tickbase's database.
+                server = self._secure(server)
+                self._ensure_database(server)
+                return server.url(), False
             self._init_data_dir()
             server = self._secure(self._start())
             self._ensure_database(server)
