@@ -227,10 +227,10 @@ class TaskFailed(TickbaseError):
 class ResultTimeout(TaskFailed, TimeoutError):
     """The task did not finish within the time ``result()`` was given."""
 
-    def __init__(self, task_id: int, timeout: float, status: str) -> None:
+    def __init__(self, task_id: int, timeout: float, status: str, *, what: str = "task") -> None:
         self.timeout = timeout
         TickbaseError.__init__(
-            self, f"task {task_id} did not finish within {timeout:g} s ({_state_phrase(status)})"
+            self, f"{what} {task_id} did not finish within {timeout:g} s ({_state_phrase(status)})"
         )
         self.task_id = task_id
         self.status = status

@@ -181,7 +181,7 @@ class WorkflowRun:
             if self.status in RUN_FINAL:
                 return self.status
             if deadline is not None and loop.time() >= deadline:
-                raise ResultTimeout(self.id, timeout or 0.0, self.status)
+                raise ResultTimeout(self.id, timeout or 0.0, self.status, what="workflow run")
             await asyncio.sleep(pause)
             # Short runs are seen ending at once; long ones are not polled hard.
             pause = min(pause * 2, WAIT_POLL_SECONDS)
