@@ -31,6 +31,7 @@ __all__ = [
     "BarLike",
     "InvalidBar",
     "InvalidBarFile",
+    "bar_problem",
     "load_bars",
     "read_bar_text",
     "sample_names",
@@ -173,15 +174,24 @@ def _row_to_bar(open_time: datetime, row: list[str]) -> Bar:
             raise ValueError(f"{name} {cell!r} is not a finite number")
         values.append(value)
     bar = Bar(open_time, *values)
+    problem = bar_problem(bar)
+    if problem is not None:
+        raise ValueError(problem)
+    return bar
+
+
+def bar_problem(bar: BarLike) -> str | None:
+    """Why ``bar`` cannot be stored (the rule of the klines table's price check), or None."""
+    for name in ("open", "high", "low", "close", "volume"):
+        if not math.isfinite(getattr(bar, name)):
+            return f"{name} {getattr(bar, name)!r} is not a finite number"
     for name in ("open", "high", "low", "close"):
         if getattr(bar, name) <= 0:
-            raise ValueError(f"{name} {getattr(bar, name)!r} is not a positive price")
+            return f"{name} {getattr(bar, name)!r} is not a positive price"
     if bar.high < max(bar.open, bar.close):
-        raise ValueError(
-            f"high {bar.high!r} is below max(open, close) {max(bar.open, bar.close)!r}"
-        )
+        return f"high {bar.high!r} is below max(open, close) {max(bar.open, bar.close)!r}"
     if bar.low > min(bar.open, bar.close):
-        raise ValueError(f"low {bar.low!r} is above min(open, close) {min(bar.open, bar.close)!r}")
+        return f"low {bar.low!r} is above min(open, close) {min(bar.open, bar.close)!r}"
     if bar.volume < 0:
-        raise ValueError(f"volume {bar.volume!r} is negative")
-    return bar
+        return f"volume {bar.volume!r} is negative"
+    return None

@@ -14,7 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
-from tickbase.marketdata.bars import BarLike
+from tickbase.errors import InvalidMarketData
+from tickbase.marketdata.bars import BarLike, bar_problem
 
 Q = load_queries("tickbase.marketdata")
 logger = logging.getLogger("tickbase.marketdata")
@@ -142,10 +143,19 @@ class KlineStore:
         if not bars:
             return 0
         async with self.pool.connection() as conn:
-            with domain_errors({"symbol": symbol, "interval": interval}):
-                cursor = await conn.execute(
-                    Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
-                )
+            try:
+                with domain_errors({"symbol": symbol, "interval": interval}):
+                    cursor = await conn.execute(
+                        Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
+                    )
+            except InvalidMarketData as exc:
+                # the database names only its check: say which bar broke it, and how
+                bad = next(((b, p) for b in bars if (p := bar_problem(b)) is not None), None)
+                if exc.field != "prices" or bad is None:
+                    raise
+                raise InvalidMarketData(
+                    "prices", bad[0].open_time, f"{symbol} {interval} bar: {bad[1]}"
+                ) from None
             log_anomalies(source, symbol, interval, await cursor.fetchall())
         return len(bars)
 

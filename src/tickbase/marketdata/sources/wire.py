@@ -92,7 +92,8 @@ def parse_number(value: Any) -> float:
 
 
 def parse_count(value: Any) -> int:
-    """A non-negative whole count from a JSON integer or a string of digits."""
+    """A whole count from a JSON integer or a string of digits (a negative JSON integer
+    passes: the caller checks the range, as :func:`check_klines` and the index's 0..100 do)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().isdigit():
