@@ -34,6 +34,16 @@ BACKOFF_FIRST = 0.1  # seconds
 BACKOFF_MAX_DEFAULT = 5.0  # seconds: the retry cap after a lost database connection
 
 
+def current_task_cancelling() -> bool:
+    """Whether the running asyncio task has been asked to stop (cancelled).
+
+    A loop that catches a library's errors checks this first: psycopg may
+    report a statement interrupted by cancellation as an error of its own,
+    and a loop that logs it and goes on would never stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Backoff:
     """Delays between attempts: ``first``, doubling, at most ``maximum``.
 

@@ -277,7 +277,10 @@ async def test_a_live_node_reaped_anyway_loses_its_run_cleanly(
                 return (await handle.get()).status is tickbase.TaskStatus.RUNNING
 
             await wait_until(is_running, timeout=10, message="the task running")
-            for _ in range(5):  # the node's own beat may land between the two statements
+            # The node's own beat may land between the two statements, and its
+            # lease renewal may hold the task's row just then (the rescue skips
+            # a locked row; the node re-registers and is reaped again).
+            for _ in range(40):
                 sql_conn.execute(
                     "UPDATE tickbase.nodes SET heartbeat_at = now() - interval '1 minute'"
                     " WHERE node_id = %s",
@@ -285,8 +288,9 @@ async def test_a_live_node_reaped_anyway_loses_its_run_cleanly(
                 )
                 report = await leader.keeper.run_once()
                 assert report is not None
-                if report.dead_nodes == [app.node_id]:
+                if report.dead_nodes == [app.node_id] and report.rescued:
                     break
+                await asyncio.sleep(INTERVAL / 4)
             assert report.rescued == [(handle.id, "retrying")]
             await wait_until(
                 lambda: asyncio.sleep(0, heartbeat_at(sql_conn, app.node_id)),

@@ -382,3 +382,28 @@ async def test_stop_all_returns_none_without_failures() -> None:
         await service.start()
     assert await stop_all(services) is None
     assert all(s.state is ServiceState.STOPPED for s in services)
+
+
+async def test_current_task_cancelling_sees_a_cancel_that_was_swallowed() -> None:
+    """A loop can tell it was asked to stop even when a library swallowed the
+    CancelledError (psycopg_pool's getconn race): ``cancelling()`` stays set."""
+    from tickbase.service import current_task_cancelling
+
+    seen: list[bool] = []
+    ready = asyncio.Event()
+
+    async def swallower() -> None:
+        assert not current_task_cancelling()
+        ready.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # as the pool did
+        seen.append(current_task_cancelling())
+
+    task = asyncio.create_task(swallower())
+    await ready.wait()
+    task.cancel()
+    await task
+    assert seen == [True]
+    assert not current_task_cancelling()  # the test's own task was never cancelled

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from tickbase.queue.models import ClaimedTask, Outcome
+from tickbase.service import current_task_cancelling
 from tickbase.worker.context import TaskContext
 from tickbase.workflows.engine import reconcile
 
@@ -231,3 +232,7 @@ class Execution:
             except (psycopg.Error, OSError) as exc:
                 logger.warning("heartbeat failed (%s)", exc)
             logger.debug("heartbeat took %.1f ms", (time.monotonic() - started) * 1000)
+            if current_task_cancelling():
+                # The stop arrived while the pool handed this beat a connection
+                # and the pool lost it (psycopg_pool 3.3, psycopg#1345): stop now.
+                raise asyncio.CancelledError
