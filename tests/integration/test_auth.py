@@ -342,8 +342,13 @@ async def test_authenticate(app: tickbase.App) -> None:
         await auth()
     with pytest.raises(InvalidCredentials, match=r"^missing credentials"):
         await auth(bearer="", session="")
+    # The dashboard sends its session as the bearer credential.
+    assert await auth(bearer=session) == as_viewer
+    forged = session[:-2] + ("AA" if not session.endswith("AA") else "BB")
+    with pytest.raises(InvalidCredentials, match=r"^session signature invalid"):
+        await auth(bearer=forged)
     with pytest.raises(InvalidCredentials, match=r"^malformed API token"):
-        await auth(bearer=session)
+        await auth(bearer="not-a-token")
     with pytest.raises(InvalidCredentials, match=r"^unknown or revoked API token$"):
         await auth(bearer=TOKEN_PREFIX + "A" * 43)
     with pytest.raises(InvalidCredentials, match=r"^malformed session$"):
@@ -355,6 +360,8 @@ async def test_authenticate(app: tickbase.App) -> None:
     # A session dies with the token it was issued from.
     with pytest.raises(InvalidCredentials, match="API token was revoked"):
         await auth(session=session)
+    with pytest.raises(InvalidCredentials, match="API token was revoked"):
+        await auth(bearer=session)
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,7 @@ PARAMS: dict[str, Any] = {
     "name": "n",
     "limit": 10,
     "before_id": None,
+    "after_id": 0,
     "now": NOW,
     "lock_key": 1,
     "node_id": "n",

@@ -57,6 +57,8 @@ class RunningGateway:
     limits: WsLimits
     frames: list[str] = field(default_factory=list)
     """Every frame any test client received (scanned for task ids)."""
+    api: Any = None
+    """The gateway's ASGI application (its state holds the hub and the feed)."""
 
     @property
     def base(self) -> str:
@@ -139,9 +141,10 @@ async def running_gateway(
     viewer = (await tokens.create("viewer", name=f"test-viewer-{port}")).token
     limits = limits or WsLimits()
     stop, started = asyncio.Event(), asyncio.Event()
+    api = create_gateway(app, limits=limits, server_limits=server_limits)
     server = asyncio.create_task(
         serve(
-            create_gateway(app, limits=limits, server_limits=server_limits),
+            api,
             port=port,
             stop=stop,
             started=started,
@@ -152,7 +155,7 @@ async def running_gateway(
     try:
         async with asyncio.timeout(15):
             await started.wait()
-        yield RunningGateway(app, port, admin, viewer, limits)
+        yield RunningGateway(app, port, admin, viewer, limits, api=api)
     finally:
         stop.set()
         if the_worker is not None and working is not None:

@@ -4,6 +4,7 @@ and stop_all, on small services defined here: no database, no clock to mock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -395,10 +396,8 @@ async def test_current_task_cancelling_sees_a_cancel_that_was_swallowed() -> Non
     async def swallower() -> None:
         assert not current_task_cancelling()
         ready.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # as the pool did
             await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            pass  # as the pool did
         seen.append(current_task_cancelling())
 
     task = asyncio.create_task(swallower())

@@ -184,7 +184,7 @@ def register_run_commands(cli: typer.Typer) -> None:
         """Serve the gateway (HTTP /api/v1, WebSocket /ws, /metrics) until SIGTERM/SIGINT."""
         configure_logging(verbose)
         app = load_app(app_spec, database_url)
-        console.print(f"gateway: http://{host}:{port} (API /api/v1, WebSocket /ws)")
+        console.print(f"gateway: http://{host}:{port} (dashboard /, API /api/v1, WebSocket /ws)")
         run(_run_roles(app, api=(host, port), worker=False, scheduler=False))
 
     @cli.command()
@@ -248,6 +248,7 @@ def register_run_commands(cli: typer.Typer) -> None:
                         f"task types: {', '.join(app.registry.names())}"
                     )
                     console.print("scheduler: on (leader-elected; maintenance schedules included)")
+                    console.print(f"dashboard: http://{host}:{port}/")
                     console.print(f"API: http://{host}:{port}/api/v1 (WebSocket /ws)")
                     console.print(f"API docs: http://{host}:{port}/docs")
                     console.print(f"data: {app.settings.home} (TICKBASE_HOME)")

@@ -22,17 +22,20 @@ from fastapi.responses import JSONResponse, Response
 
 from tickbase._version import __version__
 from tickbase.app import App
+from tickbase.dashboard import install_dashboard
 from tickbase.db.migrate import migration_status
 from tickbase.errors import InvalidCredentials
 from tickbase.gateway.auth import SessionSigner, TokenStore, authenticate, parse_bearer
 from tickbase.gateway.docs import install_docs
 from tickbase.gateway.errors import install_error_handlers
+from tickbase.gateway.feed import DashboardFeed
 from tickbase.gateway.figures import ClusterFigures
 from tickbase.gateway.guard import RequestGuard
 from tickbase.gateway.hub import Hub
 from tickbase.gateway.routes import (
     admin,
     cluster,
+    dashboard,
     marketdata,
     requests,
     schedules,
@@ -69,12 +72,16 @@ def create_gateway(
         await hub.start()
         assert app.url is not None
         figures = ClusterFigures(app.url)
+        feed = DashboardFeed(app.pool, app.listener, figures)
+        await feed.start()
         api.state.gateway = Gateway(app, TokenStore(app.pool), await SessionSigner.load(app.pool))
         api.state.hub = hub
         api.state.figures = figures
+        api.state.feed = feed
         try:
             yield
         finally:
+            await feed.stop()
             await hub.stop()
             figures.close()
             if opened_here:
@@ -99,7 +106,9 @@ def create_gateway(
     api.include_router(admin.router)
     api.include_router(marketdata.router)
     api.include_router(udf.router)
+    api.include_router(dashboard.router)
     install_docs(api)
+    install_dashboard(api)
 
     @api.get("/healthz", response_model=HealthOut, tags=["health"])
     async def healthz() -> Any:
@@ -177,7 +186,12 @@ def create_gateway(
         try:
             await websocket.accept()
             await Connection(
-                websocket, principal, gateway.service, websocket.app.state.hub, ws_limits
+                websocket,
+                principal,
+                gateway.service,
+                websocket.app.state.hub,
+                ws_limits,
+                websocket.app.state.feed,
             ).serve()
         finally:
             ws_limits.release_connection(principal.key)

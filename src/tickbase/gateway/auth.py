@@ -527,8 +527,9 @@ async def authenticate(
 ) -> Principal:
     """The principal of a request, from its bearer token or else its session.
 
-    ``bearer`` is the token from :func:`parse_bearer`; ``session`` the
-    ``?session=`` value. When both are given the token decides. Refused with
+    ``bearer`` is the credential from :func:`parse_bearer` (an API token, or
+    a session: the dashboard sends its session that way); ``session`` the
+    ``?session=`` value. When both are given the bearer decides. Refused with
     :class:`~tickbase.errors.InvalidCredentials`: neither given, a bearer
     value not shaped like a token, an unknown or revoked token, a malformed, forged or expired session, or a session whose
     token was revoked since it was issued.
@@ -541,6 +542,10 @@ async def authenticate(
             session=request.query_params.get("session"),
         )
     """
+    if bearer and not bearer.startswith(TOKEN_PREFIX) and "." in bearer:
+        # A session sent as the bearer credential (the dashboard's fetches):
+        # a session is base64url JSON, so it never begins with the token prefix.
+        bearer, session = None, bearer
     if bearer:
         if not _TOKEN.fullmatch(bearer):
             raise InvalidCredentials(

@@ -4,7 +4,7 @@
 In order, before any route or body parser runs:
 
 1. **Authentication** (every path but the public ones: health, readiness,
-   the OpenAPI document and its viewers). A refused request gets 401 in the
+   the OpenAPI document and its viewers, the dashboard's shell and assets). A refused request gets 401 in the
    error shape; its body is never read (the connection closes after the
    answer when a body was announced).
 2. **Body size**: a ``Content-Length`` over :attr:`ServerLimits.max_body_bytes`
@@ -31,6 +31,7 @@ import logging
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tickbase.dashboard import is_dashboard_path
 from tickbase.errors import InvalidCredentials
 from tickbase.gateway.auth import Principal, authenticate, parse_bearer
 from tickbase.gateway.errors import ApiError, api_error, respond
@@ -55,8 +56,9 @@ class _ClientGone(Exception):
 
 
 def is_public(path: str) -> bool:
-    """Whether ``path`` is served without credentials (health, OpenAPI, its pages)."""
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    """Whether ``path`` is served without credentials (health, OpenAPI, its pages,
+    the dashboard's shell and assets: none of them holds data)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or is_dashboard_path(path)
 
 
 def request_principal(scope: Scope) -> Principal:

@@ -156,7 +156,7 @@ class Hub(Service):
     def _on_done(self, payload: str) -> None:
         now = time.monotonic()
         ids = []
-        for task_id in _ids(payload):
+        for task_id in parse_ids(payload):
             self._recently_final[task_id] = now
             if task_id in self._watchers:
                 ids.append(task_id)
@@ -167,7 +167,7 @@ class Hub(Service):
             self._spawn(ids)
 
     def _on_started(self, payload: str) -> None:
-        ids = [task_id for task_id in _ids(payload) if self._progress.get(task_id)]
+        ids = [task_id for task_id in parse_ids(payload) if self._progress.get(task_id)]
         if ids:
             self._spawn(ids)
 
@@ -226,7 +226,7 @@ class Hub(Service):
             self._revoked(token_id)
 
     def _on_revoked(self, payload: str) -> None:
-        for token_id in _ids(payload):
+        for token_id in parse_ids(payload):
             self._revoked(token_id)
 
     def _on_tokens_reconnect(self) -> None:
@@ -240,7 +240,8 @@ class Hub(Service):
                 logger.exception("a revocation watcher failed")
 
 
-def _ids(payload: str) -> list[int]:
+def parse_ids(payload: str) -> list[int]:
+    """The task (or token) ids of a NOTIFY payload: comma-separated, bad parts skipped."""
     ids = []
     for part in payload.split(","):
         with contextlib.suppress(ValueError):

@@ -30,3 +30,40 @@ WHERE NOT EXISTS (
 -- request_states --
 -- The state of several tasks (fan-out of a NOTIFY to waiting requests).
 SELECT id, status, result, error FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]);
+
+-- feed_high_water --
+-- Where the dashboards' live task list starts: the newest task id now.
+SELECT coalesce(max(id), 0) FROM tickbase.tasks;
+
+-- feed_task_changes --
+-- The dashboards' live task list, read once per gateway process per beat
+-- however many dashboards watch, every part index-ranged: tasks created
+-- since the high-water mark (the primary key), the running set (the partial
+-- lease index), and the tasks the process was told about or last saw
+-- running (ended, retried, cancelled).
+(SELECT id, task_type, queue, status, priority, attempts, max_attempts, run_at, created_at,
+        started_at, finished_at, node_id, workflow_run_id, step, schedule_id
+ FROM tickbase.tasks WHERE id > %(after_id)s ORDER BY id LIMIT %(limit)s)
+UNION
+(SELECT id, task_type, queue, status, priority, attempts, max_attempts, run_at, created_at,
+        started_at, finished_at, node_id, workflow_run_id, step, schedule_id
+ FROM tickbase.tasks WHERE status = 'running' AND lease_expires_at IS NOT NULL
+ LIMIT %(limit)s)
+UNION
+(SELECT id, task_type, queue, status, priority, attempts, max_attempts, run_at, created_at,
+        started_at, finished_at, node_id, workflow_run_id, step, schedule_id
+ FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]))
+ORDER BY id;
+
+-- feed_throughput --
+-- Tasks finished per minute over the last hour, by outcome, for the
+-- overview's chart. Bounded: the newest 50,000 tasks by id (a backwards
+-- walk of the primary key), so it never scans the table; past 50,000 tasks
+-- an hour the chart covers the newest ones (the reply says how many rows).
+SELECT date_trunc('minute', finished_at) AS minute,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+FROM (SELECT finished_at, status FROM tickbase.tasks ORDER BY id DESC LIMIT 50000) recent
+WHERE finished_at > clock_timestamp() - interval '60 minutes'
+GROUP BY 1 ORDER BY 1;

@@ -44,6 +44,7 @@ from tickbase.cluster.alert_json import public_alert
 from tickbase.errors import InvalidTransition, TickbaseError
 from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError, api_error, validation_details
+from tickbase.gateway.feed import FEED_CHANNELS, DashboardFeed
 from tickbase.gateway.hub import Hub, TaskState
 from tickbase.gateway.schemas import REQUEST_ID_PATTERN, InModel, TaskSubmit
 from tickbase.gateway.service import GatewayService, request_state, task_error
@@ -55,7 +56,9 @@ CLOSE_TOO_MANY = 4429
 CLOSE_IDLE = 4408
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: a data type the endpoint cannot accept
 HANDLER_GRACE_SECONDS = 10.0
-CHANNELS = frozenset({"task", "alert"})
+CHANNELS = frozenset({"task", "alert", *FEED_CHANNELS})
+MAX_PENDING_FEED_PUSHES = 64
+"""Feed pushes queued for one slow client before further ones are dropped."""
 WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
@@ -142,8 +145,12 @@ class Connection:
         service: GatewayService,
         hub: Hub,
         limits: WsLimits,
+        feed: DashboardFeed | None = None,
     ) -> None:
         self.websocket = websocket
+        self.feed = feed
+        self._unfeed: dict[str, Callable[[], None]] = {}
+        self._pending_feed = 0
         self.principal = principal
         self.service = service
         self.hub = hub
@@ -232,6 +239,9 @@ class Connection:
         self._closed = True
         self._unwatch_alerts()
         self._unwatch_token()
+        for unfeed in self._unfeed.values():
+            unfeed()
+        self._unfeed.clear()
         for unwatch in self._unwatch.values():
             unwatch()
         self._unwatch.clear()
@@ -352,6 +362,28 @@ class Connection:
             content = public_alert(alert)
             self._spawn(self.send({"type": "update", "channel": "alert", "content": content}))
 
+    def follow_feed(self, channel: str) -> None:
+        """Push the dashboard feed's ``channel`` to this client (once per channel)."""
+        if self.feed is None or channel in self._unfeed:
+            return
+
+        def on_content(content: dict[str, Any]) -> None:
+            if self._pending_feed >= MAX_PENDING_FEED_PUSHES:
+                return  # a client this far behind reloads what it shows
+            self._pending_feed += 1
+            self._spawn(self._send_feed(channel, content))
+
+        self._unfeed[channel] = self.feed.watch(channel, on_content)
+
+    def unfollow_feed(self, channel: str) -> None:
+        self._unfeed.pop(channel, _nothing)()
+
+    async def _send_feed(self, channel: str, content: dict[str, Any]) -> None:
+        try:
+            await self.send({"type": "update", "channel": channel, "content": content})
+        finally:
+            self._pending_feed -= 1
+
     def watch_request(self, request_id: str, action: str, task_id: int, *, fresh: bool) -> None:
         """Until the task is final: push its state changes, then send the final frame.
 
@@ -463,6 +495,8 @@ async def _subscribe(conn: Connection, request_id: str, params: dict[str, Any]) 
             {"channels": sorted(CHANNELS)},
         )
     conn.channels.add(ref.channel)
+    if ref.channel in FEED_CHANNELS:
+        conn.follow_feed(ref.channel)
     await conn.send(
         {"type": "success", "requestId": request_id, "data": {"channels": sorted(conn.channels)}}
     )
@@ -472,6 +506,7 @@ async def _subscribe(conn: Connection, request_id: str, params: dict[str, Any]) 
 async def _unsubscribe(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
     ref = ChannelRef.model_validate(params)
     conn.channels.discard(ref.channel)
+    conn.unfollow_feed(ref.channel)
     await conn.send(
         {"type": "success", "requestId": request_id, "data": {"channels": sorted(conn.channels)}}
     )
