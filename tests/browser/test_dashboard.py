@@ -222,6 +222,39 @@ async def test_tasks_filters_live_in_the_url(gateway: RunningGateway, browser: B
         assert t.problems == []
 
 
+async def test_bulk_cancel_of_a_json_filter_cancels_the_dry_runs_count(
+    database_url: str, browser: Browser
+) -> None:
+    app = gateway_test_app(database_url)
+    # No worker: the tasks wait, so the count the page shows is the one acted on.
+    async with app, running_gateway(app, worker=False) as gateway:
+        for i in range(6):
+            await enqueue(gateway, "t.add", a=i, b=0, symbol="BTCUSDT" if i % 2 else "ETHUSDT")
+        async with tab(browser, gateway.base) as t:
+            await t.open("/tasks")
+            await t.sign_in(gateway.admin)
+            await t.page.get_by_label("JSON conditions (one per line)").fill(
+                "payload.symbol = BTCUSDT"
+            )
+            await t.page.get_by_role("button", name="Apply").click()
+            await expect(t.page).to_have_url(
+                f"{gateway.base}/tasks?where=payload.symbol+%3D+BTCUSDT"
+            )
+            await expect(t.page.locator("tbody tr")).to_have_count(3)
+            await t.page.get_by_role("button", name="Cancel all matching…").click()
+            bulk = t.page.get_by_role("region", name="Bulk actions")
+            await expect(bulk.get_by_role("status")).to_contain_text("3 tasks match this filter")
+            await t.screenshot("tasks-bulk-dry-run")
+            await bulk.get_by_role("button", name="Cancel 3").click()
+            await expect(bulk.get_by_role("status")).to_contain_text("Cancelled 3 of 3 (audit #")
+            await expect(t.page.locator("tbody .status")).to_have_text(["cancelled"] * 3)
+            assert t.problems == []
+        statuses = sorted(str(t.status) for t in await app.queue.list_tasks(limit=10))
+        assert statuses == ["cancelled"] * 3 + ["pending"] * 3
+        [audit] = await app.queue.bulk_actions()
+        assert (audit.action, audit.matched, audit.changed) == ("cancel", 3, 3)
+
+
 @pytest.mark.parametrize("path", ["/", "/tasks", "/tasks/1"])
 async def test_no_critical_accessibility_violation(
     gateway: RunningGateway, browser: Browser, path: str

@@ -163,6 +163,9 @@ CONSTRAINTS: Final[dict[str, Meaning | None]] = {
         _valued(InvalidMarketData), "value", "must be a finite number"
     ),
     "series_integrity_counts_valid": INVARIANT,
+    # bulk actions (the API checks the action; the counts are the statement's own)
+    "task_bulk_actions_action_valid": INVARIANT,
+    "task_bulk_actions_counts_valid": INVARIANT,
 }
 
 

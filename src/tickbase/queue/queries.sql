@@ -543,37 +543,30 @@ ORDER BY target.id;
 
 -- task_retry --
 -- A final failed/cancelled task cannot change again: retrying it enqueues a
--- copy (new id, attempts reset) and logs the link on both.
+-- copy (new id, attempts reset) and logs the link on both. Several at once:
+-- each source gets its copy's id first, so the events pair them.
 WITH source AS (
-    SELECT * FROM tickbase.tasks WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+    SELECT *, nextval('tickbase.tasks_id_seq'::regclass) AS copy_id FROM tickbase.tasks
+    WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'cancelled')
+    ORDER BY id
 ), copy AS (
-    INSERT INTO tickbase.tasks (task_type, queue, priority, payload, max_attempts, retry_delay,
-                                timeout, request_id, concurrency_key, concurrency_limit,
-                                dedupe_key)
-    SELECT task_type, queue, priority, payload, max_attempts, retry_delay, timeout,
+    INSERT INTO tickbase.tasks (id, task_type, queue, priority, payload, max_attempts,
+                                retry_delay, timeout, request_id, concurrency_key,
+                                concurrency_limit, dedupe_key)
+    SELECT copy_id, task_type, queue, priority, payload, max_attempts, retry_delay, timeout,
            request_id, concurrency_key, concurrency_limit, dedupe_key
     FROM source
     RETURNING id
 ), events AS (
     INSERT INTO tickbase.task_events (task_id, event, detail)
-    SELECT source.id, 'retried', jsonb_build_object('new_task_id', copy.id) FROM source, copy
+    SELECT id, 'retried', jsonb_build_object('new_task_id', copy_id) FROM source
     UNION ALL
-    SELECT copy.id, 'enqueued', jsonb_build_object('retry_of', source.id) FROM source, copy
+    SELECT copy_id, 'enqueued', jsonb_build_object('retry_of', id) FROM source
 )
-SELECT id FROM copy;
+SELECT source.id, copy.id AS copy_id FROM source JOIN copy ON copy.id = source.copy_id;
 
 -- task_get --
 SELECT * FROM tickbase.tasks WHERE id = %(id)s;
-
--- task_list --
--- Newest first, keyset-paged by id; every filter is optional.
-SELECT * FROM tickbase.tasks
-WHERE (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(task_type)s::text IS NULL OR task_type = %(task_type)s)
-  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
-ORDER BY id DESC
-LIMIT %(limit)s;
 
 -- task_events_list --
 SELECT task_id, at, event, node_id, detail FROM tickbase.task_events

@@ -19,6 +19,8 @@ from tickbase.db.errors import domain_error, domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import InvalidTask, InvalidTransition, TaskNotFound
+from tickbase.queue import listing
+from tickbase.queue.filters import TaskFilter
 from tickbase.queue.limits import LIMITS_LOCK_KEY
 from tickbase.queue.models import (
     DEFAULT_QUEUE,
@@ -262,7 +264,8 @@ class TaskQueue:
         """Enqueue a copy of a failed or cancelled task; return the new task's id."""
         async with self.pool.connection() as conn:
             try:
-                row = await (await conn.execute(Q["task_retry"], {"id": task_id})).fetchone()
+                cursor = await conn.execute(Q["task_retry"], {"ids": [task_id]})
+                row = await cursor.fetchone()
             except psycopg.errors.IntegrityError as exc:
                 # The copy keeps the dedupe key, which another task took meanwhile.
                 task = await self._get(conn, task_id)
@@ -275,7 +278,7 @@ class TaskQueue:
                     f"{error.reason}: retry task {task_id} once that one ends",
                 ) from None
             if row is not None:
-                return int(row[0])
+                return int(row[1])
             task = await self._get(conn, task_id)
         raise InvalidTransition(task_id, task.status, "retry (only failed or cancelled tasks)")
 
@@ -286,6 +289,7 @@ class TaskQueue:
 
     async def list_tasks(
         self,
+        task_filter: TaskFilter | None = None,
         *,
         status: str | None = None,
         queue: str | None = None,
@@ -293,24 +297,73 @@ class TaskQueue:
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Task]:
-        """Tasks newest first, filtered; page with ``before_id`` = the last id seen."""
-        if status is not None and status not in TaskStatus.__members__.values():
-            raise InvalidTask(
-                "status filter", status, f"use one of {', '.join(s.value for s in TaskStatus)}"
-            )
+        """Tasks newest first, filtered; page with ``before_id`` = the last id seen.
+
+        ``task_filter`` says everything a filter can (node, time range, JSON
+        conditions); ``status``, ``queue`` and ``task_type`` are shorthands."""
+        if task_filter is None:
+            task_filter = TaskFilter(status=status, queue=queue, task_type=task_type)
         async with self.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(
-                Q["task_list"],
-                {
-                    "status": status,
-                    "queue": queue,
-                    "task_type": task_type,
-                    "before_id": before_id,
-                    "limit": limit,
-                },
+            return await listing.list_tasks(conn, task_filter, before_id=before_id, limit=limit)
+
+    async def bulk_action(
+        self,
+        task_filter: TaskFilter,
+        action: listing.BulkKind,
+        *,
+        dry_run: bool,
+        up_to_id: int | None = None,
+        actor: str,
+        actor_token_id: int | None = None,
+    ) -> listing.BulkResult:
+        """Count (``dry_run``) or cancel/retry every task matching the filter,
+        with an audit row of who did it (see :mod:`tickbase.queue.listing`).
+
+        A run is given the ``up_to_id`` its dry run answered, and acts on the
+        tasks the dry run counted that still match."""
+        if action not in ("cancel", "retry"):
+            raise InvalidTask("action", action, "use cancel or retry")
+        if not dry_run and up_to_id is None:
+            raise InvalidTask("upToId", None, "run the dry run first and pass its upToId")
+        async with self.pool.connection() as conn, conn.transaction():
+            ids = await listing.match_ids(
+                conn, task_filter, up_to_id=up_to_id, limit=listing.BULK_MAX + 1
             )
-            return [Task.from_row(row) for row in await cursor.fetchall()]
+            if len(ids) > listing.BULK_MAX:
+                raise InvalidTask(
+                    "filter",
+                    task_filter.to_dict(),
+                    f"matches more than {listing.BULK_MAX} tasks: narrow it "
+                    "(status, type, time range)",
+                )
+            if dry_run:
+                newest = ids[0] if ids else 0
+                return listing.BulkResult(action, True, len(ids), 0, newest)
+            assert up_to_id is not None
+            if action == "cancel":
+                outcome = await self.cancel_many(conn, ids, reason="bulk cancel")
+                changed = sum(1 for _, _, after in outcome if after is not None)
+            else:
+                cursor = await conn.execute(Q["task_retry"], {"ids": ids})
+                changed = len(await cursor.fetchall())
+            audit_id, at = await listing.record_bulk_action(
+                conn,
+                task_filter,
+                action,
+                up_to_id=up_to_id,
+                matched=len(ids),
+                changed=changed,
+                actor=actor,
+                actor_token_id=actor_token_id,
+            )
+        return listing.BulkResult(action, False, len(ids), changed, up_to_id, audit_id, at)
+
+    async def bulk_actions(
+        self, *, before_id: int | None = None, limit: int = 50
+    ) -> list[listing.BulkRecord]:
+        """The bulk actions' audit rows, newest first."""
+        async with self.pool.connection() as conn:
+            return await listing.bulk_actions(conn, before_id=before_id, limit=limit)
 
     async def events(self, task_id: int) -> list[TaskEvent]:
         """The task's lifecycle log, oldest first."""

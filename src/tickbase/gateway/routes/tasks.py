@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from tickbase.gateway.routes.deps import ERRORS, Admin, Gw, Limit, Reader, TaskId, parse_cursor
+from tickbase.gateway.routes.deps import (
+    ERRORS,
+    Admin,
+    CursorParam,
+    Gw,
+    Limit,
+    Reader,
+    TaskId,
+    parse_cursor,
+)
 from tickbase.gateway.schemas import TaskDetailOut, TaskOut, TaskPage, TaskSubmit
 from tickbase.gateway.service import task_detail
+from tickbase.gateway.task_filter_schemas import (
+    TaskBulkIn,
+    TaskBulkOut,
+    TaskBulkRecordPage,
+    TaskFilterIn,
+)
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -55,15 +72,58 @@ async def list_tasks(
     status: Annotated[str | None, Query(pattern=r"^[a-z]{1,20}$")] = None,
     queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
     task_type: Annotated[str | None, Query(alias="taskType", pattern=r"^[^\x00]{1,200}$")] = None,
+    node_id: Annotated[str | None, Query(alias="nodeId", pattern=r"^[^\x00]{1,200}$")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    where: Annotated[
+        list[str] | None,
+        Query(
+            max_length=500,
+            description="JSON condition, repeatable: payload.symbol = BTCUSDT, result.bars = 0",
+        ),
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     limit: Limit = 50,
 ) -> Any:
     """Tasks newest first; filters combine; ``cursor`` continues a listing."""
-    tasks = await gw.app.queue.list_tasks(
-        status=status, queue=queue, task_type=task_type, before_id=parse_cursor(cursor), limit=limit
-    )
+    task_filter = TaskFilterIn(
+        status=status,
+        queue=queue,
+        task_type=task_type,
+        node_id=node_id,
+        created_after=created_after,
+        created_before=created_before,
+        where=where or [],
+    ).to_filter()
+    tasks = await gw.app.queue.list_tasks(task_filter, before_id=parse_cursor(cursor), limit=limit)
     next_cursor = str(tasks[-1].id) if len(tasks) == limit else None
     return {"items": [t.to_dict() for t in tasks], "next_cursor": next_cursor}
+
+
+@router.post("/tasks/bulk", response_model=TaskBulkOut, tags=["tasks"])
+async def bulk_tasks(body: TaskBulkIn, gw: Gw, principal: Admin) -> Any:
+    """Cancel or retry every task matching a filter: the dry run (default)
+    counts them and answers ``upToId``; the run (``dryRun: false`` with that
+    ``upToId``) acts on those tasks and writes an audit row of who did it."""
+    result = await gw.app.queue.bulk_action(
+        body.filter.to_filter(),
+        body.action,
+        dry_run=body.dry_run,
+        up_to_id=body.up_to_id,
+        actor=principal.user,
+        actor_token_id=principal.token_id,
+    )
+    return asdict(result)
+
+
+@router.get("/task-bulk-actions", response_model=TaskBulkRecordPage, tags=["tasks"])
+async def bulk_task_actions(
+    gw: Gw, _: Reader, cursor: CursorParam = None, limit: Limit = 50
+) -> Any:
+    """The audit rows of bulk actions, newest first."""
+    found = await gw.app.queue.bulk_actions(before_id=parse_cursor(cursor), limit=limit)
+    next_cursor = str(found[-1].id) if len(found) == limit else None
+    return {"items": [asdict(r) for r in found], "next_cursor": next_cursor}
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetailOut, tags=["tasks"])
