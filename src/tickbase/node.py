@@ -53,6 +53,7 @@ async def run_node(
             queues=queues,
             interval=app.settings.heartbeat_seconds,
             running=the_worker.running_count if the_worker else _nothing_running,
+            processed=(lambda: the_worker.processed) if the_worker else None,
             # A missing leader cannot report its own absence: every node checks.
             on_beat=[_check_leader_missing],
             task_types=app.registry.published() if worker else None,

@@ -93,6 +93,7 @@ PARAMS: dict[str, Any] = {
     "id": 1,
     "name": "n",
     "limit": 10,
+    "after": None,
     "before_id": None,
     "after_id": 0,
     "up_to_id": None,

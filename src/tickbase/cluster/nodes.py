@@ -90,6 +90,7 @@ class NodeHeartbeat(Service):
         queues: Sequence[str] | None = None,
         interval: float = HEARTBEAT_INTERVAL_DEFAULT,
         running: Callable[[], int] = lambda: 0,
+        processed: Callable[[], int] | None = None,
         on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
         task_types: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
@@ -101,6 +102,8 @@ class NodeHeartbeat(Service):
         self.queues = list(queues) if queues else None
         self.interval = interval
         self.running = running
+        self.processed = processed
+        """Tasks this node's worker has finished since it started (reported when given)."""
         self.on_beat = list(on_beat)
         self.attempt_timeout = min(max(interval, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX)
         """Seconds one attempt (connect, beat, each hook) may take before it is abandoned."""
@@ -203,12 +206,15 @@ class NodeHeartbeat(Service):
         """What this node reports with each heartbeat."""
         with self._process.oneshot():
             memory = self._process.memory_info()
-            return {
+            reported: dict[str, Any] = {
                 "running_tasks": self.running(),
                 "cpu_percent": self._process.cpu_percent(None),
                 "rss_bytes": memory.rss,
                 "threads": self._process.num_threads(),
             }
+        if self.processed is not None:
+            reported["processed"] = self.processed()
+        return reported
 
 
 async def known_task_types(conn: AsyncConn) -> dict[str, dict[str, Any]]:

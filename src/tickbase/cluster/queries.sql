@@ -65,6 +65,7 @@ DELETE FROM tickbase.nodes WHERE node_id = %(node_id)s;
 -- Nodes with their liveness (dead = silent for three of their intervals).
 SELECT node_id, host, pid, roles, queues, version, started_at, heartbeat_at,
        heartbeat_interval, metrics, task_types,
+       extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS heartbeat_age_seconds,
        heartbeat_at > clock_timestamp() - make_interval(secs => 3 * heartbeat_interval) AS alive,
        EXISTS (SELECT 1 FROM tickbase.leases l
                WHERE l.name = 'leader' AND l.holder = n.node_id

@@ -1,4 +1,5 @@
-"""The JSON shapes of tokens, cluster-wide limits and alert rules (camelCase outside).
+"""The JSON shapes of tokens, cluster-wide limits, alert rules and webhooks, and the
+leader lease (camelCase outside).
 
 Used by the HTTP routes of :mod:`tickbase.gateway.routes.admin` and by the CLI's
 ``--json`` of ``tickbase tokens``, ``limits`` and ``alerts rules``: one
@@ -85,3 +86,40 @@ class AlertRuleUpdate(InModel):
     threshold: float | None = Field(default=None, ge=0, le=SECONDS_MAX)
     for_seconds: float | None = Field(default=None, ge=0, le=SECONDS_MAX)
     enabled: bool | None = None
+
+
+class ConcurrencyKeyOut(CamelModel):
+    """A concurrency key that running tasks hold now."""
+
+    key: str
+    running: int
+    concurrency_limit: int
+    """At most this many of the key's tasks run at once (its oldest task's limit)."""
+    task_types: list[str]
+    oldest_started_at: datetime | None = None
+
+
+class ConcurrencyKeyPage(CamelModel):
+    items: list[ConcurrencyKeyOut]
+    next_cursor: str | None = None
+    """The last key of this page: pass it as ``cursor`` for the next."""
+
+
+class AlertWebhookOut(CamelModel):
+    """A webhook as listings show it: the URL without query or credentials."""
+
+    id: int
+    url: str
+    enabled: bool
+    created_at: datetime
+
+
+class LeaderOut(CamelModel):
+    """The ``leader`` lease: who holds it and its fencing token (None: never held)."""
+
+    holder: str | None = None
+    token: int | None = None
+    acquired_at: datetime | None = None
+    expires_at: datetime | None = None
+    live: bool = False
+    """Whether the lease is unexpired now (an expired one names the last leader)."""

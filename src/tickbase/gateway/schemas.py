@@ -411,6 +411,7 @@ class NodeMetrics(CamelModel):
     cpu_percent: float | None = None
     rss_bytes: int | None = None
     threads: int | None = None
+    processed: int | None = None
 
 
 class NodeOut(CamelModel):
@@ -423,6 +424,8 @@ class NodeOut(CamelModel):
     started_at: datetime
     heartbeat_at: datetime
     heartbeat_interval: float
+    heartbeat_age_seconds: float | None = None
+    """Seconds since the last heartbeat, by the database's clock."""
     metrics: NodeMetrics
     alive: bool
     leader: bool

@@ -38,7 +38,7 @@ from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.errors import ConfigurationError
 
-Q = load_queries("tickbase.queue")
+Q = load_queries("tickbase.queue", "limits.sql")
 
 # pg_advisory_xact_lock key of the limited claim: int8 of b"tickbase:limits"[:8].
 LIMITS_LOCK_KEY = int.from_bytes(b"tbLimits", "big", signed=True)
@@ -180,12 +180,20 @@ class LimitStore:
         """Every limited queue with its limit and running tasks now."""
         return await self._rows("queue_limits_list")
 
-    async def _rows(self, query: str) -> list[dict[str, Any]]:
+    async def concurrency_keys(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Concurrency keys running tasks hold now, by key (those after ``after``):
+        each with ``running``, its ``concurrency_limit`` and the ``task_types``
+        running under it."""
+        return await self._rows("concurrency_keys_running", {"after": after, "limit": limit})
+
+    async def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
 
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q[query])
+            await cursor.execute(Q[query], params)
             return list(await cursor.fetchall())
 
 

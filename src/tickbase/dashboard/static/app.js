@@ -4,6 +4,9 @@ import { render, useEffect, useState } from "./vendor/htm-preact/standalone.modu
 import { onSessionChange, session, signIn, signOut } from "./lib/api.js";
 import { startLive, stopLive } from "./lib/live.js";
 import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
+import { Alerts } from "./pages/alerts.js";
+import { Limits } from "./pages/limits.js";
+import { Nodes } from "./pages/nodes.js";
 import { Overview } from "./pages/overview.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
@@ -11,12 +14,14 @@ import { Tasks } from "./pages/tasks.js";
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
+  ["/nodes", "Nodes"], ["/alerts", "Alerts"], ["/limits", "Limits"],
 ];
 
 const ROUTES = [
   [/^\/$/, () => html`<${Overview} />`],
   [/^\/tasks$/, () => html`<${Tasks} />`],
   [/^\/tasks\/(\d+)$/, (id) => html`<${Task} id=${id} key=${id} />`],
+  [/^\/nodes$/, () => html`<${Nodes} />`], [/^\/alerts$/, () => html`<${Alerts} />`], [/^\/limits$/, () => html`<${Limits} />`],
 ];
 
 function usePath() {

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from tickbase.cluster.alerts import AlertStore
 from tickbase.gateway.admin_schemas import (
     AlertRuleOut,
     AlertRuleUpdate,
+    AlertWebhookOut,
+    ConcurrencyKeyPage,
     LimitsOut,
     QueueLimitIn,
     TokenCreate,
@@ -24,7 +26,7 @@ from tickbase.gateway.admin_schemas import (
 )
 from tickbase.gateway.auth import TokenStore
 from tickbase.gateway.errors import ApiError
-from tickbase.gateway.routes.deps import ERRORS, Admin, Gw, Reader
+from tickbase.gateway.routes.deps import ERRORS, Admin, Gw, Limit, Reader
 from tickbase.gateway.schemas import QUEUE_PATTERN
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -91,6 +93,35 @@ async def clear_queue_limit(queue: QueueName, gw: Gw, _: Admin) -> Response:
     if not await gw.app.limits.clear_queue_concurrency(queue):
         raise ApiError(404, "NOT_FOUND", f"queue {queue!r} has no limit")
     return Response(status_code=204)
+
+
+@router.get("/limits/concurrency-keys", response_model=ConcurrencyKeyPage, tags=["limits"])
+async def concurrency_keys(
+    gw: Gw,
+    _: Reader,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=1000,
+            pattern=r"^[^\x00]+$",
+            description="nextCursor of the last page",
+        ),
+    ] = None,
+    limit: Limit = 100,
+) -> Any:
+    """Concurrency keys held by running tasks now, by key: how many run under each,
+    and the limit their task types set."""
+    found = await gw.app.limits.concurrency_keys(after=cursor, limit=limit)
+    next_cursor = found[-1]["key"] if len(found) == limit else None
+    return {"items": found, "next_cursor": next_cursor}
+
+
+@router.get("/alert-webhooks", response_model=list[AlertWebhookOut], tags=["alerts"])
+async def list_alert_webhooks(gw: Gw, _: Reader) -> Any:
+    """Webhooks POSTed on every alert change, by id (URLs without query or credentials,
+    as ``tickbase alerts webhooks`` shows them)."""
+    return [w.to_dict() for w in await AlertStore(gw.app.pool).webhooks()]
 
 
 @router.get("/alert-rules", response_model=list[AlertRuleOut], tags=["alerts"])

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from tickbase.cluster.alerts import AlertStore
+from tickbase.cluster.lease import lease_holder
 from tickbase.cluster.nodes import list_nodes
+from tickbase.gateway.admin_schemas import LeaderOut
 from tickbase.gateway.routes.deps import ERRORS, CursorParam, Gw, Limit, Reader, parse_cursor
 from tickbase.gateway.schemas import AlertPage, NodeOut, StatsOut
 
@@ -18,6 +20,15 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 async def nodes(gw: Gw, _: Reader) -> Any:
     async with gw.app.pool.connection() as conn:
         return await list_nodes(conn)
+
+
+@router.get("/cluster/leader", response_model=LeaderOut, tags=["cluster"])
+async def leader(gw: Gw, _: Reader) -> Any:
+    """The ``leader`` lease: its holder and fencing token (``live`` False once it
+    has expired; every field empty when no node ever led)."""
+    async with gw.app.pool.connection() as conn:
+        found = await lease_holder(conn)
+    return found or {}
 
 
 @router.get("/stats", response_model=StatsOut, tags=["cluster"])
