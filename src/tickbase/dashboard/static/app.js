@@ -5,18 +5,21 @@ import { onSessionChange, session, signIn, signOut } from "./lib/api.js";
 import { startLive, stopLive } from "./lib/live.js";
 import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
 import { Overview } from "./pages/overview.js";
+import { Schedule, Schedules } from "./pages/schedules.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
 
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
+  ["/schedules", "Schedules"],
 ];
 
 const ROUTES = [
   [/^\/$/, () => html`<${Overview} />`],
   [/^\/tasks$/, () => html`<${Tasks} />`],
   [/^\/tasks\/(\d+)$/, (id) => html`<${Task} id=${id} key=${id} />`],
+  [/^\/schedules(?:\/([^/]+))?$/, (name) => (name ? html`<${Schedule} name=${decodeURIComponent(name)} key=${name} />` : html`<${Schedules} />`)],
 ];
 
 function usePath() {
