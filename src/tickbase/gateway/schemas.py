@@ -308,6 +308,22 @@ class ScheduleOut(CamelModel):
     updated_at: datetime
 
 
+class SchedulePreviewIn(InModel):
+    """A schedule's timing to try out: a cron expression or an interval, and a zone."""
+
+    cron: str | None = Field(default=None, max_length=200)
+    interval_seconds: float | None = Field(default=None, ge=0.001, le=SECONDS_MAX)
+    timezone: str = Field(default="UTC", max_length=100)
+
+
+class SchedulePreviewOut(CamelModel):
+    """The next fires a schedule with this timing would have, oldest first (UTC)."""
+
+    kind: str
+    timezone: str
+    fires: list[datetime]
+
+
 class TriggerIn(InModel):
     """Optional body of a manual fire: with a ``requestId`` it fires once per id."""
 

@@ -189,6 +189,30 @@ def _check_seconds(name: str, value: Any, *, allow_zero: bool) -> None:
         )
 
 
+PREVIEW_FIRES = 5
+
+
+def upcoming_fires(spec: ScheduleSpec, now: datetime, count: int = PREVIEW_FIRES) -> list[datetime]:
+    """The first ``count`` fires of ``spec`` were it created at ``now`` (UTC, oldest first).
+
+    The same walk the scheduler makes: the first fire is the one a new
+    schedule stores (its trigger anchored at ``now``, so an interval counts
+    from now), each next one is its trigger's next fire after the previous.
+    A manual schedule has none.
+
+    Example::
+
+        upcoming_fires(ScheduleSpec.build("p", "t", cron="*/15 * * * *"), now)
+    """
+    trigger = spec.trigger(anchor=now)
+    if trigger is None:
+        return []
+    fires = [trigger.next_after(now)]
+    while len(fires) < count:
+        fires.append(trigger.next_after(fires[-1]))
+    return fires
+
+
 SPEC_FIELDS = tuple(ScheduleSpec.__dataclass_fields__)
 
 

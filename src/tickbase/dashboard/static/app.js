@@ -8,20 +8,27 @@ import { Alerts } from "./pages/alerts.js";
 import { Limits } from "./pages/limits.js";
 import { Nodes } from "./pages/nodes.js";
 import { Overview } from "./pages/overview.js";
+import { Schedule, Schedules } from "./pages/schedules.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
 
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
-  ["/nodes", "Nodes"], ["/alerts", "Alerts"], ["/limits", "Limits"],
+  ["/schedules", "Schedules"],
+  ["/nodes", "Nodes"],
+  ["/alerts", "Alerts"],
+  ["/limits", "Limits"],
 ];
 
 const ROUTES = [
   [/^\/$/, () => html`<${Overview} />`],
   [/^\/tasks$/, () => html`<${Tasks} />`],
   [/^\/tasks\/(\d+)$/, (id) => html`<${Task} id=${id} key=${id} />`],
-  [/^\/nodes$/, () => html`<${Nodes} />`], [/^\/alerts$/, () => html`<${Alerts} />`], [/^\/limits$/, () => html`<${Limits} />`],
+  [/^\/nodes$/, () => html`<${Nodes} />`],
+  [/^\/alerts$/, () => html`<${Alerts} />`],
+  [/^\/limits$/, () => html`<${Limits} />`],
+  [/^\/schedules(?:\/([^/]+))?$/, (name) => (name ? html`<${Schedule} name=${decodeURIComponent(name)} key=${name} />` : html`<${Schedules} />`)],
 ];
 
 function usePath() {

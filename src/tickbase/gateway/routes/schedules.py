@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from tickbase.errors import InvalidSchedule
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.routes.deps import (
     ERRORS,
@@ -21,12 +22,14 @@ from tickbase.gateway.schemas import (
     ExecutionPage,
     ScheduleCreate,
     ScheduleOut,
+    SchedulePreviewIn,
+    SchedulePreviewOut,
     ScheduleStats,
     ScheduleUpdate,
     TriggerIn,
     TriggerOut,
 )
-from tickbase.scheduler.models import ScheduleSpec
+from tickbase.scheduler.models import ScheduleSpec, upcoming_fires
 
 ScheduleName = Annotated[str, Path(pattern=NAME)]
 TimeCursor = Annotated[str | None, Query(max_length=64, description="nextCursor of the last page")]
@@ -53,6 +56,33 @@ async def create_schedule(body: ScheduleCreate, gw: Gw, _: Admin) -> Any:
         **options,
     )
     return (await gw.app.schedules.create(spec)).to_dict()
+
+
+@router.post("/schedules/preview", response_model=SchedulePreviewOut, tags=["schedules"])
+async def preview_schedule(body: SchedulePreviewIn, _: Reader) -> Any:
+    """The next five fires of a cron expression or an interval in a time zone, as
+    the scheduler would compute them for a schedule created now (a read: nothing
+    is stored). A refused expression, interval or zone is a 422 naming the field
+    (``details.field``: cron, interval or timezone) and what is wrong."""
+    if (body.cron is None) == (body.interval_seconds is None):
+        raise ApiError(
+            422,
+            "INVALID_SCHEDULE",
+            "give either a cron expression (cron) or an interval (intervalSeconds)",
+            {"field": "schedule"},
+        )
+    try:
+        spec = ScheduleSpec.build(
+            "preview",
+            "preview",
+            cron=body.cron,
+            every=body.interval_seconds,
+            timezone=body.timezone,
+        )
+    except InvalidSchedule as exc:
+        raise ApiError(422, "INVALID_SCHEDULE", str(exc), {"field": exc.field}) from None
+    fires = upcoming_fires(spec, datetime.now(UTC))
+    return {"kind": spec.kind, "timezone": spec.timezone, "fires": fires}
 
 
 @router.get("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
