@@ -4,6 +4,7 @@ import { render, useEffect, useState } from "./vendor/htm-preact/standalone.modu
 import { onSessionChange, session, signIn, signOut } from "./lib/api.js";
 import { startLive, stopLive } from "./lib/live.js";
 import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
+import { Market } from "./pages/market.js";
 import { Overview } from "./pages/overview.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
@@ -11,12 +12,14 @@ import { Tasks } from "./pages/tasks.js";
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
+  ["/market", "Market data"],
 ];
 
 const ROUTES = [
   [/^\/$/, () => html`<${Overview} />`],
   [/^\/tasks$/, () => html`<${Tasks} />`],
   [/^\/tasks\/(\d+)$/, (id) => html`<${Task} id=${id} key=${id} />`],
+  [/^\/market$/, () => html`<${Market} />`],
 ];
 
 function usePath() {
