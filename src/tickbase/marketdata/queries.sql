@@ -290,3 +290,40 @@ SELECT bucket, open, high, low, close, volume FROM buckets ORDER BY bucket;
 SELECT max(scale(close::numeric))
 FROM (SELECT close FROM tickbase.klines WHERE symbol = %(symbol)s
       ORDER BY open_time DESC LIMIT %(sample)s) newest;
+
+-- klines_series_summary --
+-- Every stored series (at most %(limit)s) with its current source (that of its
+-- newest bar, a live source before the replay's; see klines_latest), how many
+-- bars of that source it holds and their first and last open times. The series
+-- are found by a skip scan of klines_series_idx (one index probe per series, not
+-- a read of every bar); the count and the first bar read the primary key's
+-- range of that one source and series.
+WITH RECURSIVE series AS (
+    (SELECT k.symbol, k.interval FROM tickbase.klines k ORDER BY k.symbol, k.interval LIMIT 1)
+    UNION ALL
+    SELECT following.symbol, following.interval
+    FROM series s
+    CROSS JOIN LATERAL (
+        SELECT k.symbol, k.interval FROM tickbase.klines k
+        WHERE (k.symbol, k.interval) > (s.symbol, s.interval)
+        ORDER BY k.symbol, k.interval LIMIT 1) following
+)
+SELECT s.symbol, s.interval, newest.source, span.bars, span.first_open_time,
+       newest.open_time AS last_open_time, now() AS checked_at
+FROM (SELECT * FROM series LIMIT %(limit)s) s
+CROSS JOIN LATERAL (
+    SELECT c.source, c.open_time FROM tickbase.klines c
+    WHERE c.symbol = s.symbol AND c.interval = s.interval
+    ORDER BY c.open_time DESC, c.source = 'replay' LIMIT 1) newest
+CROSS JOIN LATERAL (
+    SELECT count(*) AS bars, min(k.open_time) AS first_open_time FROM tickbase.klines k
+    WHERE k.source = newest.source AND k.symbol = s.symbol AND k.interval = s.interval) span
+ORDER BY s.symbol, s.interval;
+
+-- series_integrity_list --
+-- The last integrity check of each series (at most %(limit)s), by series.
+SELECT symbol, interval, window_start, window_end, expected, present, completeness, missing,
+       checked_at
+FROM tickbase.series_integrity
+ORDER BY symbol, interval
+LIMIT %(limit)s;

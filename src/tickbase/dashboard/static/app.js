@@ -7,6 +7,7 @@ import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
 import { Alerts } from "./pages/alerts.js";
 import { Limits } from "./pages/limits.js";
 import { Nodes } from "./pages/nodes.js";
+import { Market } from "./pages/market.js";
 import { Overview } from "./pages/overview.js";
 import { Schedule, Schedules } from "./pages/schedules.js";
 import { Task } from "./pages/task.js";
@@ -19,6 +20,7 @@ const NAV = [
   ["/nodes", "Nodes"],
   ["/alerts", "Alerts"],
   ["/limits", "Limits"],
+  ["/market", "Market data"],
 ];
 
 const ROUTES = [
@@ -29,6 +31,7 @@ const ROUTES = [
   [/^\/alerts$/, () => html`<${Alerts} />`],
   [/^\/limits$/, () => html`<${Limits} />`],
   [/^\/schedules(?:\/([^/]+))?$/, (name) => (name ? html`<${Schedule} name=${decodeURIComponent(name)} key=${name} />` : html`<${Schedules} />`)],
+  [/^\/market$/, () => html`<${Market} />`],
 ];
 
 function usePath() {

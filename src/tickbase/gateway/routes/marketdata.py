@@ -1,12 +1,13 @@
 """Market-data reads: ``/api/v1/klines``, ``/api/v1/indicators``,
-``/api/v1/observations`` (the TradingView UDF datafeed under ``/udf`` is
+``/api/v1/observations``, what is stored (``/api/v1/marketdata/series``) and how
+complete it is (``/api/v1/marketdata/integrity``) (the TradingView UDF datafeed under ``/udf`` is
 :mod:`tickbase.gateway.routes.udf`: it speaks TradingView's wire format, errors included).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -22,6 +23,7 @@ from tickbase.marketdata.store import (
     KlineStore,
     ObservationStore,
 )
+from tickbase.marketdata.summary import integrity_checks, series_summaries
 
 INDICATOR_WARMUP_BARS = 2_000
 
@@ -141,3 +143,55 @@ async def indicators(
     rows = batch(bars)[-limit:]
     source = bars[-1].source if bars else ""
     return [{**v.row(), "source": source} for v in rows]
+
+
+class SeriesOut(CamelModel):
+    symbol: str
+    interval: str
+    source: str
+    live: bool
+    bars: int
+    first_open_time: datetime
+    last_open_time: datetime
+    interval_seconds: int
+    age_seconds: float
+    freshness: str
+
+
+@router.get("/api/v1/marketdata/series", response_model=list[SeriesOut], tags=["marketdata"])
+async def stored_series(gw: Gw) -> Any:
+    """Every stored K-line series (at most 500), by symbol and interval: its current
+    source (``live`` unless ``replay``), that source's bar count, first and last open
+    time, and freshness: ``fresh`` while the newest bar opened less than two intervals
+    plus 10 minutes ago, else ``stale`` (``ageSeconds``: how long ago it opened)."""
+    return [asdict(s) for s in await series_summaries(gw.app.pool)]
+
+
+class DayOut(CamelModel):
+    day: date
+    expected: int
+    present: int
+    completeness: float
+
+
+class IntegrityOut(CamelModel):
+    symbol: str
+    interval: str
+    window_start: datetime
+    window_end: datetime
+    expected: int
+    present: int
+    completeness: float
+    missing: int
+    checked_at: datetime
+    days: list[DayOut]
+
+
+@router.get("/api/v1/marketdata/integrity", response_model=list[IntegrityOut], tags=["marketdata"])
+async def integrity(gw: Gw) -> Any:
+    """The last integrity check (``marketdata.integrity``) of each series: the bars its
+    window should hold, those stored traded (not filled), and the same per UTC day."""
+    return [
+        {**asdict(c), "days": [{**asdict(d), "completeness": d.completeness} for d in c.days]}
+        for c in await integrity_checks(gw.app.pool)
+    ]
