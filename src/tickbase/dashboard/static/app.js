@@ -7,16 +7,19 @@ import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
 import { Overview } from "./pages/overview.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
+import { WORKFLOW_ROUTES } from "./pages/workflows.js";
 
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
+  ["/workflows", "Workflows"],
 ];
 
 const ROUTES = [
   [/^\/$/, () => html`<${Overview} />`],
   [/^\/tasks$/, () => html`<${Tasks} />`],
   [/^\/tasks\/(\d+)$/, (id) => html`<${Task} id=${id} key=${id} />`],
+  ...WORKFLOW_ROUTES,
 ];
 
 function usePath() {
