@@ -25,7 +25,7 @@ import tickbase
 from tests.support.waiting import wait_until
 from tickbase.db.listener import Listener
 from tickbase.gateway.auth import TokenStore
-from tickbase.gateway.hub import Hub, TaskState, _ids
+from tickbase.gateway.hub import Hub, TaskState, parse_ids
 
 
 class Seen:
@@ -189,10 +189,10 @@ async def test_a_lost_listen_connection_reads_every_watched_task_again(
 
 
 def test_notice_payloads_are_comma_separated_ids_and_junk_is_skipped() -> None:
-    assert _ids("1,2,3") == [1, 2, 3]
-    assert _ids("7") == [7]
-    assert _ids("") == []
-    assert _ids("4,,x,5.0, 6") == [4, 6]
+    assert parse_ids("1,2,3") == [1, 2, 3]
+    assert parse_ids("7") == [7]
+    assert parse_ids("") == []
+    assert parse_ids("4,,x,5.0, 6") == [4, 6]
 
 
 async def test_alerts_reach_their_watchers_parsed_and_junk_is_dropped(

@@ -396,6 +396,9 @@ class StepOut(CamelModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration: float | None = None
+    task_type: str | None = None
+    after: list[str] = Field(default_factory=list)
+    """The steps this one runs after (the edges of the run's DAG)."""
 
 
 class RunOut(CamelModel):
@@ -405,6 +408,9 @@ class RunOut(CamelModel):
     steps: list[StepOut] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    mode: str | None = None
+    on_failure: str | None = None
+    max_parallel: int | None = None
 
 
 def run_out(run: WorkflowRun) -> RunOut:
@@ -415,6 +421,9 @@ def run_out(run: WorkflowRun) -> RunOut:
         status=run.status,
         started_at=run.created_at,
         finished_at=run.finished_at,
+        mode=run.mode,
+        on_failure=run.on_failure,
+        max_parallel=run.max_parallel,
         steps=[StepOut(**asdict(step), duration=step.duration) for step in run.steps.values()],
     )
 

@@ -43,6 +43,9 @@ class StepState:
     attempts: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    task_type: str | None = None
+    after: tuple[str, ...] = ()
+    """The steps this one runs after (the DAG's edges)."""
 
     @property
     def duration(self) -> float | None:
@@ -142,6 +145,9 @@ class WorkflowRun:
         self.created_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.workflow: str | None = None
+        self.mode: str | None = None
+        self.on_failure: str | None = None
+        self.max_parallel: int | None = None
 
     async def refresh(self) -> WorkflowRun:
         """Read the run and its steps again."""
@@ -155,6 +161,8 @@ class WorkflowRun:
             rows = await cursor.fetchall()
         self.status = run["status"]
         self.workflow = run["workflow_name"]
+        self.mode, self.on_failure = run["mode"], run["on_failure"]
+        self.max_parallel = run["max_parallel"]
         self.created_at, self.finished_at = run["created_at"], run["finished_at"]
         self.steps = {
             row["step"]: StepState(
@@ -166,6 +174,8 @@ class WorkflowRun:
                 row["attempts"],
                 row["started_at"],
                 row["finished_at"],
+                row["task_type"],
+                tuple(row["after"] or ()),
             )
             for row in rows
         }
@@ -242,12 +252,17 @@ class WorkflowRuns:
             return list(await cursor.fetchall())
 
     async def list_runs(
-        self, name: str | None = None, limit: int = 50, before_id: int | None = None
+        self,
+        name: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        status: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs newest first (of workflow ``name``); page with ``before_id``."""
+        """Runs newest first (of workflow ``name``, in ``status``); page with ``before_id``."""
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
-                Q["workflow_runs_list"], {"name": name, "limit": limit, "before_id": before_id}
+                Q["workflow_runs_list"],
+                {"name": name, "status": status, "limit": limit, "before_id": before_id},
             )
             return list(await cursor.fetchall())

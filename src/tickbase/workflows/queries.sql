@@ -125,6 +125,7 @@ SELECT id, workflow_id, workflow_name, mode, on_failure, max_parallel, status, s
        fire_at, started_by_task, created_at, finished_at
 FROM tickbase.workflow_runs
 WHERE (%(name)s::text IS NULL OR workflow_name = %(name)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC LIMIT %(limit)s;
 

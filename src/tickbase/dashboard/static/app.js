@@ -6,17 +6,19 @@ import { startLive, stopLive } from "./lib/live.js";
 import { ErrorNote, html, navigate, useLiveMode } from "./lib/ui.js";
 import { Alerts } from "./pages/alerts.js";
 import { Limits } from "./pages/limits.js";
-import { Nodes } from "./pages/nodes.js";
 import { Market } from "./pages/market.js";
+import { Nodes } from "./pages/nodes.js";
 import { Overview } from "./pages/overview.js";
 import { Schedule, Schedules } from "./pages/schedules.js";
 import { Task } from "./pages/task.js";
 import { Tasks } from "./pages/tasks.js";
+import { WORKFLOW_ROUTES } from "./pages/workflows.js";
 
 const NAV = [
   ["/", "Overview"],
   ["/tasks", "Tasks"],
   ["/schedules", "Schedules"],
+  ["/workflows", "Workflows"],
   ["/nodes", "Nodes"],
   ["/alerts", "Alerts"],
   ["/limits", "Limits"],
@@ -32,6 +34,7 @@ const ROUTES = [
   [/^\/limits$/, () => html`<${Limits} />`],
   [/^\/schedules(?:\/([^/]+))?$/, (name) => (name ? html`<${Schedule} name=${decodeURIComponent(name)} key=${name} />` : html`<${Schedules} />`)],
   [/^\/market$/, () => html`<${Market} />`],
+  ...WORKFLOW_ROUTES,
 ];
 
 function usePath() {

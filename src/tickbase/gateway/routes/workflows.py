@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -30,6 +30,7 @@ from tickbase.gateway.schemas import (
 from tickbase.workflows.api import WorkflowRun
 
 WorkflowName = Annotated[str, Path(pattern=NAME)]
+RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -90,11 +91,14 @@ async def list_runs(
     gw: Gw,
     _: Reader,
     workflow: Annotated[str | None, Query(pattern=NAME)] = None,
+    status: RunStatus | None = None,
     cursor: CursorParam = None,
     limit: Limit = 50,
 ) -> Any:
-    """Workflow runs newest first (of one ``workflow``)."""
-    rows = await gw.app.workflows.list_runs(workflow, limit=limit, before_id=parse_cursor(cursor))
+    """Workflow runs newest first (of one ``workflow``, in one ``status``)."""
+    rows = await gw.app.workflows.list_runs(
+        workflow, limit=limit, before_id=parse_cursor(cursor), status=status
+    )
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
     return {"items": rows, "next_cursor": next_cursor}
 
