@@ -293,7 +293,8 @@ def test_stats_and_metrics_endpoint(database_url: str, processes: Processes) -> 
 
     with psycopg.connect(database_url) as conn:
         (connections,) = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tickbase-metrics:%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE"
+            " 'tickbase-metrics:%' AND datname = current_database()"
         ).fetchone() or (0,)
     assert connections == 1
     exporter.send_signal(signal.SIGINT)

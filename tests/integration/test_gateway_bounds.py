@@ -229,13 +229,15 @@ async def test_metrics_need_a_token_and_scrapes_share_one_connection(
         assert len({s.text for s in scrapes}) == 1  # one read served them all
         assert "tickbase_tasks" in scrapes[0].text
         first = sql_conn.execute(
-            "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name LIKE 'tickbase-figures:%'"
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name LIKE"
+            " 'tickbase-figures:%' AND datname = current_database()"
         ).fetchone()
         await asyncio.sleep(1.1)  # past the cache's age: the next scrape reads again
         await asyncio.gather(*(http.get("/metrics") for _ in range(10)))
         assert (await http.get("/api/v1/stats")).status_code == 200
         again = sql_conn.execute(
-            "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name LIKE 'tickbase-figures:%'"
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name LIKE"
+            " 'tickbase-figures:%' AND datname = current_database()"
         ).fetchone()
     assert first is not None and first[0] is not None and len(first[0]) == 1
     assert again == first  # the same one connection, kept
