@@ -35,6 +35,21 @@ def code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
+def fenced_blocks(text: str) -> list[str]:
+    """The text of every fenced block, whatever its language (fences paired in order)."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = []
+            else:
+                blocks.append("\n".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
 def listed_commands() -> list[list[str]]:
     """Every command path in the README's command table, alternatives expanded.
 
@@ -266,3 +281,47 @@ def test_the_python_quick_start_runs_verbatim_beside_tickbase_up(
         assert [symbol for symbol, _ in statuses()] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     finally:
         procs.cleanup()
+
+
+def test_every_curl_example_runs_beside_tickbase_up(
+    database_url: str, sql_conn: psycopg.Connection[Any]
+) -> None:
+    """Each README ``curl`` example, run by bash with ``$TOKEN`` an admin token
+    (only the gateway's address is changed to the test's port), answers JSON
+    that is not an error, and does what it says."""
+    examples = [block for block in fenced_blocks(README) if block.startswith("curl ")]
+    assert len(examples) >= 2, "the README's curl examples"
+    env = tickbase_env(database_url)
+    created = run_cli("tokens", "create", "--role", "admin", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)["token"]
+    port = free_port()
+    procs = Processes()
+    try:
+        _, printed = start_up(procs, env, "--port", str(port))
+        assert "press Ctrl-C" in printed[-1], "tickbase up exited first:\n" + "".join(printed)
+
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until_sync(listening, timeout=15, message="the gateway listening")
+        for example in examples:
+            command = example.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            done = subprocess.run(
+                ["bash", "-c", command],
+                env={**env, "TOKEN": token},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert done.returncode == 0, (example, done.stderr)
+            answer = json.loads(done.stdout)
+            assert list(answer) != ["error"], (example, answer)  # not the error shape
+    finally:
+        procs.cleanup()
+    # The submit example made its task; the bulk example was a dry run and changed nothing.
+    assert sql_conn.execute(
+        "SELECT count(*) FROM tickbase.tasks WHERE task_type = 'tickbase.echo'"
+    ).fetchone() == (1,)
+    assert sql_conn.execute("SELECT count(*) FROM tickbase.task_bulk_actions").fetchone() == (0,)
