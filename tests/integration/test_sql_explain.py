@@ -252,6 +252,13 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "origin": datetime(1970, 1, 1, tzinfo=UTC),  # the buckets' origin (date_bin)
     },
     "scheduler/queries.sql": {"kind": "cron"},  # a schedule's kind
+    # the dashboard bench's synthetic load: how many rows, after which id
+    "bench/dashboard_queries.sql": {
+        "count": 10,
+        "first_id": 0,
+        "waiting_after": 9,
+        "step": timedelta(seconds=1),
+    },
 }
 
 

@@ -25,6 +25,9 @@ WRITES_TASKS = re.compile(
     re.IGNORECASE,
 )
 OWNERS = {"queue"}
+# The dashboard benchmark loads a synthetic history into its own scratch
+# database (5 million rows: the queue's one-row statements would take an hour).
+SYNTHETIC_LOADERS = {"bench/dashboard_queries.sql"}
 
 
 def _without_comments(sql: str) -> str:
@@ -42,7 +45,7 @@ def test_statement_files_are_found() -> None:
 def test_only_the_queue_writes_tasks(path: Path) -> None:
     block = path.relative_to(PACKAGE).parts[0]
     writes = [m.group(0) for m in WRITES_TASKS.finditer(_without_comments(path.read_text()))]
-    if block in OWNERS:
+    if block in OWNERS or str(path.relative_to(PACKAGE)) in SYNTHETIC_LOADERS:
         return
     assert not writes, f"{path.relative_to(PACKAGE)} writes tickbase.tasks: {writes}"
 

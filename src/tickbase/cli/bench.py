@@ -57,6 +57,33 @@ def cron(
 
 
 @cli.command()
+def dashboard(
+    rows: int = typer.Option(5_000_000, "--rows", min=1000, help="Task rows to load."),
+    schedules: int = typer.Option(10_000, "--schedules", min=1, help="Schedules to load."),
+    samples: int = typer.Option(40, "--samples", min=2, help="Loads of each page."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Each dashboard page's data requests (p50/p95) at millions of rows, and the database's
+    load with 1 and 20 open dashboards, in a fresh database."""
+    from tickbase.bench.dashboard import run_dashboard_command
+    from tickbase.bench.harness import BenchError
+
+    try:
+        run(
+            run_dashboard_command(
+                database_url=database_url,
+                rows=rows,
+                schedules=schedules,
+                samples=samples,
+                as_json=as_json,
+            )
+        )
+    except BenchError as exc:
+        fail(f"bench dashboard: {exc}")
+
+
+@cli.command()
 def workflow(
     steps: int = typer.Option(1000, "--steps", min=2, max=100_000, help="Steps per workflow."),
     database_url: str | None = DatabaseUrlOption,
