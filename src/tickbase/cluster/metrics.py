@@ -22,6 +22,11 @@ from prometheus_client.registry import Collector
 from tickbase.db.pool import configure_connection, session_options
 from tickbase.db.sqlfile import load_queries
 
+STATS_EXACT_ROWS = 200_000
+"""Up to this many task rows (the planner's estimate), tasks by status are counted exactly."""
+STATS_SAMPLE_ROWS = 50_000
+"""Above it, finished tasks are estimated from a sample of about this many rows."""
+
 Q = load_queries("tickbase.cluster")
 
 LATENCY_BUCKETS = (
@@ -63,10 +68,7 @@ def public_stats(figures: dict[str, Any]) -> dict[str, Any]:
 
 def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     """Tasks by queue and status, activity, and recent timings (sync connection)."""
-    by_status = [
-        {"queue": queue, "status": status, "count": int(n)}
-        for queue, status, n in conn.execute(Q["stats_tasks"]).fetchall()
-    ]
+    by_status, estimated = _tasks_by_status(conn)
     cursor = conn.execute(Q["stats_activity"])
     row = cursor.fetchone()
     assert row is not None and cursor.description is not None
@@ -80,6 +82,7 @@ def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     durations = sorted(t[1] for t in timings if t[1] is not None)
     return {
         "tasks": by_status,
+        "tasks_estimated": estimated,
         **activity,
         # Due tasks no live worker can claim (type not handled, or queue not served).
         "no_worker": sum(u["count"] for u in unserved),
@@ -90,6 +93,32 @@ def read_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "_latencies": latencies,
         "_durations": durations,
     }
+
+
+def _tasks_by_status(conn: psycopg.Connection[Any]) -> tuple[list[dict[str, Any]], bool]:
+    """Tasks by queue and status, and whether the finished ones are estimated.
+
+    Up to :data:`STATS_EXACT_ROWS` rows every count is exact; above, waiting
+    and running tasks still are (their partial indexes hold only them) and
+    finished ones come from a sample of about :data:`STATS_SAMPLE_ROWS` rows,
+    so a scrape never counts millions of rows."""
+    row = conn.execute(Q["stats_tasks_rows"]).fetchone()
+    rows = int(row[0]) if row else 0
+    if rows <= STATS_EXACT_ROWS:
+        found = conn.execute(Q["stats_tasks"]).fetchall()
+        estimated = False
+    else:
+        percent = max(0.01, min(100.0, 100.0 * STATS_SAMPLE_ROWS / rows))
+        found = [
+            *conn.execute(Q["stats_tasks_active"]).fetchall(),
+            *conn.execute(Q["stats_tasks_final_sampled"], {"percent": percent}).fetchall(),
+        ]
+        estimated = True
+    by_status = [
+        {"queue": queue, "status": status, "count": int(n)}
+        for queue, status, n in sorted(found, key=lambda r: (r[0], r[1]))
+    ]
+    return by_status, estimated
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:

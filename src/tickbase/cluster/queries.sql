@@ -97,13 +97,38 @@ WHERE name = %(lease)s AND holder = %(holder)s AND token = %(token)s
 FOR SHARE;
 
 -- stats_tasks --
--- Tasks by queue and status (the dashboard's and /metrics' first question).
+-- Tasks by queue and status (the dashboard's and /metrics' first question),
+-- counted exactly: for a table of at most STATS_EXACT_ROWS rows.
 SELECT queue, status, count(*) AS n FROM tickbase.tasks GROUP BY queue, status ORDER BY queue, status;
+
+-- stats_tasks_rows --
+-- The planner's estimate of the table's rows (0 before its first ANALYZE).
+SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'tickbase.tasks'::regclass;
+
+-- stats_tasks_active --
+-- Waiting and running tasks by queue, counted exactly through the partial
+-- indexes that hold only them (the dequeue and lease indexes).
+SELECT queue, status, count(*) AS n FROM tickbase.tasks
+WHERE status IN ('pending', 'retrying') GROUP BY queue, status
+UNION ALL
+SELECT queue, status, count(*) FROM tickbase.tasks
+WHERE status = 'running' AND lease_expires_at IS NOT NULL GROUP BY queue, status;
+
+-- stats_tasks_final_sampled --
+-- Finished tasks by queue and status, estimated from a sample of the
+-- table's pages (%(percent)s percent of them), for tables too large to count
+-- on every scrape: the counts are scaled up and rounded.
+SELECT queue, status, round(count(*) * 100.0 / %(percent)s)::bigint AS n
+FROM tickbase.tasks TABLESAMPLE SYSTEM (%(percent)s)
+WHERE status IN ('succeeded', 'failed', 'cancelled')
+GROUP BY queue, status;
 
 -- stats_activity --
 -- Throughput, failures, backlog and lags, on the database clock.
 SELECT
-    (SELECT count(*) FROM tickbase.tasks
+    -- Among the newest 50,000 tasks (a backwards walk of the primary key, as
+    -- in stats_timings): finishing tasks older than those are not counted.
+    (SELECT count(*) FROM (SELECT finished_at FROM tickbase.tasks ORDER BY id DESC LIMIT 50000) r
      WHERE finished_at > clock_timestamp() - interval '60 seconds') AS finished_last_minute,
     (SELECT count(*) FROM tickbase.tasks
      WHERE status = 'failed' AND finished_at > clock_timestamp() - interval '1 hour')

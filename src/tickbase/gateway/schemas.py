@@ -559,6 +559,9 @@ class StatsOut(CamelModel):
     """The cluster's figures (as ``tickbase stats``)."""
 
     tasks: list[QueueCount]
+    tasks_estimated: bool = False
+    """True when the finished tasks' counts are estimated from a sample (a table
+    over 200,000 rows); waiting and running counts are always exact."""
     finished_last_minute: int
     failed_last_hour: int
     backlog: int
