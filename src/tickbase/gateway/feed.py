@@ -40,9 +40,9 @@ from tickbase.cluster.metrics import public_stats
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.gateway.dashboard_schemas import OverviewOut
 from tickbase.gateway.figures import ClusterFigures
 from tickbase.gateway.hub import parse_ids
-from tickbase.gateway.schemas import OverviewOut
 from tickbase.service import Service
 
 Q = load_queries("tickbase.gateway")

@@ -577,31 +577,6 @@ class StatsOut(CamelModel):
     duration_seconds: Timing
 
 
-class ThroughputMinute(CamelModel):
-    """Tasks that finished in one minute, by outcome."""
-
-    minute: datetime
-    succeeded: int
-    failed: int
-    cancelled: int
-
-
-class OverviewOut(CamelModel):
-    """The dashboard's overview: the cluster's figures and the last hour's throughput."""
-
-    stats: StatsOut
-    throughput: list[ThroughputMinute]
-
-
-class TaskEventOut(CamelModel):
-    """One step of a task's lifecycle."""
-
-    at: datetime
-    event: str
-    node_id: str | None = None
-    detail: Any = None
-
-
 class HealthOut(CamelModel):
     status: str
     details: dict[str, Any] = Field(default_factory=dict)

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from tickbase.gateway.dashboard_schemas import OverviewOut, TaskEventOut
 from tickbase.gateway.feed import DashboardFeed
 from tickbase.gateway.routes.deps import ERRORS, Gw, Reader, TaskId
-from tickbase.gateway.schemas import OverviewOut, TaskEventOut
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
