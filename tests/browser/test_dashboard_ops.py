@@ -21,6 +21,7 @@ from playwright.async_api import Browser, expect
 from tests.support.alerts import evaluate, fail_tasks
 from tests.support.browser import chromium, tab
 from tests.support.gateway import RunningGateway, gateway_test_app, running_gateway
+from tests.support.waiting import wait_until
 from tickbase.cluster.lease import Lease
 from tickbase.cluster.nodes import NodeHeartbeat
 
@@ -163,8 +164,12 @@ async def test_an_admin_disables_an_alert_rule(gateway: RunningGateway, browser:
         await threshold.fill("250")
         await t.page.locator("tr[data-rule='backlog']").get_by_role("button", name="Save").click()
         await expect(t.page.get_by_label("Threshold of backlog")).to_have_value("250")
-        [rule] = [r for r in await _rules(gateway) if r.name == "backlog"]
-        assert rule.threshold == 250
+
+        async def saved() -> bool:  # the PATCH answers after the page shows the value
+            [rule] = [r for r in await _rules(gateway) if r.name == "backlog"]
+            return rule.threshold == 250
+
+        await wait_until(saved, timeout=5, message="the threshold saved")
         assert t.problems == []
 
 

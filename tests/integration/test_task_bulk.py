@@ -1,7 +1,7 @@
 """Task filters over the API and bulk cancel/retry with a dry run and an audit row (issue 16).
 
 Over a real gateway: ``GET /api/v1/tasks`` filters by node, creation time and
-JSON conditions (``where=payload.symbol = BTCUSDT``); ``POST /api/v1/tasks/bulk``
+JSON conditions (``where=payload.symbol = BTCUSDT``); ``POST /api/v1/task-bulk-actions``
 counts first (dry run, answering ``upToId``) and then cancels exactly the
 tasks it counted, not those enqueued since, writing who did it; a viewer is
 refused; bad filters are 422 naming the problem and change nothing.
@@ -64,6 +64,8 @@ async def test_json_conditions_and_times_filter_the_listing(
         refused = await http.get("/api/v1/tasks", params={"where": "symbol = BTCUSDT"})
         assert refused.status_code == 422
         assert "payload.<path> = <value>" in refused.json()["error"]["message"]
+        number = await http.get("/api/v1/tasks", params={"createdBefore": "0.5"})
+        assert number.status_code == 422 and "createdBefore" in number.text
         naive = await http.get("/api/v1/tasks", params={"createdAfter": "2026-01-01T00:00:00"})
         assert naive.status_code == 422 and "time zone" in naive.json()["error"]["message"]
 
@@ -75,7 +77,7 @@ async def test_bulk_cancel_cancels_exactly_what_the_dry_run_counted(
     other = await enqueue(gw, {"symbol": "ETHUSDT"})
     body = {"action": "cancel", "filter": {"where": ["payload.symbol = BTCUSDT"]}}
     async with gw.http() as http:
-        dry = (await http.post("/api/v1/tasks/bulk", json=body)).json()
+        dry = (await http.post("/api/v1/task-bulk-actions", json=body)).json()
         assert dry == {
             "action": "cancel",
             "dryRun": True,
@@ -91,7 +93,7 @@ async def test_bulk_cancel_cancels_exactly_what_the_dry_run_counted(
         # A task enqueued after the dry run is not part of what it counted.
         [late] = await enqueue(gw, {"symbol": "BTCUSDT", "n": "late"})
         run = await http.post(
-            "/api/v1/tasks/bulk", json={**body, "dryRun": False, "upToId": dry["upToId"]}
+            "/api/v1/task-bulk-actions", json={**body, "dryRun": False, "upToId": dry["upToId"]}
         )
         assert run.status_code == 200, run.text
         done = run.json()
@@ -120,11 +122,11 @@ async def test_bulk_retry_copies_the_failed_ones(
     )
     body: dict[str, Any] = {"action": "retry", "filter": {"status": "failed"}}
     async with gw.http() as http:
-        dry = (await http.post("/api/v1/tasks/bulk", json=body)).json()
+        dry = (await http.post("/api/v1/task-bulk-actions", json=body)).json()
         assert dry["matched"] == 2
         done = (
             await http.post(
-                "/api/v1/tasks/bulk", json={**body, "dryRun": False, "upToId": dry["upToId"]}
+                "/api/v1/task-bulk-actions", json={**body, "dryRun": False, "upToId": dry["upToId"]}
             )
         ).json()
     assert (done["matched"], done["changed"]) == (2, 2)
@@ -141,13 +143,13 @@ async def test_bulk_actions_are_refused_to_viewers_and_without_the_dry_run(
     await enqueue(gw, {"a": 1})
     body = {"action": "cancel", "filter": {}}
     async with gw.http(gw.viewer) as viewer, gw.http() as admin:
-        assert (await viewer.post("/api/v1/tasks/bulk", json=body)).status_code == 403
-        no_dry_run = await admin.post("/api/v1/tasks/bulk", json={**body, "dryRun": False})
+        assert (await viewer.post("/api/v1/task-bulk-actions", json=body)).status_code == 403
+        no_dry_run = await admin.post("/api/v1/task-bulk-actions", json={**body, "dryRun": False})
         assert no_dry_run.status_code == 422 and "upToId" in no_dry_run.text
-        unknown = await admin.post("/api/v1/tasks/bulk", json={"action": "delete"})
+        unknown = await admin.post("/api/v1/task-bulk-actions", json={"action": "delete"})
         assert unknown.status_code == 422
         bad_filter = await admin.post(
-            "/api/v1/tasks/bulk", json={"action": "cancel", "filter": {"where": ["nope"]}}
+            "/api/v1/task-bulk-actions", json={"action": "cancel", "filter": {"where": ["nope"]}}
         )
         assert bad_filter.status_code == 422
         assert (await viewer.get("/api/v1/task-bulk-actions")).status_code == 200

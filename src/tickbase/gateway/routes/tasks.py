@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from tickbase.errors import InvalidTask
 from tickbase.gateway.routes.deps import (
     ERRORS,
     Admin,
@@ -28,6 +29,19 @@ from tickbase.gateway.task_filter_schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+# An ISO 8601 date and time (a bare number is not a time here).
+ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    """A query parameter's time, refused naming the parameter when it is not one."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidTask(name, value, "give an ISO 8601 time, e.g. 2026-12-04T08:00:00Z") from None
 
 
 @router.post(
@@ -73,8 +87,8 @@ async def list_tasks(
     queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
     task_type: Annotated[str | None, Query(alias="taskType", pattern=r"^[^\x00]{1,200}$")] = None,
     node_id: Annotated[str | None, Query(alias="nodeId", pattern=r"^[^\x00]{1,200}$")] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    created_after: Annotated[str | None, Query(alias="createdAfter", pattern=ISO_TIME)] = None,
+    created_before: Annotated[str | None, Query(alias="createdBefore", pattern=ISO_TIME)] = None,
     where: Annotated[
         list[str] | None,
         Query(
@@ -91,8 +105,8 @@ async def list_tasks(
         queue=queue,
         task_type=task_type,
         node_id=node_id,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=_time("createdAfter", created_after),
+        created_before=_time("createdBefore", created_before),
         where=where or [],
     ).to_filter()
     tasks = await gw.app.queue.list_tasks(task_filter, before_id=parse_cursor(cursor), limit=limit)
@@ -100,7 +114,7 @@ async def list_tasks(
     return {"items": [t.to_dict() for t in tasks], "next_cursor": next_cursor}
 
 
-@router.post("/tasks/bulk", response_model=TaskBulkOut, tags=["tasks"])
+@router.post("/task-bulk-actions", response_model=TaskBulkOut, tags=["tasks"])
 async def bulk_tasks(body: TaskBulkIn, gw: Gw, principal: Admin) -> Any:
     """Cancel or retry every task matching a filter: the dry run (default)
     counts them and answers ``upToId``; the run (``dryRun: false`` with that

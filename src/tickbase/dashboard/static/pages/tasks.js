@@ -122,7 +122,7 @@ function Bulk({ filters, onDone }) {
   delete filter.cursor;
   const ask = async (action) => {
     try {
-      const dry = await api("tasks/bulk", { method: "POST", body: { action, filter, dryRun: true } });
+      const dry = await api("task-bulk-actions", { method: "POST", body: { action, filter, dryRun: true } });
       setState({ action, dry });
     } catch (error) {
       setState({ error });
@@ -130,7 +130,7 @@ function Bulk({ filters, onDone }) {
   };
   const run = async () => {
     try {
-      const done = await api("tasks/bulk", {
+      const done = await api("task-bulk-actions", {
         method: "POST",
         body: { action: state.action, filter, dryRun: false, upToId: state.dry.upToId },
       });
