@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.support.gateway import Client, RunningGateway, gateway_test_app, running_gateway
@@ -99,11 +100,11 @@ async def test_stats_pushes_the_overview(gw: RunningGateway) -> None:
         client = Client(ws, gw.frames)
         await subscribed(client, "stats")
         [pushed] = await pushes_until(client, "stats", lambda content: True)
-        assert set(pushed) == {"stats", "throughput"}
+        assert set(pushed) == {"stats", "throughput", "openAlerts"}
         assert "finishedLastMinute" in pushed["stats"] and "nodesAlive" in pushed["stats"]
         assert sum(m["succeeded"] for m in pushed["throughput"]) == 1
         answered = (await http.get("/api/v1/dashboard/overview")).json()
-        assert set(answered) == {"stats", "throughput"}
+        assert set(answered) == {"stats", "throughput", "openAlerts"}
         assert answered["throughput"] == pushed["throughput"]
 
 
@@ -155,3 +156,22 @@ async def test_an_unsubscribed_connection_gets_no_more_pushes(gw: RunningGateway
             while True:
                 frame = await client.next(timeout=0.5)
                 assert frame.get("channel") != "tasks", frame
+
+
+async def test_the_overview_lists_the_firing_alerts_only(
+    gw: RunningGateway, sql_conn: psycopg.Connection[Any]
+) -> None:
+    sql_conn.execute(
+        "INSERT INTO tickbase.alerts (rule, state, value, message, resolved_at) VALUES"
+        " ('backlog', 'firing', 150, '150 tasks waiting', NULL),"
+        " ('failures-last-hour', 'resolved', 6, 'six failures', now())"
+    )
+    async with gw.http(gw.viewer) as http:
+        overview = (await http.get("/api/v1/dashboard/overview")).json()
+    [alert] = overview["openAlerts"]
+    assert (alert["rule"], alert["state"], alert["message"]) == (
+        "backlog",
+        "firing",
+        "150 tasks waiting",
+    )
+    assert "firedAt" in alert

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tickbase.gateway.schemas import CamelModel, StatsOut
+from pydantic import Field
+
+from tickbase.gateway.schemas import AlertOut, CamelModel, StatsOut
 
 
 class ThroughputMinute(CamelModel):
@@ -22,6 +24,8 @@ class OverviewOut(CamelModel):
 
     stats: StatsOut
     throughput: list[ThroughputMinute]
+    open_alerts: list[AlertOut] = Field(default_factory=list)
+    """The newest firing alerts (at most 10)."""
 
 
 class TaskEventOut(CamelModel):

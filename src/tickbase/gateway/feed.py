@@ -36,6 +36,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.cluster.alerts import AlertStore
 from tickbase.cluster.metrics import public_stats
 from tickbase.db.listener import Listener
 from tickbase.db.pool import AsyncConn
@@ -52,6 +53,7 @@ BEAT_SECONDS = 1.0
 MIN_BEAT_SECONDS = 0.25
 STATS_SECONDS = 2.0
 CHANGES_LIMIT = 1000
+OPEN_ALERTS = 10
 FEED_CHANNELS = ("tasks", "stats")
 
 FeedWatcher = Callable[[dict[str, Any]], None]
@@ -123,6 +125,7 @@ class DashboardFeed(Service):
                 async with self.pool.connection() as conn:
                     cursor = await conn.execute(Q["feed_throughput"])
                     minutes = await cursor.fetchall()
+                firing = await AlertStore(self.pool).alerts(state="firing", limit=OPEN_ALERTS)
                 overview = OverviewOut.model_validate(
                     {
                         "stats": stats,
@@ -135,6 +138,7 @@ class DashboardFeed(Service):
                             }
                             for minute, succeeded, failed, cancelled in minutes
                         ],
+                        "open_alerts": [alert.to_dict() for alert in firing],
                     }
                 )
                 self._overview = overview.model_dump(mode="json", by_alias=True)

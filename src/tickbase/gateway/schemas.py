@@ -147,6 +147,8 @@ class TaskOut(CamelModel):
     schedule_id: int | None = None
     workflow_run_id: int | None = None
     step: str | None = None
+    progress: Any = None
+    """What the handler last reported with ``ctx.progress(...)`` (null: nothing)."""
 
 
 class TaskDetailOut(TaskOut):

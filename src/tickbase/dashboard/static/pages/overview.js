@@ -3,7 +3,7 @@
 // figures for every dashboard, computed once per gateway process).
 
 import { api } from "../lib/api.js";
-import { Empty, ErrorNote, html, seconds, useLoad } from "../lib/ui.js";
+import { Empty, ErrorNote, Time, html, seconds, useLoad } from "../lib/ui.js";
 
 function byQueue(tasks) {
   const queues = new Map();
@@ -64,6 +64,7 @@ export function Overview() {
   if (loading && !data) return html`<p class="muted">Loading the cluster's figures…</p>`;
   if (!data) return html`<${ErrorNote} error=${error} />`;
   const { stats, throughput } = data;
+  const estimated = stats.tasksEstimated ? " (finished counts estimated from a sample)" : "";
   const queues = byQueue(stats.tasks);
   return html`
     <h1>Overview</h1>
@@ -82,11 +83,20 @@ export function Overview() {
       <${Figure} label="Start latency p50 / p95" value=${`${seconds(stats.latencySeconds.p50)} / ${seconds(stats.latencySeconds.p95)}`}
         hint="from due to started, last 5 minutes" />
       <div class="panel wide">
+        <h2>Open alerts</h2>
+        ${data.openAlerts && data.openAlerts.length
+          ? html`<ul class="alerts-open">${data.openAlerts.map(
+              (a) => html`<li><span class="status failed">${a.rule}</span> ${a.message} <span class="muted">since <${Time} value=${a.firedAt} /></span></li>`,
+            )}</ul>
+            <a href="/alerts?state=firing">All firing alerts</a>`
+          : html`<p class="muted">No alert is firing.</p>`}
+      </div>
+      <div class="panel wide">
         <h2>Throughput</h2>
         <${Throughput} minutes=${throughput} />
       </div>
       <div class="panel wide">
-        <h2>Queues</h2>
+        <h2>Queues${estimated}</h2>
         ${queues.length
           ? html`<table>
               <thead><tr><th scope="col">Queue</th><th scope="col" class="num">Pending</th><th scope="col" class="num">Retrying</th>

@@ -78,6 +78,9 @@ export function Task({ id }) {
           ${task.dedupeKey ? html`<dt>Dedupe key</dt><dd>${task.dedupeKey}</dd>` : null}
         </dl>
       </div>
+      ${task.progress !== null && task.progress !== undefined
+        ? html`<div class="panel wide"><h2>Progress</h2><${Json} value=${task.progress} /></div>`
+        : null}
       <${Failure} error=${task.error} />
       <div class="wide pair">
         <div class="panel"><h2>Payload</h2><${Json} value=${task.payload} /></div>
