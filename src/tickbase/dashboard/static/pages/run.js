@@ -134,7 +134,7 @@ export function Run({ id }) {
       </dl>
     </div>
     <p class="muted dag-hint">Select a step (click, or Tab to it and press Enter) to see its task and timings.
-      <span class="legend"><span class="swatch critical"></span> critical path</span></p>
+      <span class="dag-legend"><span class="path-swatch"></span> critical path</span></p>
     ${run.steps.length > MAX_DRAWN
       ? html`<${Empty}>${run.steps.length} steps: too many to draw; they are listed below.<//>`
       : html`<${Dag} steps=${run.steps} run=${run} selected=${selected} onSelect=${setSelected} critical=${critical} now=${now}
