@@ -59,7 +59,7 @@ PAGES: dict[str, list[str]] = {
     "tasks_json": ["/api/v1/tasks?where=payload.symbol%20%3D%20SYM7&limit=50"],
     "tasks_deep": ["/api/v1/tasks?cursor={middle_id}&limit=50"],
     "task": ["/api/v1/tasks/{task_id}", "/api/v1/tasks/{task_id}/events"],
-    "schedules": ["/api/v1/schedules"],
+    "schedules": ["/api/v1/schedules?limit=100"],
     "schedule": [
         "/api/v1/schedules/{schedule}",
         "/api/v1/schedules/{schedule}/stats",

@@ -95,6 +95,8 @@ LEFT JOIN LATERAL (
 WHERE s.name = %(name)s AND s.removed_at IS NULL;
 
 -- schedule_list --
+-- By name, keyset-paged (after: the last name seen; limit NULL: all), with
+-- optional filters on the name (contains, any case) and the task type.
 SELECT s.*, latest.status AS latest_status
 FROM tickbase.schedules s
 LEFT JOIN LATERAL (
@@ -102,7 +104,11 @@ LEFT JOIN LATERAL (
     WHERE t.schedule_id = s.id ORDER BY t.fire_at DESC LIMIT 1
 ) latest ON true
 WHERE (s.removed_at IS NULL OR %(include_removed)s)
-ORDER BY s.name, s.id;
+  AND (%(after)s::text IS NULL OR s.name > %(after)s)
+  AND (%(name_contains)s::text IS NULL OR strpos(lower(s.name), lower(%(name_contains)s)) > 0)
+  AND (%(task_type)s::text IS NULL OR s.task_type = %(task_type)s)
+ORDER BY s.name, s.id
+LIMIT %(limit)s;
 
 -- schedule_names --
 SELECT name FROM tickbase.schedules WHERE removed_at IS NULL;

@@ -155,10 +155,27 @@ class ScheduleStore:
                 raise ScheduleNotFound(name, names)
         return Schedule.from_row(row)
 
-    async def list_schedules(self, *, include_removed: bool = False) -> list[Schedule]:
+    async def list_schedules(
+        self,
+        *,
+        include_removed: bool = False,
+        after: str | None = None,
+        name_contains: str | None = None,
+        task_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[Schedule]:
+        """Schedules by name; page with ``after`` = the last name seen (``limit``
+        None: every one)."""
+        params = {
+            "include_removed": include_removed,
+            "after": after,
+            "name_contains": name_contains,
+            "task_type": task_type,
+            "limit": limit,
+        }
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(Q["schedule_list"], {"include_removed": include_removed})
+            await cursor.execute(Q["schedule_list"], params)
             return [Schedule.from_row(row) for row in await cursor.fetchall()]
 
     async def executions(

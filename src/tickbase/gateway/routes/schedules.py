@@ -38,8 +38,20 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
 @router.get("/schedules", response_model=list[ScheduleOut], tags=["schedules"])
-async def list_schedules(gw: Gw, _: Reader) -> Any:
-    return [s.to_dict() for s in await gw.app.schedules.list_schedules()]
+async def list_schedules(
+    gw: Gw,
+    _: Reader,
+    after: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]+$")] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]+$")] = None,
+    task_type: Annotated[str | None, Query(alias="taskType", pattern=r"^[^\x00]{1,200}$")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> Any:
+    """Schedules by name. With ``limit``, a page: pass the last name as ``after``
+    for the next; ``q`` keeps names containing it (any case), ``taskType`` one type."""
+    found = await gw.app.schedules.list_schedules(
+        after=after, name_contains=q, task_type=task_type, limit=limit
+    )
+    return [s.to_dict() for s in found]
 
 
 @router.post("/schedules", status_code=201, response_model=ScheduleOut, tags=["schedules"])

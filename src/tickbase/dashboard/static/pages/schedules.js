@@ -12,6 +12,10 @@ import { RELOAD_GAP_MS, StateWord, schedulePath, timing } from "./schedule.js";
 export { Schedule } from "./schedule.js";
 
 const STATUSES = ["", "pending", "running", "succeeded", "failed", "paused", "disabled"];
+// A page of schedules by name (the server filters by name and type; the
+// status is computed, so it is filtered here, on the page shown).
+const PAGE = 100;
+
 function matches(s, filters) {
   if (filters.status && s.status !== filters.status) return false;
   if (filters.taskType && s.taskType !== filters.taskType) return false;
@@ -72,18 +76,30 @@ export function Schedules() {
   const filters = queryParams();
   const { new: creating, ...shownFilters } = filters;
   const shown = useRef(new Set());
-  const { data, error, loading } = useLoad(() => api("schedules"), [], {
+  const { data, error, loading } = useLoad(
+    () =>
+      api("schedules", {
+        query: { limit: PAGE, after: shownFilters.after, q: shownFilters.q, taskType: shownFilters.taskType },
+      }),
+    [JSON.stringify(shownFilters)],
+    {
     channels: ["tasks"],
     minGapMs: RELOAD_GAP_MS,
     // Reload only for a task of a schedule on screen.
     onPush: (content) => content.tasks.some((t) => t.scheduleId !== null && shown.current.has(t.scheduleId)),
-  });
+    },
+  );
   const all = data || [];
   const items = all.filter((s) => matches(s, shownFilters));
   shown.current = new Set(items.map((s) => s.id));
   const writer = canWrite();
   const here = withQuery("/schedules", shownFilters);
-  const filtered = Object.keys(shownFilters).length > 0;
+  const filtered = Object.keys(shownFilters).some((key) => key !== "after");
+  const { after, ...firstPage } = shownFilters;
+  const pager = html`<div class="pager">
+    ${after ? html`<a href=${withQuery("/schedules", firstPage)}>First page</a>` : null}
+    ${all.length === PAGE ? html`<a href=${withQuery("/schedules", { ...firstPage, after: all[all.length - 1].name })}>Next →</a>` : null}
+  </div>`;
   return html`
     <div class="page-head">
       <h1>Schedules</h1>
@@ -106,5 +122,6 @@ export function Schedules() {
               : writer
                 ? html`No schedule yet. <a href="/schedules?new=1">Create one</a>, or use tickbase schedules add.`
                 : "No schedule yet. An admin creates them here or with tickbase schedules add."
-          }<//>`}`;
+          }<//>`}
+    ${pager}`;
 }
