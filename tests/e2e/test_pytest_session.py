@@ -65,7 +65,7 @@ def run_inner_session(home: Path, *options: str) -> subprocess.CompletedProcess[
 
 @outer_only
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.parametrize("workers", [("-n", "0"), ("-n", "2")], ids=["serial", "xdist"])
 def test_a_session_stops_the_server_it_started(home: Path, workers: tuple[str, ...]) -> None:
     done = run_inner_session(home, *workers)
     assert done.returncode == 0, done.stdout + done.stderr
