@@ -96,6 +96,7 @@ PARAMS: dict[str, Any] = {
     "after": None,
     "before_id": None,
     "after_id": 0,
+    "ms": "3000",
     "name_contains": None,
     "percent": 1.0,
     "up_to_id": None,

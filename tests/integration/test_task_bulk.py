@@ -155,3 +155,22 @@ async def test_bulk_actions_are_refused_to_viewers_and_without_the_dry_run(
         assert (await viewer.get("/api/v1/task-bulk-actions")).status_code == 200
     assert sql_conn.execute("SELECT status FROM tickbase.tasks").fetchall() == [("pending",)]
     assert sql_conn.execute("SELECT count(*) FROM tickbase.task_bulk_actions").fetchone() == (0,)
+
+
+async def test_a_listing_that_searches_too_long_is_refused_naming_the_fix(
+    gw: RunningGateway, sql_conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tickbase.queue import listing
+
+    sql_conn.execute(
+        "INSERT INTO tickbase.tasks (task_type, payload)"
+        " SELECT 't.add', jsonb_build_object('symbol', 'S' || n) FROM generate_series(1, 50000) n"
+    )
+    monkeypatch.setattr(listing, "LISTING_TIMEOUT_MS", 1)
+    async with gw.http() as http:
+        slow = await http.get("/api/v1/tasks", params={"where": "payload.symbol = NOWHERE"})
+        assert slow.status_code == 422, slow.text
+        assert "add a creation time range" in slow.json()["error"]["message"]
+        monkeypatch.setattr(listing, "LISTING_TIMEOUT_MS", 3000)
+        fast = await http.get("/api/v1/tasks", params={"where": "payload.symbol = S7"})
+        assert [t["payload"] for t in fast.json()["items"]] == [{"symbol": "S7"}]

@@ -28,16 +28,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import psycopg
 from psycopg.rows import dict_row
 
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.errors import InvalidTask
 from tickbase.queue.filters import TaskFilter
 from tickbase.queue.models import Task
 
 L = load_queries("tickbase.queue", "listing.sql")
 
 BULK_MAX = 100_000
+LISTING_TIMEOUT_MS = 3000
+"""How long one page of a listing may search (a rare match walks far back)."""
 BulkKind = Literal["cancel", "retry"]
 
 
@@ -91,8 +95,23 @@ async def match_ids(
 async def list_tasks(
     conn: AsyncConn, task_filter: TaskFilter, *, before_id: int | None, limit: int
 ) -> list[Task]:
-    """A page of matching tasks, newest first."""
-    ids = await match_ids(conn, task_filter, before_id=before_id, limit=limit)
+    """A page of matching tasks, newest first.
+
+    A filter that few tasks match walks far back through the table; the walk
+    is cut at :data:`LISTING_TIMEOUT_MS` and refused with ``InvalidTask``
+    (narrow it by time or status) rather than holding a connection for the
+    length of a table scan."""
+    try:
+        async with conn.transaction():
+            await conn.execute(L["listing_timeout"], {"ms": str(LISTING_TIMEOUT_MS)})
+            ids = await match_ids(conn, task_filter, before_id=before_id, limit=limit)
+    except psycopg.errors.QueryCanceled:
+        raise InvalidTask(
+            "filter",
+            task_filter.to_dict(),
+            f"took over {LISTING_TIMEOUT_MS / 1000:g} s to find a page: add a creation time "
+            "range, a status or a type",
+        ) from None
     if not ids:
         return []
     cursor = conn.cursor(row_factory=dict_row)

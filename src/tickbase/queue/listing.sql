@@ -21,6 +21,10 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
+-- listing_timeout --
+-- Bound one listing's search (this transaction only), in milliseconds.
+SELECT set_config('statement_timeout', %(ms)s, true);
+
 -- task_get_many --
 -- These tasks, newest first.
 SELECT * FROM tickbase.tasks WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id DESC;
