@@ -1,0 +1,52 @@
+"""A shard's change log: what changed after a given version, newest values only.
+
+The pulling loop acknowledges a version per shard and asks for what changed
+after it (:mod:`~tickbase.marketdata.realtime.loop`). A shard keeps, per key,
+the version of its last change: answering is a scan of the keys changed
+since, and a pull that the loop gave up on costs nothing (it asks again from
+the same version). Several changes of one key between two pulls are one
+entry: the newest value (the reference design's coalescing of bar updates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+
+class ChangeLog:
+    """Values by key, each stamped with the version of its last change.
+
+    Example::
+
+        log = ChangeLog()
+        log.set(("ESZ5", "1m", t), bar)
+        version, changes = log.since(0)   # {("ESZ5", "1m", t): bar}
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._values: dict[Hashable, Any] = {}
+        self._changed_at: dict[Hashable, int] = {}
+
+    def set(self, key: Hashable, value: Any) -> int:
+        """Record ``value`` as ``key``'s newest; return the new version."""
+        self.version += 1
+        self._values[key] = value
+        self._changed_at[key] = self.version
+        return self.version
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (a bar the loop has, and that will not change again)."""
+        self._values.pop(key, None)
+        self._changed_at.pop(key, None)
+
+    def since(self, version: int) -> tuple[int, Mapping[Hashable, Any]]:
+        """The current version and every key changed after ``version``."""
+        if version > self.version:
+            raise ValueError(f"version {version} is in the future (now {self.version})")
+        changed = {k: self._values[k] for k, v in self._changed_at.items() if v > version}
+        return self.version, changed
+
+    def __len__(self) -> int:
+        return len(self._values)
