@@ -62,11 +62,13 @@ def upsert_params(
         "symbol": symbol,
         "interval": interval,
         "open_times": [b.open_time for b in bars],
-        "opens": [b.open for b in bars],
-        "highs": [b.high for b in bars],
-        "lows": [b.low for b in bars],
-        "closes": [b.close for b in bars],
-        "volumes": [b.volume for b in bars],
+        # float(): a bar built with whole numbers (100 rather than 100.0) is a bar
+        # too; psycopg refuses a list that mixes int and float.
+        "opens": [float(b.open) for b in bars],
+        "highs": [float(b.high) for b in bars],
+        "lows": [float(b.low) for b in bars],
+        "closes": [float(b.close) for b in bars],
+        "volumes": [float(b.volume) for b in bars],
         "close_times": [getattr(b, "close_time", None) for b in bars],
         "quote_volumes": [getattr(b, "quote_volume", None) for b in bars],
         "trade_counts": [getattr(b, "trade_count", None) for b in bars],
