@@ -1,0 +1,194 @@
+"""A shard worker in its own process, and the loop's handle on it.
+
+Overview
+    :class:`ProcessShard` starts one child process (``spawn``: no state of
+    the parent leaks in) that owns a set of symbols. The parent sends it
+    trade batches with :meth:`ProcessShard.feed` and asks for changes with
+    :meth:`ProcessShard.pull` (the :class:`~tickbase.marketdata.realtime.loop.Shard`
+    protocol); the child aggregates with the ``aggregate`` function it was
+    given (importable by name, e.g. ``"tickbase.marketdata.realtime...:make"``,
+    called once in the child to build its state) and keeps a
+    :class:`~tickbase.marketdata.realtime.changes.ChangeLog`.
+
+Never blocking the event loop
+    Messages to the child go through a bounded queue drained by one sender
+    thread: a child that is stopped (SIGSTOP) or slow fills its pipe, the
+    sender blocks, the queue fills, and :meth:`feed` refuses further batches
+    (counted in ``refused``) instead of blocking the loop. Replies are read
+    when the pipe is readable (``add_reader``); a reply to a pull the loop
+    already gave up on is discarded.
+
+Failure cases
+    A child that died answers nothing: its pulls time out like a stopped
+    one's, and ``alive`` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tickbase.marketdata.realtime.changes import ChangeLog
+
+logger = logging.getLogger("tickbase.realtime")
+
+OUTBOX_CAPACITY = 1024
+"""Messages (trade batches, pulls) waiting for a slow child before feed refuses more."""
+
+Aggregate = Callable[[Sequence[Any], ChangeLog], None]
+"""Fold a batch of trades into the change log (the child's state lives in its closure)."""
+
+
+def _resolve(target: str) -> Callable[[], Aggregate]:
+    module, _, name = target.partition(":")
+    factory: Callable[[], Aggregate] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def _child(conn: Connection, target: str) -> None:
+    """The child's loop: trades are folded in, pulls answered, in arrival order."""
+    aggregate = _resolve(target)()
+    log = ChangeLog()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "trades":
+            aggregate(message[1], log)
+        elif kind == "pull":
+            _, request, since = message
+            version, changes = log.since(min(since, log.version))
+            conn.send((request, version, dict(changes)))
+        elif kind == "stop":
+            return
+
+
+class ProcessShard:
+    """A shard worker process (see the module).
+
+    Example::
+
+        shard = ProcessShard("shard-0", "mypkg.agg:make_aggregator")
+        await shard.start()
+        shard.feed(trades)
+        version, changes = await shard.pull(0)
+        await shard.stop()
+    """
+
+    def __init__(self, name: str, target: str, *, capacity: int = OUTBOX_CAPACITY) -> None:
+        self.name = name
+        self.target = target
+        self._outbox: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._requests = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[tuple[int, Mapping[Hashable, Any]]]] = {}
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._sender: threading.Thread | None = None
+        self.refused = 0
+        """Messages refused because the child was not keeping up (or stopped)."""
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and bool(self._process.is_alive())
+
+    async def start(self) -> None:
+        """Spawn the child and start reading its replies."""
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        self._process = context.Process(
+            target=_child, args=(child, self.target), name=f"tickbase-{self.name}", daemon=True
+        )
+        await asyncio.to_thread(self._process.start)
+        child.close()
+        self._conn = parent
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_readable)
+        self._sender = threading.Thread(
+            target=self._send_forever, name=f"tickbase-{self.name}-sender", daemon=True
+        )
+        self._sender.start()
+
+    def feed(self, trades: Sequence[Any]) -> bool:
+        """Queue a trade batch for the child (never blocks); ``False``: refused."""
+        return self._post(("trades", trades))
+
+    async def pull(self, since: int) -> tuple[int, Mapping[Hashable, Any]]:
+        """The child's changes after ``since`` (wait for them; cancel to give up)."""
+        request = next(self._requests)
+        future: asyncio.Future[tuple[int, Mapping[Hashable, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[request] = future
+        try:
+            if not self._post(("pull", request, since)):
+                raise ConnectionError(f"shard {self.name} is not keeping up: pull refused")
+            return await future
+        finally:
+            self._waiting.pop(request, None)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Ask the child to stop, then make sure it has (terminated if it must be)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+        with contextlib.suppress(queue.Full):
+            self._outbox.put_nowait(("stop",))
+        if self._process is not None:
+            await asyncio.to_thread(self._process.join, timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                await asyncio.to_thread(self._process.join, timeout)
+        self._outbox.put(None)  # the sender's end
+        if self._conn is not None:
+            self._conn.close()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"shard {self.name} stopped"))
+
+    def _post(self, message: Any) -> bool:
+        try:
+            self._outbox.put_nowait(message)
+        except queue.Full:
+            self.refused += 1
+            return False
+        return True
+
+    def _send_forever(self) -> None:
+        while True:
+            message = self._outbox.get()
+            if message is None or self._conn is None:
+                return
+            try:
+                self._conn.send(message)
+            except (OSError, ValueError):
+                return  # the child is gone (or we closed the pipe)
+
+    def _on_readable(self) -> None:
+        assert self._conn is not None
+        try:
+            request, version, changes = self._conn.recv()
+        except (EOFError, OSError):
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            return
+        future = self._waiting.get(request)
+        if future is not None and not future.done():
+            future.set_result((version, changes))
+        # else: the loop gave up on that pull; its next one asks again
+
+
+__all__ = ["OUTBOX_CAPACITY", "Aggregate", "ProcessShard"]
