@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.pool import AsyncConn
 from tickbase.errors import ResolutionError
+from tickbase.marketdata.bars import BarLike
 from tickbase.marketdata.collector import interval_step
 from tickbase.marketdata.store import Q
 
@@ -153,6 +154,28 @@ class AggregatedBar:
     low: float
     close: float
     volume: float
+
+
+def aggregate_bars(bars: Iterable[BarLike], target: Resolution) -> list[AggregatedBar]:
+    """In memory, what :func:`aggregate` does in SQL (``klines_aggregate``): ``bars``
+    (oldest first) into ``target`` buckets: open of the first bar, highest high, lowest
+    low, close of the last bar, summed volume; a bucket without bars has no bar."""
+    out: list[AggregatedBar] = []
+    for bar in bars:
+        bucket = target.bucket(bar.open_time)
+        if out and out[-1].open_time == bucket:
+            prev = out[-1]
+            out[-1] = AggregatedBar(
+                bucket,
+                prev.open,
+                max(prev.high, bar.high),
+                min(prev.low, bar.low),
+                bar.close,
+                prev.volume + bar.volume,
+            )
+        else:
+            out.append(AggregatedBar(bucket, bar.open, bar.high, bar.low, bar.close, bar.volume))
+    return out
 
 
 async def aggregate(

@@ -1,10 +1,23 @@
-"""The real-time K-line pipeline (issue 17): trades → shards → pulling loop → readers.
+"""The real-time K-line pipeline (issue 17): trades → shards → pulling loop → readers, writer.
 
-Shard workers aggregate trades into bars and keep a :class:`ChangeLog`; the
-:class:`PullingLoop` pulls their changes every period with a timeout and a
-:class:`CircuitBreaker` per shard, applies them to one state and publishes a
-:class:`Snapshot` on a :class:`LatestValue` channel; a :class:`SerialReader`
-calls the registered handlers with each snapshot, one at a time.
+The process-local parts, fast enough for one shard worker to keep up with a busy symbol:
+
+- ``trades.py``: trade batches as numpy columns, the Binance aggTrade frame parser and the
+  replay-file reader, with bad input counted per reason (``BadInput``) and skipped;
+- ``kline.py``: the live K-line (Binance's kline fields, times in epoch milliseconds);
+- ``aggregator.py``: per (symbol, interval) aggregation with a lateness window, a
+  vectorised batch path and the per-trade reference path;
+- ``bench.py``: ``aggregation_rate()``, the aggregation micro benchmark.
+
+And how they are put together:
+
+- ``shard.py``: a shard worker process (:class:`ProcessShard`) keeping a :class:`ChangeLog`;
+- ``loop.py``: the :class:`PullingLoop` pulls every shard's changes each period, with a
+  timeout and a :class:`CircuitBreaker` per shard, and publishes one :class:`Snapshot`
+  on a :class:`LatestValue` channel;
+- ``reader.py``: the :class:`SerialReader` calls registered handlers one at a time;
+- ``writer.py``: the :class:`BarWriter` (bounded, coalescing, never blocking) and
+  :class:`FinalBars` (final bars offered again until written).
 """
 
 from tickbase.marketdata.realtime.changes import ChangeLog

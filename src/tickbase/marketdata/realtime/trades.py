@@ -1,0 +1,459 @@
+"""Trades as numpy columns, and the two ways they come in: Binance aggTrade frames, replay files.
+
+Why columns: a shard worker aggregates millions of trades a second only if it never builds a
+Python object per trade on the hot path; the aggregator's batch path sorts and groups whole
+arrays. A :class:`TradeBatch` is one symbol's trades in arrival order.
+
+Bad input never raises for one bad trade: a :class:`BadInput` counts it under its reason
+(``not_json``, ``other_stream``, ``malformed``, ``bad_time``, ``bad_price``, ``bad_qty``) and
+logs one line naming the source and the reason, rate-limited so a flood of garbage is a few
+lines, not millions. Only what makes a whole file unusable (no ``time,price,qty`` header)
+raises.
+
+The Binance wire format is the documented aggregate-trade event, usually wrapped in a
+combined-stream envelope::
+
+    {"stream": "btcusdt@aggTrade",
+     "data": {"e": "aggTrade", "E": 1672515782136, "s": "BTCUSDT", "a": 12345,
+              "p": "0.001", "q": "100", "f": 100, "l": 105, "T": 1672515782136,
+              "m": true, "M": true}}
+
+``a`` is the aggregate trade id, ``f``/``l`` the first and last (plain) trade ids it covers,
+``T`` the trade time in ms, ``m`` whether the buyer was the maker (so the taker sold).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import repeat
+from pathlib import Path
+from typing import Final, TypeVar
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+__all__ = [
+    "BAD_PRICE",
+    "BAD_QTY",
+    "BAD_TIME",
+    "MALFORMED",
+    "NOT_JSON",
+    "OTHER_STREAM",
+    "AggTrade",
+    "BadInput",
+    "TradeBatch",
+    "TradeBuffer",
+    "parse_agg_trade",
+    "parse_frames",
+    "read_replay_file",
+]
+
+logger = logging.getLogger("tickbase.marketdata.realtime")
+
+NOT_JSON: Final = "not_json"
+OTHER_STREAM: Final = "other_stream"
+MALFORMED: Final = "malformed"
+BAD_TIME: Final = "bad_time"
+BAD_PRICE: Final = "bad_price"
+BAD_QTY: Final = "bad_qty"
+
+Int64s = NDArray[np.int64]
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class TradeBatch:
+    """One symbol's trades, in arrival order, as parallel numpy columns.
+
+    ``agg_id`` orders trades of one millisecond (Binance's ``a``; a replay file's row
+    number), so the open and close of a bar do not depend on arrival order. ``first_id`` /
+    ``last_id`` are the plain trade ids an aggregate trade covers (Binance's ``f``/``l``);
+    ``None`` means one trade per row (``first_id = last_id = agg_id``). ``buyer_maker``
+    ``None`` means unknown: taker-buy volumes are then 0.
+    """
+
+    symbol: str
+    time_ms: Int64s
+    price: Floats
+    qty: Floats
+    agg_id: Int64s | None = None
+    first_id: Int64s | None = None
+    last_id: Int64s | None = None
+    buyer_maker: Bools | None = None
+
+    def __len__(self) -> int:
+        return int(self.time_ms.shape[0])
+
+    def take(self, index: NDArray[np.intp] | slice) -> TradeBatch:
+        """The trades at ``index`` (an index array or a slice), in that order."""
+        return TradeBatch(
+            self.symbol,
+            self.time_ms[index],
+            self.price[index],
+            self.qty[index],
+            _pick(self.agg_id, index),
+            _pick(self.first_id, index),
+            _pick(self.last_id, index),
+            _pick(self.buyer_maker, index),
+        )
+
+
+_G = TypeVar("_G", bound=np.generic)
+
+
+def _pick(column: NDArray[_G] | None, index: NDArray[np.intp] | slice) -> NDArray[_G] | None:
+    return None if column is None else column[index]
+
+
+@dataclass(slots=True)
+class BadInput:
+    """Counts of skipped input per reason for one source, with rate-limited log lines.
+
+    The first bad item of a reason is logged at once; later ones at most every
+    ``log_every`` seconds per reason, saying how many were skipped in between.
+    """
+
+    source: str
+    log_every: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    counts: dict[str, int] = field(default_factory=dict)
+    _last_log: dict[str, float] = field(default_factory=dict)
+    _since_log: dict[str, int] = field(default_factory=dict)
+
+    def record(self, reason: str, detail: str, n: int = 1) -> None:
+        """Count ``n`` skipped items of ``reason``; ``detail`` says what the (first) one was."""
+        if n <= 0:
+            return
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        self._since_log[reason] = self._since_log.get(reason, 0) + n
+        now = self.clock()
+        last = self._last_log.get(reason)
+        if last is not None and now - last < self.log_every:
+            return
+        skipped = self._since_log[reason]
+        self._last_log[reason] = now
+        self._since_log[reason] = 0
+        logger.warning(
+            "%s: skipped %d bad trade input(s) (%s): %s (%d of this reason so far)",
+            self.source,
+            skipped,
+            reason,
+            detail,
+            self.counts[reason],
+        )
+
+    @property
+    def total(self) -> int:
+        """Every skipped item, whatever its reason."""
+        return sum(self.counts.values())
+
+
+# ---- Binance aggTrade frames ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AggTrade:
+    """One Binance aggregate trade, as the frame said it."""
+
+    symbol: str
+    agg_id: int
+    price: float
+    qty: float
+    first_id: int
+    last_id: int
+    time_ms: int
+    buyer_maker: bool
+
+
+def _int(value: object) -> int | None:
+    # JSON booleans are ints to Python; an id or a time is never one.
+    return value if type(value) is int else None
+
+
+def parse_agg_trade(
+    frame: bytes | str, bad: BadInput, streams: frozenset[str] | None = None
+) -> AggTrade | None:
+    """The trade of one frame (combined-stream envelope or a bare event), or ``None``.
+
+    ``streams``: the stream names subscribed (``{"btcusdt@aggTrade", ...}``); a frame of any
+    other stream, or another event type (a kline, a subscription reply), is
+    ``other_stream``. A bad frame is counted in ``bad`` and skipped.
+    """
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        bad.record(
+            NOT_JSON, f"frame {bytes(frame[:60]) if isinstance(frame, bytes) else frame[:60]!r}"
+        )
+        return None
+    if not isinstance(message, dict):
+        bad.record(MALFORMED, f"frame is a JSON {type(message).__name__}, not an object")
+        return None
+    stream = message.get("stream")
+    data = message["data"] if stream is not None and "data" in message else message
+    if not isinstance(data, dict):
+        bad.record(MALFORMED, f"stream {stream!r}: data is not an object")
+        return None
+    if data.get("e") != "aggTrade" or (
+        stream is not None
+        and (
+            not isinstance(stream, str)
+            or not stream.endswith("@aggTrade")
+            or (streams is not None and stream not in streams)
+        )
+    ):
+        bad.record(OTHER_STREAM, f"stream {stream!r}, event {data.get('e')!r}")
+        return None
+    symbol = data.get("s")
+    agg_id, first_id, last_id = _int(data.get("a")), _int(data.get("f")), _int(data.get("l"))
+    buyer_maker = data.get("m")
+    if (
+        not isinstance(symbol, str)
+        or agg_id is None
+        or first_id is None
+        or last_id is None
+        or last_id < first_id
+        or not isinstance(buyer_maker, bool)
+        or (stream is not None and stream != f"{symbol.lower()}@aggTrade")
+    ):
+        bad.record(MALFORMED, f"stream {stream!r}: missing or inconsistent fields in {data!r}")
+        return None
+    time_ms = _int(data.get("T"))
+    if time_ms is None or time_ms <= 0:
+        bad.record(BAD_TIME, f"{symbol} aggTrade {agg_id}: trade time T={data.get('T')!r}")
+        return None
+    price = _positive(data.get("p"))
+    if price is None:
+        bad.record(BAD_PRICE, f"{symbol} aggTrade {agg_id}: price p={data.get('p')!r}")
+        return None
+    qty = _positive(data.get("q"))
+    if qty is None:
+        bad.record(BAD_QTY, f"{symbol} aggTrade {agg_id}: quantity q={data.get('q')!r}")
+        return None
+    return AggTrade(symbol, agg_id, price, qty, first_id, last_id, time_ms, buyer_maker)
+
+
+def _positive(value: object) -> float | None:
+    # Binance sends decimals as strings; a bare JSON number is accepted too.
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+class TradeBuffer:
+    """Parsed trades collected per symbol until :meth:`drain` turns them into batches.
+
+    The live stream delivers one trade per frame; the worker appends them here and hands
+    the aggregator one batch per symbol per pass, so the batch path does the work.
+    """
+
+    __slots__ = ("_columns",)
+
+    def __init__(self) -> None:
+        self._columns: dict[str, tuple[list[int], list[float], list[float], list[int], list[int], list[int], list[bool]]] = {}  # fmt: skip
+
+    def __len__(self) -> int:
+        return sum(len(c[0]) for c in self._columns.values())
+
+    def append(self, trade: AggTrade) -> None:
+        """Add one trade."""
+        columns = self._columns.get(trade.symbol)
+        if columns is None:
+            columns = self._columns[trade.symbol] = ([], [], [], [], [], [], [])
+        columns[0].append(trade.time_ms)
+        columns[1].append(trade.price)
+        columns[2].append(trade.qty)
+        columns[3].append(trade.agg_id)
+        columns[4].append(trade.first_id)
+        columns[5].append(trade.last_id)
+        columns[6].append(trade.buyer_maker)
+
+    def drain(self) -> dict[str, TradeBatch]:
+        """The trades appended since the last drain, one batch per symbol; empties the buffer."""
+        out: dict[str, TradeBatch] = {}
+        for symbol, (t, p, q, a, f, last, m) in self._columns.items():
+            out[symbol] = TradeBatch(
+                symbol,
+                np.array(t, dtype=np.int64),
+                np.array(p, dtype=np.float64),
+                np.array(q, dtype=np.float64),
+                np.array(a, dtype=np.int64),
+                np.array(f, dtype=np.int64),
+                np.array(last, dtype=np.int64),
+                np.array(m, dtype=np.bool_),
+            )
+        self._columns = {}
+        return out
+
+
+def parse_frames(
+    frames: Iterable[bytes | str], bad: BadInput, streams: frozenset[str] | None = None
+) -> dict[str, TradeBatch]:
+    """The good trades of many frames, one batch per symbol (bad frames counted in ``bad``)."""
+    buffer = TradeBuffer()
+    for frame in frames:
+        trade = parse_agg_trade(frame, bad, streams)
+        if trade is not None:
+            buffer.append(trade)
+    return buffer.drain()
+
+
+# ---- replay files ---------------------------------------------------------------------
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_REQUIRED: Final = ("time", "price", "qty")
+
+
+def read_replay_file(
+    path: str | os.PathLike[str], *, symbol: str | None = None, bad: BadInput | None = None
+) -> dict[str, TradeBatch]:
+    """The trades of a replay file, one batch per symbol, in file order.
+
+    The file is CSV with a header naming ``time,price,qty`` and optionally ``symbol`` (any
+    column order), gzip-compressed or not (told by its first bytes, not its name). ``time``
+    is ISO 8601 UTC (``2013-09-01T22:00:00.083Z``). Without a ``symbol`` column every trade
+    is ``symbol``'s (required then). A trade's ``agg_id`` is its data row number (0-based,
+    counting bad rows), so trades of one millisecond keep the file's order.
+
+    Bad rows (wrong cell count, unparsable or zone-less time, non-positive or non-finite
+    price or quantity) are counted in ``bad`` and skipped; a bad header raises
+    :class:`ValueError`.
+    """
+    raw = Path(path).read_bytes()
+    if raw[:2] == _GZIP_MAGIC:
+        raw = gzip.decompress(raw)
+    lines = raw.decode("utf-8").splitlines()
+    source = bad or BadInput(f"replay {os.fspath(path)}")
+    if not lines:
+        raise ValueError(f"replay file {os.fspath(path)}: empty, expected a time,price,qty header")
+    header = [h.strip() for h in lines[0].split(",")]
+    missing = [c for c in _REQUIRED if c not in header]
+    if missing or len(set(header)) != len(header):
+        raise ValueError(
+            f"replay file {os.fspath(path)}: header {lines[0]!r} must name time, price, qty "
+            "(and optionally symbol), each once"
+        )
+    has_symbol = "symbol" in header
+    if not has_symbol and not symbol:
+        raise ValueError(f"replay file {os.fspath(path)} has no symbol column: pass symbol=")
+    width = len(header)
+    at = {name: header.index(name) for name in header}
+    columns, good = _columns(lines, width, source)
+    ids = np.array(good, dtype=np.int64)
+    times = _times(columns[at["time"]], source)
+    price = _numbers(columns[at["price"]])
+    qty = _numbers(columns[at["qty"]])
+    ok = times > 0
+    price_ok = ok & np.isfinite(price) & (price > 0)
+    if int(ok.sum() - price_ok.sum()):
+        first = int(np.flatnonzero(ok & ~price_ok)[0])
+        source.record(
+            BAD_PRICE, f"price {columns[at['price']][first]!r}", int(ok.sum() - price_ok.sum())
+        )
+    qty_ok = price_ok & np.isfinite(qty) & (qty > 0)
+    if int(price_ok.sum() - qty_ok.sum()):
+        first = int(np.flatnonzero(price_ok & ~qty_ok)[0])
+        source.record(
+            BAD_QTY, f"qty {columns[at['qty']][first]!r}", int(price_ok.sum() - qty_ok.sum())
+        )
+    keep = np.flatnonzero(qty_ok)
+    if not has_symbol:
+        assert symbol is not None
+        return {symbol: TradeBatch(symbol, times[keep], price[keep], qty[keep], ids[keep])}
+    names = np.array([c.strip() for c in columns[at["symbol"]]], dtype=object)[keep]
+    out: dict[str, TradeBatch] = {}
+    for name in dict.fromkeys(names.tolist()):
+        picked = keep[names == name]
+        out[str(name)] = TradeBatch(
+            str(name), times[picked], price[picked], qty[picked], ids[picked]
+        )
+    return out
+
+
+def _columns(lines: list[str], width: int, bad: BadInput) -> tuple[list[list[str]], list[int]]:
+    """The cells of the data rows, column by column, and the data row numbers kept.
+
+    A file whose every row has ``width`` cells is split in one go (the fast path); otherwise
+    row by row, and the rows with another cell count are counted ``malformed``.
+    """
+    body = [line for line in lines[1:] if line]
+    if set(map(str.count, body, repeat(","))) <= {width - 1}:
+        flat = ",".join(body).split(",")
+        return [flat[c::width] for c in range(width)], list(range(len(body)))
+    rows = [line.split(",") for line in body]
+    good = [i for i, r in enumerate(rows) if len(r) == width]
+    first = next(i for i, r in enumerate(rows) if len(r) != width)
+    bad.record(
+        MALFORMED,
+        f"{len(rows) - len(good)} row(s) without {width} cells, first {body[first]!r}",
+        len(rows) - len(good),
+    )
+    return [[rows[i][c] for i in good] for c in range(width)], good
+
+
+def _numbers(cells: list[str]) -> Floats:
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        return np.array([_float(c) for c in cells], dtype=np.float64)
+
+
+def _float(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan  # refused as a bad price / quantity
+
+
+def _times(cells: list[str], bad: BadInput) -> Int64s:
+    """Epoch ms per row; 0 where the time is bad (counted as ``bad_time``)."""
+    stamps = [c.strip() for c in cells]
+    if all(s.endswith("Z") and len(s) >= 20 and s[10] == "T" for s in stamps):
+        try:
+            # numpy parses ISO 8601 in C; the zone suffix is checked above.
+            parsed = np.array([s[:-1] for s in stamps], dtype="datetime64[ms]")
+            return parsed.astype(np.int64)
+        except ValueError:
+            pass
+    out = np.zeros(len(stamps), dtype=np.int64)
+    last_stamp, last_ms = "", 0
+    bad_count, first_bad = 0, ""
+    for i, stamp in enumerate(stamps):
+        if stamp == last_stamp:
+            out[i] = last_ms
+            continue
+        ms = _stamp_ms(stamp)
+        if ms is None:
+            bad_count += 1
+            first_bad = first_bad or stamp
+            continue
+        out[i] = last_ms = ms
+        last_stamp = stamp
+    if bad_count:
+        bad.record(BAD_TIME, f"time {first_bad!r} (need ISO 8601 UTC)", bad_count)
+    return out
+
+
+def _stamp_ms(stamp: str) -> int | None:
+    try:
+        at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    offset = at.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        return None
+    ms = round(at.timestamp() * 1000)
+    return ms if ms > 0 else None
