@@ -60,6 +60,16 @@ def test_the_change_log_answers_what_changed_after_a_version() -> None:
         log.since(4)
 
 
+def test_settled_keys_are_forgotten_once_acknowledged() -> None:
+    log = ChangeLog()
+    log.set("forming", 1)
+    log.set("final", 2, settled=True)  # version 2
+    log.set("late-final", 3, settled=True)  # version 3
+    assert log.acknowledge(1) == 0  # the loop has not seen the final bars yet
+    assert log.acknowledge(2) == 1 and dict(log.since(0)[1]) == {"forming": 1, "late-final": 3}
+    assert log.acknowledge(3) == 1 and len(log) == 1  # a forming bar is kept
+
+
 # ---- the circuit breaker ----------------------------------------------------------
 
 

@@ -28,18 +28,34 @@ class ChangeLog:
         self.version = 0
         self._values: dict[Hashable, Any] = {}
         self._changed_at: dict[Hashable, int] = {}
+        self._settled: set[Hashable] = set()
 
-    def set(self, key: Hashable, value: Any) -> int:
-        """Record ``value`` as ``key``'s newest; return the new version."""
+    def set(self, key: Hashable, value: Any, *, settled: bool = False) -> int:
+        """Record ``value`` as ``key``'s newest; return the new version.
+
+        ``settled``: the key will not change again (a final bar): once the loop
+        acknowledges a version past it (:meth:`acknowledge`) it is forgotten,
+        so a shard's memory holds only the bars still forming."""
         self.version += 1
         self._values[key] = value
         self._changed_at[key] = self.version
+        if settled:
+            self._settled.add(key)
         return self.version
+
+    def acknowledge(self, version: int) -> int:
+        """The loop has every change up to ``version``: forget the settled keys it
+        has; how many were forgotten."""
+        done = [k for k in self._settled if self._changed_at[k] <= version]
+        for key in done:
+            self.discard(key)
+        return len(done)
 
     def discard(self, key: Hashable) -> None:
         """Forget ``key`` (a bar the loop has, and that will not change again)."""
         self._values.pop(key, None)
         self._changed_at.pop(key, None)
+        self._settled.discard(key)
 
     def since(self, version: int) -> tuple[int, Mapping[Hashable, Any]]:
         """The current version and every key changed after ``version``."""

@@ -68,7 +68,9 @@ def _child(conn: Connection, target: str) -> None:
             aggregate(message[1], log)
         elif kind == "pull":
             _, request, since = message
-            version, changes = log.since(min(since, log.version))
+            since = min(since, log.version)  # a restarted child starts again at 0
+            log.acknowledge(since)  # the loop has these: settled ones are forgotten
+            version, changes = log.since(since)
             conn.send((request, version, dict(changes)))
         elif kind == "stop":
             return
@@ -122,7 +124,7 @@ class ProcessShard:
         )
         self._sender.start()
 
-    def feed(self, trades: Sequence[Any]) -> bool:
+    def feed(self, trades: Any) -> bool:
         """Queue a trade batch for the child (never blocks); ``False``: refused."""
         return self._post(("trades", trades))
 
