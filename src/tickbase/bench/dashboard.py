@@ -171,16 +171,13 @@ async def _load(dsn: str, rows: int, schedules: int, progress: Callable[[str], N
 async def _gateway(dsn: str) -> AsyncIterator[tuple[str, str, list[str], Any]]:
     """A gateway over ``dsn``: its URL, an admin token, 20 viewer tokens (one per
     open dashboard: a user may hold 3 connections), and its ASGI app."""
-    import socket
-
     import tickbase
+    from tickbase.bench.gateway_process import free_port
     from tickbase.gateway.app import create_gateway, serve
     from tickbase.gateway.auth import TokenStore
     from tickbase.settings import load_settings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     app = tickbase.App(settings=load_settings(database_url=dsn))
     async with app:
         tokens = TokenStore(app.pool)

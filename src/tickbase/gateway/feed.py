@@ -35,6 +35,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic.alias_generators import to_camel
 
 from tickbase.cluster.alerts import AlertStore
 from tickbase.cluster.metrics import public_stats
@@ -59,15 +60,10 @@ FEED_CHANNELS = ("tasks", "stats")
 FeedWatcher = Callable[[dict[str, Any]], None]
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def task_summary(row: dict[str, Any]) -> dict[str, Any]:
     """A task row of the feed in the API's camelCase, times as ISO 8601."""
     return {
-        _camel(key): value.isoformat() if hasattr(value, "isoformat") else value
+        to_camel(key): value.isoformat() if hasattr(value, "isoformat") else value
         for key, value in row.items()
     }
 

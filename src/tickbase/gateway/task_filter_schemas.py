@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tickbase.errors import InvalidTask
 from tickbase.gateway.schemas import CamelModel, InModel
 from tickbase.queue.filters import MAX_CONDITIONS, TaskFilter
 
@@ -37,8 +38,6 @@ class TaskFilterIn(InModel):
         """The queue's filter (refusing bad conditions with ``InvalidTask``)."""
         for text in self.where:
             if len(text) > CONDITION_MAX_CHARS:
-                from tickbase.errors import InvalidTask
-
                 raise InvalidTask("where", text[:40] + "...", f"over {CONDITION_MAX_CHARS} chars")
         return TaskFilter.parse(
             where=self.where,

@@ -115,6 +115,24 @@ export function ErrorNote({ error }) {
   return html`<div class="banner bad" role="alert">${error.message}${hint ? html` — ${hint}` : ""}</div>`;
 }
 
+// JSON as the task or schedule holds it, indented; "none" for no value.
+export function Json({ value }) {
+  if (value === null || value === undefined) return html`<span class="muted">none</span>`;
+  return html`<pre>${JSON.stringify(value, null, 2)}</pre>`;
+}
+
+// The current time, ticking every `everyMs` while `active` (for ages and
+// running durations that grow on screen without a reload).
+export function useNow(everyMs = 1000, active = true) {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (!active) return undefined;
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [everyMs, active]);
+  return now;
+}
+
 export function Empty({ children }) {
   return html`<div class="empty">${children}</div>`;
 }

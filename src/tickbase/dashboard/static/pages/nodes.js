@@ -8,19 +8,9 @@
 // reported (its clock, not the browser's).
 
 import { api } from "../lib/api.js";
-import { Empty, ErrorNote, Time, html, seconds, useLoad } from "../lib/ui.js";
-import { useEffect, useState } from "../vendor/htm-preact/standalone.module.js";
+import { Empty, ErrorNote, Time, html, seconds, useLoad, useNow } from "../lib/ui.js";
 
 const NODES_EVERY_MS = 5000;
-
-function useNow(everyMs = 1000) {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), everyMs);
-    return () => clearInterval(timer);
-  }, [everyMs]);
-  return now;
-}
 
 function bytes(value) {
   if (value === null || value === undefined) return "—";

@@ -7,7 +7,7 @@
 
 import { api, canWrite } from "../lib/api.js";
 import { Dag, MAX_DRAWN, criticalPath, stepSeconds, stepState, waitsFor } from "../lib/dag.js";
-import { Empty, ErrorNote, Status, Time, html, seconds, useLoad } from "../lib/ui.js";
+import { Empty, ErrorNote, Status, Time, html, seconds, useLoad, useNow } from "../lib/ui.js";
 import { useEffect, useState } from "../vendor/htm-preact/standalone.module.js";
 
 const TASK_FINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -29,16 +29,6 @@ function applyPush(run, changed) {
     };
   });
   return { ...run, steps };
-}
-
-function useNow(active) {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    if (!active) return undefined;
-    const timer = setInterval(() => setNow(Date.now()), 1000);
-    return () => clearInterval(timer);
-  }, [active]);
-  return now;
 }
 
 // Why a queued task is not claimed (GET /api/v1/tasks/{id}'s `waiting`), read
@@ -93,7 +83,7 @@ export function Run({ id }) {
       return true;
     },
   });
-  const now = useNow(run && run.status === "running");
+  const now = useNow(1000, Boolean(run && run.status === "running"));
   if (!run) return error ? html`<${ErrorNote} error=${error} />` : html`<p class="muted">Loading run ${id}…</p>`;
   const byName = new Map(run.steps.map((s) => [s.name, s]));
   const critical = criticalPath(run.steps, now);

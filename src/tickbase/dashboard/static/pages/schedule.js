@@ -4,7 +4,7 @@
 // tasks (at most once per 2 s), else every 15 s.
 
 import { api, canWrite } from "../lib/api.js";
-import { Empty, ErrorNote, Status, Time, html, navigate, queryParams, seconds, useLoad, withQuery } from "../lib/ui.js";
+import { Empty, ErrorNote, Json, Status, Time, html, navigate, queryParams, seconds, useLoad, withQuery } from "../lib/ui.js";
 import { useRef, useState } from "../vendor/htm-preact/standalone.module.js";
 import { ScheduleForm } from "./schedule_form.js";
 
@@ -28,11 +28,6 @@ export function StateWord({ schedule }) {
   return schedule.paused ? html`<span>paused</span>` : html`<span>enabled</span>`;
 }
 
-
-function Json({ value }) {
-  if (value === null || value === undefined) return html`<span class="muted">none</span>`;
-  return html`<pre>${JSON.stringify(value, null, 2)}</pre>`;
-}
 
 function Facts({ schedule: s }) {
   return html`<dl class="facts">

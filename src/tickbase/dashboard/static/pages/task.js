@@ -1,15 +1,10 @@
 // One task: its facts, event timeline, result or error with traceback; retry and cancel.
 
 import { api, canWrite } from "../lib/api.js";
-import { ErrorNote, Status, Time, duration, html, navigate, useLoad } from "../lib/ui.js";
+import { ErrorNote, Json, Status, Time, duration, html, navigate, useLoad } from "../lib/ui.js";
 import { useState } from "../vendor/htm-preact/standalone.module.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-
-function Json({ value }) {
-  if (value === null || value === undefined) return html`<span class="muted">none</span>`;
-  return html`<pre>${JSON.stringify(value, null, 2)}</pre>`;
-}
 
 function Failure({ error }) {
   if (!error) return null;
