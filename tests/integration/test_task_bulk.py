@@ -174,3 +174,29 @@ async def test_a_listing_that_searches_too_long_is_refused_naming_the_fix(
         monkeypatch.setattr(listing, "LISTING_TIMEOUT_MS", 3000)
         fast = await http.get("/api/v1/tasks", params={"where": "payload.symbol = S7"})
         assert [t["payload"] for t in fast.json()["items"]] == [{"symbol": "S7"}]
+
+
+async def test_a_bulk_retry_blocked_by_a_held_dedupe_key_changes_nothing(
+    gw: RunningGateway, sql_conn: psycopg.Connection[Any]
+) -> None:
+    failed = await enqueue(gw, {"a": 1}, {"a": 2})
+    sql_conn.execute(
+        "UPDATE tickbase.tasks SET status = 'failed', finished_at = now(), dedupe_key = 'eod'"
+        " WHERE id = %s",
+        (failed[0],),
+    )
+    sql_conn.execute(
+        "UPDATE tickbase.tasks SET status = 'failed', finished_at = now() WHERE id = %s",
+        (failed[1],),
+    )
+    await gw.app.enqueue_many([EnqueueRequest("t.add", {"a": 3}, dedupe_key="eod")])
+    body: dict[str, Any] = {"action": "retry", "filter": {"status": "failed"}}
+    async with gw.http() as http:
+        dry = (await http.post("/api/v1/task-bulk-actions", json=body)).json()
+        run = await http.post(
+            "/api/v1/task-bulk-actions", json={**body, "dryRun": False, "upToId": dry["upToId"]}
+        )
+    assert run.status_code == 422, run.text
+    assert "dedupe" in run.text
+    assert sql_conn.execute("SELECT count(*) FROM tickbase.tasks").fetchone() == (3,)
+    assert sql_conn.execute("SELECT count(*) FROM tickbase.task_bulk_actions").fetchone() == (0,)

@@ -344,7 +344,10 @@ class TaskQueue:
                 outcome = await self.cancel_many(conn, ids, reason="bulk cancel")
                 changed = sum(1 for _, _, after in outcome if after is not None)
             else:
-                cursor = await conn.execute(Q["task_retry"], {"ids": ids})
+                # A copy keeps its task's dedupe key: one held by an unfinished task
+                # refuses the whole run (rolled back, no audit row), naming the key.
+                with domain_errors():
+                    cursor = await conn.execute(Q["task_retry"], {"ids": ids})
                 changed = len(await cursor.fetchall())
             audit_id, at = await listing.record_bulk_action(
                 conn,
