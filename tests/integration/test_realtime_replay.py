@@ -1,17 +1,18 @@
-"""The real-time pipeline end to end: ES trades through two shard processes, the
-pulling loop, the serial reader and the writer into the K-line table (issue 17).
+"""The real-time pipeline end to end: the ES trades of a replay file through two shard
+processes, the pulling loop, the writer and a registered reader into the K-line table
+(issue 17).
 
-Each shard process owns one symbol (the ES trades, and the same trades as
-"ES2"); the loop pulls their changes every cycle; a registered handler hands
-each final bar to the writer (and keeps it for the test); the writer stores
-them. The 1m bars stored equal ``es-1m.csv`` for both symbols, and every
-final bar is stored once the replay ends.
+The file holds the 500,000 ES trades twice, as "ES" and "ES2" (a ``symbol`` column), so
+each of the two shard processes owns one symbol. The 1m bars stored equal
+``es-1m.csv`` for both in every field the CSV has, the 5m and 1h bars equal resampling
+it, every final bar is stored once the replay ends, and a registered reader saw them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,101 +20,92 @@ import pytest
 
 import tickbase
 from tickbase.marketdata.bars import load_bars
-from tickbase.marketdata.realtime import PullingLoop, SerialReader, Snapshot
 from tickbase.marketdata.realtime.bench import sample_trades
-from tickbase.marketdata.realtime.kline import LiveKline
-from tickbase.marketdata.realtime.kline_shard import FINISH, KLINE_SHARD
-from tickbase.marketdata.realtime.shard import ProcessShard
-from tickbase.marketdata.realtime.writer import BarWriter, FinalBars, kline_writer
+from tickbase.marketdata.realtime.pipeline import RealtimePipeline
+from tickbase.marketdata.realtime.replay_source import ReplaySource
+from tickbase.marketdata.realtime.series import SeriesBars
+from tickbase.marketdata.realtime.writer import kline_writer
+from tickbase.marketdata.resample import aggregate_bars, parse_resolution
 from tickbase.marketdata.store import KlineStore
 
 pytestmark = pytest.mark.slow
-BATCH = 25_000
 
 
-async def test_es_trades_through_two_shards_store_the_es_1m_bars(
-    app: tickbase.App, database_url: str
-) -> None:
+def two_symbol_file(path: Path) -> Path:
+    """The ES trades as ES and ES2, interleaved by time, in one replay file."""
     es = sample_trades("ES")
-    es2 = dataclasses.replace(es, symbol="ES2")
-    shards = [ProcessShard("shard-0", KLINE_SHARD), ProcessShard("shard-1", KLINE_SHARD)]
-    for shard in shards:
-        await shard.start()
-    finals = FinalBars()
-    writer = BarWriter(
-        kline_writer(KlineStore(app.pool), "replay"), flush_every=0.05, on_written=finals.confirm
+    iso = [
+        datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t % 1000:03d}Z"
+        for t in es.time_ms.tolist()
+    ]
+    lines = ["time,price,qty,symbol"]
+    for stamp, price, qty in zip(iso, es.price.tolist(), es.qty.tolist(), strict=True):
+        lines.append(f"{stamp},{price!r},{qty!r},ES")
+        lines.append(f"{stamp},{price!r},{qty!r},ES2")
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1))
+    return path
+
+
+async def test_a_replay_through_two_shards_stores_the_es_bars(
+    app: tickbase.App, database_url: str, tmp_path: Path
+) -> None:
+    source = ReplaySource(two_symbol_file(tmp_path / "two.csv.gz"))
+    pipeline = RealtimePipeline(
+        source, kline_writer(KlineStore(app.pool), "replay"), workers=2, timeout=0.09
     )
-    loop = PullingLoop(shards, period=0.1, timeout=0.09)
-    reader: SerialReader[Snapshot] = SerialReader(loop.channel)
-    seen_final: set[tuple[str, str, int]] = set()
+    seen: dict[tuple[str, str], int] = {}
 
-    def store_final_bars(snapshot: Snapshot) -> None:
-        for key, bar in snapshot.values.items():
-            if isinstance(bar, LiveKline) and bar.is_final and key not in seen_final:
-                seen_final.add(key)
-                item = (bar.symbol, bar.interval, bar.to_kline())
-                finals.add(key, item)
-                writer.offer(key, item)
-        finals.offer_to(writer)
+    def count_finals(snapshot: Any) -> None:
+        for key, series in snapshot.values.items():
+            if isinstance(series, SeriesBars):
+                for bar in series.finals_after(seen.get(key)):
+                    seen[key] = bar.open_time
 
-    reader.register("store-final-bars", store_final_bars)
-    await writer.start()
-    await reader.start()
-    await loop.start()
+    pipeline.register("count-finals", count_finals)
+    await pipeline.start()
     try:
-        for start in range(0, len(es), BATCH):
-            part = slice(start, start + BATCH)
-            while not shards[0].feed(es.take(part)):
-                await asyncio.sleep(0.01)
-            while not shards[1].feed(es2.take(part)):
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0)
-        for shard in shards:
-            shard.feed(FINISH)
-
-        async def all_final_stored() -> None:
-            while True:
-                finals.offer_to(writer)
-                count = _stored(database_url)
-                if count and not len(finals) and count == len(seen_final) and _done(shards, loop):
-                    return
-                await asyncio.sleep(0.1)
-
-        await asyncio.wait_for(all_final_stored(), 60)
+        await pipeline.wait_stored()
+        counts = pipeline.counts()
     finally:
-        await loop.stop()
-        await reader.stop()
-        await writer.stop()
-        for shard in shards:
-            await shard.stop()
+        await pipeline.stop()
+    assert {s.name: len(syms) for s, syms in _owners(pipeline).items()} == {
+        "shard-0": 1,
+        "shard-1": 1,
+    }
 
     bars = load_bars("es-1m")
     with psycopg.connect(database_url) as conn:
         for symbol in ("ES", "ES2"):
-            rows: list[Any] = conn.execute(
-                "SELECT open_time, open, high, low, close, volume FROM tickbase.klines"
-                " WHERE symbol = %s AND interval = '1m' ORDER BY open_time",
-                (symbol,),
-            ).fetchall()
-            assert rows == [(b.open_time, b.open, b.high, b.low, b.close, b.volume) for b in bars]
-        intervals = dict(
-            conn.execute(
-                "SELECT interval, count(*) FROM tickbase.klines WHERE symbol = 'ES' GROUP BY 1"
-            ).fetchall()
-        )
-    # 2,264 minutes make 461 five-minute and 39 hourly bars (the aggregator's unit
-    # tests check their values against resampling); every final bar seen is stored.
-    assert intervals == {"1m": 2264, "5m": 461, "1h": 39}
-    assert len(seen_final) == 2 * sum(intervals.values()) == _stored(database_url)
+            for interval, expected in (
+                ("1m", [(b.open_time, b.open, b.high, b.low, b.close, b.volume) for b in bars]),
+                *[
+                    (
+                        interval,
+                        [
+                            (r.open_time, r.open, r.high, r.low, r.close, r.volume)
+                            for r in aggregate_bars(bars, parse_resolution(resolution))
+                        ],
+                    )
+                    for interval, resolution in (("5m", "5"), ("1h", "60"))
+                ],
+            ):
+                rows: list[Any] = conn.execute(
+                    "SELECT open_time, open, high, low, close, volume FROM tickbase.klines"
+                    " WHERE source = 'replay' AND symbol = %s AND interval = %s"
+                    " ORDER BY open_time",
+                    (symbol, interval),
+                ).fetchall()
+                assert rows == expected, (symbol, interval)
+        stored = conn.execute("SELECT count(*) FROM tickbase.klines").fetchone()
+    assert stored is not None
+    # 2,264 minutes make 461 five-minute and 39 hourly bars, per symbol
+    assert counts.bars == stored[0] == 2 * (2264 + 461 + 39)
+    assert counts.trades == 1_000_000 and counts.dropped == 0 and counts.refused_trades == 0
+    assert seen[("ES", "1m")] == seen[("ES2", "1m")] == int(bars[-1].open_time.timestamp() * 1000)
 
 
-def _stored(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM tickbase.klines").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _done(shards: list[ProcessShard], loop: PullingLoop) -> bool:
-    """Every shard answered after its FINISH: nothing still forming in the state."""
-    forming = [v for v in loop.values.values() if isinstance(v, LiveKline) and not v.is_final]
-    return not forming and all(loop.shard_stats[s.name].pulls > 0 for s in shards)
+def _owners(pipeline: RealtimePipeline) -> dict[Any, list[str]]:
+    owners: dict[Any, list[str]] = {}
+    for symbol in pipeline.symbols:
+        owners.setdefault(pipeline._route[symbol], []).append(symbol)
+    return owners

@@ -103,10 +103,15 @@ def test_trades_shuffled_within_the_lateness_window_give_identical_bars() -> Non
     order = np.argsort(batch.time_ms + delay, kind="stable")
     assert not np.array_equal(order, np.arange(len(batch)))
     shuffled = arrival(batch, order)
+    # late: arrived after a newer trade (behind the running newest time)
+    times = shuffled.time_ms
+    late = int(np.count_nonzero(np.maximum.accumulate(times) > times))
+    assert late > 100_000
     for plain in (False, True):
         agg, final = run(shuffled, plain=plain)
         assert final == list(es_final())
         assert agg.stats("ES").dropped_late == 0
+        assert agg.stats("ES").late == late
 
 
 def test_trades_delayed_beyond_the_window_are_dropped_late_exactly() -> None:
@@ -147,6 +152,7 @@ def test_lateness_boundary_and_finality(plain: bool) -> None:
     # exactly LATENESS late: amends its bar; one ms more: dropped
     assert feed(trades("X", [(59_999, 4.0, 2.0), (59_998, 9.0, 1.0)])) == 1
     assert agg.stats("X").dropped_late == 1
+    assert agg.stats("X").late == 1
     changes = agg.changes()
     (first,) = changes.updated
     assert (first.open, first.high, first.low, first.close, first.volume) == (
@@ -247,3 +253,18 @@ def test_batch_and_per_trade_paths_agree_on_disordered_binance_like_trades(seed:
     vectorised.finish()
     plain.finish()
     assert vectorised.changes() == plain.changes()
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_live_clock_closes_a_quiet_symbols_bar_without_a_trade(plain: bool) -> None:
+    agg = Aggregator(("1m",), lateness_ms=LATENESS)
+    feed = agg.add_batch_plain if plain else agg.add_batch
+    feed(trades("Q", [(10_000, 5.0, 1.0)]))
+    agg.advance(59_999 + LATENESS)  # not past close + lateness yet
+    assert agg.changes().finalized == []
+    agg.advance(60_000 + LATENESS)
+    (bar,) = agg.changes().finalized
+    assert (bar.open_time, bar.close, bar.is_final) == (0, 5.0, True)
+    # the clock is a watermark: a trade older than it by more than the window is late
+    assert feed(trades("Q", [(60_000 + LATENESS - LATENESS - 1, 6.0, 1.0)])) == 0
+    assert agg.stats("Q").dropped_late == 1

@@ -101,12 +101,25 @@ async def test_final_bars_are_offered_again_until_the_very_bar_is_written() -> N
     writer = BarWriter(write, capacity=1, on_written=finals.confirm)
     writer.offer("other", "x")  # the queue is full
     finals.add("ES-0", "final-0")
-    assert finals.offer_to(writer) == 0 and writer.dropped == 1  # refused: still waiting
+    assert not writer.offer("ES-0", "final-0") and writer.dropped == 1  # the loop's put
+    # while the queue is full nothing is offered again (nor counted dropped again)
+    assert finals.offer_to(writer) == 0 and writer.dropped == 1
     await writer.flush()
     assert len(finals) == 1
     assert finals.offer_to(writer) == 1  # offered again on the next cycle
+    assert finals.offer_to(writer) == 0  # pending in the writer: not offered twice
+    assert writer.coalesced == 0
     await writer.flush()
     assert len(finals) == 0 and write.batches[-1] == ["final-0"]
+
+
+async def test_offering_again_is_bounded_per_cycle() -> None:
+    finals = FinalBars()
+    writer = BarWriter(Recorder(), capacity=100)
+    for n in range(50):
+        finals.add(n, f"bar-{n}")
+    assert finals.offer_to(writer, limit=20) == 20 and writer.depth == 20
+    assert finals.offer_to(writer, limit=20) == 20 and writer.depth == 40  # the next 20
 
 
 def test_an_earlier_state_written_confirms_nothing() -> None:

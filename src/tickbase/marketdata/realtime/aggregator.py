@@ -105,6 +105,7 @@ class _Symbol:
     series: list[_Series]
     watermark: int = _NO_TIME
     accepted: int = 0
+    late: int = 0
     dropped_late: int = 0
     seq: int = 0
     """The next arrival number, the order key of trades that come without an ``agg_id``."""
@@ -123,6 +124,8 @@ class SymbolStats:
     dropped_late: int
     open_bars: int
     """Bars held that are not final yet (all intervals)."""
+    late: int = 0
+    """Accepted trades older than the newest before them (they amended a bar)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +172,14 @@ class Aggregator:
         """Counts and watermark of ``symbol`` (zeros for a symbol never seen)."""
         state = self._symbols.get(symbol)
         if state is None:
-            return SymbolStats(symbol, None, 0, 0, 0)
+            return SymbolStats(symbol, None, 0, 0, 0, 0)
         return SymbolStats(
             symbol,
             None if state.watermark == _NO_TIME else state.watermark,
             state.accepted,
             state.dropped_late,
             sum(len(s.bars) for s in state.series),
+            state.late,
         )
 
     @property
@@ -221,6 +225,8 @@ class Aggregator:
         elif state.watermark - time_ms > self.lateness_ms:
             state.dropped_late += 1
             return False
+        elif time_ms < state.watermark:
+            state.late += 1
         state.accepted += 1
         first = agg_id if first_id is None else first_id
         last = agg_id if last_id is None else last_id
@@ -298,8 +304,10 @@ class Aggregator:
         if state.watermark > int(running[0]):
             running = np.maximum(running, state.watermark)
         state.watermark = max(state.watermark, int(running[-1]))
-        keep = running - t <= self.lateness_ms
+        behind = running - t
+        keep = behind <= self.lateness_ms
         kept = int(np.count_nonzero(keep))
+        state.late += int(np.count_nonzero(keep & (behind > 0)))
         state.dropped_late += n - kept
         state.accepted += kept
         if kept == 0:
@@ -423,6 +431,16 @@ class Aggregator:
         updated.sort(key=lambda item: item[0])
         finalized.sort(key=lambda item: item[0])
         return Changes([k for _, k in updated], [k for _, k in finalized])
+
+    def advance(self, now_ms: int) -> None:
+        """A live stream's clock: every symbol's watermark moves to at least ``now_ms``.
+
+        Trades alone move the watermark, so a quiet symbol's bar would stay open until its
+        next trade; a live source calls this with the wall clock (as Binance closes a
+        kline at its close time, traded or not). A replay never calls it: its trade times
+        are not now."""
+        for state in self._symbols.values():
+            state.watermark = max(state.watermark, now_ms)
 
     def finish(self, symbol: str | None = None) -> None:
         """End of a finite stream: every held bar of ``symbol`` (or of all symbols) becomes

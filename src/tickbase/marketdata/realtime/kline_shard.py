@@ -1,47 +1,71 @@
 """The K-line aggregation a shard process runs (``ProcessShard(name, KLINE_SHARD)``).
 
-Each message fed to the shard is a :class:`~tickbase.marketdata.realtime.trades.TradeBatch`
-or :data:`FINISH` (the end of a finite stream: every held bar becomes final).
-After each, the aggregator's changes go into the shard's change log keyed
-``(symbol, interval, open time ms)``: bars still forming as they are, final
-bars settled (forgotten once the loop has them).
+Each message fed to the shard is a :class:`~tickbase.marketdata.realtime.trades.TradeBatch`,
+a :class:`Clock` (a live stream's wall clock: bars close on time, traded or not) or
+:data:`FINISH` (the end of a finite stream: every held bar becomes final). After each,
+the aggregator's changes go into the shard's change log keyed
+``(symbol, interval, open time ms)``: bars still forming as they are, final bars settled
+(forgotten once the loop has them); and each symbol's :class:`SymbolStats` under
+``("stats", symbol)`` (trades accepted, dropped late, the watermark).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from tickbase.marketdata.realtime.aggregator import Aggregator
+from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS, Aggregator
 from tickbase.marketdata.realtime.changes import ChangeLog
+from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS
 from tickbase.marketdata.realtime.trades import TradeBatch
 
 KLINE_SHARD = "tickbase.marketdata.realtime.kline_shard:make_kline_aggregation"
 """The ``target`` of a :class:`~tickbase.marketdata.realtime.shard.ProcessShard` that
-aggregates K-lines (1m, 5m, 1h; 2 s lateness)."""
+aggregates K-lines (options: ``intervals``, default 1m, 5m, 1h; ``lateness_ms``, 2 s)."""
 
 FINISH = "finish"
 """Feed this (``shard.feed(FINISH)``) at the end of a replay."""
 
+STATS = "stats"
+"""The first part of a symbol's stats key, ``("stats", symbol)``."""
 
-def make_kline_aggregation() -> Any:
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A live stream's wall clock (epoch ms), fed every period (see ``Aggregator.advance``)."""
+
+    now_ms: int
+
+
+def make_kline_aggregation(
+    intervals: Sequence[str] = DEFAULT_INTERVALS, lateness_ms: int = DEFAULT_LATENESS_MS
+) -> Any:
     """The child's aggregation: an :class:`Aggregator` folded into its change log."""
-    aggregator = Aggregator()
+    aggregator = Aggregator(intervals, lateness_ms)
 
     def aggregate(message: Sequence[Any] | str, log: ChangeLog) -> None:
+        touched: Sequence[str]
         if isinstance(message, TradeBatch):
             aggregator.add_batch(message)
+            touched = (message.symbol,)
+        elif isinstance(message, Clock):
+            aggregator.advance(message.now_ms)
+            touched = ()
         elif message == FINISH:
             aggregator.finish()
+            touched = aggregator.symbols
         else:
-            raise TypeError(f"a K-line shard takes trade batches or FINISH, not {message!r}")
+            raise TypeError(f"a K-line shard takes trade batches, Clock or FINISH, not {message!r}")
         changes = aggregator.changes()
         for bar in changes.updated:
             log.set(bar.key, bar)
         for bar in changes.finalized:
             log.set(bar.key, bar, settled=True)
+        for symbol in touched:
+            log.set((STATS, symbol), aggregator.stats(symbol))
 
     return aggregate
 
 
-__all__ = ["FINISH", "KLINE_SHARD", "make_kline_aggregation"]
+__all__ = ["FINISH", "KLINE_SHARD", "STATS", "Clock", "make_kline_aggregation"]

@@ -7,7 +7,9 @@ Overview
     for the changes since the version it last acknowledged, concurrently,
     each with its own :attr:`PullingLoop.timeout`; applies the answers in
     place to one state indexed by key (``values``: slots allocated once per
-    key, values replaced, never the dict rebuilt); then publishes one
+    key, values replaced, never the dict rebuilt; or by an ``apply`` of the
+    caller's, called once per cycle, which the K-line pipeline uses to keep
+    one entry per series); then publishes one
     immutable snapshot (a read-only view of a shallow copy: the values are
     immutable themselves) on a latest-value channel.
 
@@ -49,6 +51,11 @@ PULL_TIMEOUT_SECONDS = 0.05
 CIRCUIT_THRESHOLD = 5
 CIRCUIT_COOLDOWN_SECONDS = 5.0
 DURATIONS_KEPT = 1000
+
+
+Apply = Callable[[dict[Hashable, Any], Sequence[Mapping[Hashable, Any]]], None]
+"""Fold one cycle's answers (one mapping per shard that answered, maybe none) into the
+state in place; the default replaces each key's value with the newest."""
 
 
 class Shard(Protocol):
@@ -109,6 +116,7 @@ class PullingLoop(Service):
         threshold: int = CIRCUIT_THRESHOLD,
         cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
         on_circuit: Callable[[str, CircuitState], None] | None = None,
+        apply: Apply | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -121,6 +129,7 @@ class PullingLoop(Service):
         self.period = period
         self.timeout = timeout
         self.on_circuit = on_circuit
+        self.apply = apply
         self.clock = clock
         self.values: dict[Hashable, Any] = {}
         self.channel: LatestValue[Snapshot] = LatestValue()
@@ -156,11 +165,17 @@ class PullingLoop(Service):
             else:
                 stats.skipped += 1
         answers = await asyncio.gather(*(self._pull(shard) for shard in due))
+        pulled = []
         for shard, answer in zip(due, answers, strict=True):
             if answer is not None:
                 version, changes = answer
-                self.values.update(changes)
+                pulled.append(changes)
                 self.shard_stats[shard.name].version = version
+        if self.apply is not None:
+            self.apply(self.values, pulled)
+        else:
+            for changes in pulled:
+                self.values.update(changes)
         self.cycles += 1
         snapshot = Snapshot(self.cycles, MappingProxyType(dict(self.values)), started)
         self.channel.put(snapshot)
@@ -223,6 +238,7 @@ __all__ = [
     "CIRCUIT_THRESHOLD",
     "PERIOD_SECONDS",
     "PULL_TIMEOUT_SECONDS",
+    "Apply",
     "PullingLoop",
     "Shard",
     "ShardStats",

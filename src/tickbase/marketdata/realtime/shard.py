@@ -7,7 +7,7 @@ Overview
     :meth:`ProcessShard.pull` (the :class:`~tickbase.marketdata.realtime.loop.Shard`
     protocol); the child aggregates with the ``aggregate`` function it was
     given (importable by name, e.g. ``"tickbase.marketdata.realtime...:make"``,
-    called once in the child to build its state) and keeps a
+    called once in the child with ``options`` to build its state) and keeps a
     :class:`~tickbase.marketdata.realtime.changes.ChangeLog`.
 
 Never blocking the event loop
@@ -48,15 +48,15 @@ Aggregate = Callable[[Sequence[Any], ChangeLog], None]
 """Fold a batch of trades into the change log (the child's state lives in its closure)."""
 
 
-def _resolve(target: str) -> Callable[[], Aggregate]:
+def _resolve(target: str) -> Callable[..., Aggregate]:
     module, _, name = target.partition(":")
-    factory: Callable[[], Aggregate] = getattr(importlib.import_module(module), name)
+    factory: Callable[..., Aggregate] = getattr(importlib.import_module(module), name)
     return factory
 
 
-def _child(conn: Connection, target: str) -> None:
+def _child(conn: Connection, target: str, options: Mapping[str, Any]) -> None:
     """The child's loop: trades are folded in, pulls answered, in arrival order."""
-    aggregate = _resolve(target)()
+    aggregate = _resolve(target)(**options)
     log = ChangeLog()
     while True:
         try:
@@ -88,9 +88,18 @@ class ProcessShard:
         await shard.stop()
     """
 
-    def __init__(self, name: str, target: str, *, capacity: int = OUTBOX_CAPACITY) -> None:
+    def __init__(
+        self,
+        name: str,
+        target: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        capacity: int = OUTBOX_CAPACITY,
+    ) -> None:
         self.name = name
         self.target = target
+        self.options = dict(options or {})
+        """Keyword arguments of the target's factory (picklable), e.g. the intervals."""
         self._outbox: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._requests = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[int, Mapping[Hashable, Any]]]] = {}
@@ -99,6 +108,8 @@ class ProcessShard:
         self._sender: threading.Thread | None = None
         self.refused = 0
         """Messages refused because the child was not keeping up (or stopped)."""
+        self._room = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pid(self) -> int | None:
@@ -113,12 +124,16 @@ class ProcessShard:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe(duplex=True)
         self._process = context.Process(
-            target=_child, args=(child, self.target), name=f"tickbase-{self.name}", daemon=True
+            target=_child,
+            args=(child, self.target, self.options),
+            name=f"tickbase-{self.name}",
+            daemon=True,
         )
         await asyncio.to_thread(self._process.start)
         child.close()
         self._conn = parent
-        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(parent.fileno(), self._on_readable)
         self._sender = threading.Thread(
             target=self._send_forever, name=f"tickbase-{self.name}-sender", daemon=True
         )
@@ -127,6 +142,19 @@ class ProcessShard:
     def feed(self, trades: Any) -> bool:
         """Queue a trade batch for the child (never blocks); ``False``: refused."""
         return self._post(("trades", trades))
+
+    async def put(self, trades: Any) -> None:
+        """Queue a trade batch, waiting while the outbox is full (a replay's back
+        pressure: nothing is refused)."""
+        while True:
+            self._room.clear()
+            try:
+                self._outbox.put_nowait(("trades", trades))
+                return
+            except queue.Full:
+                if not self.alive:
+                    raise ConnectionError(f"shard {self.name} is not running") from None
+                await self._room.wait()
 
     async def pull(self, since: int) -> tuple[int, Mapping[Hashable, Any]]:
         """The child's changes after ``since`` (wait for them; cancel to give up)."""
@@ -172,6 +200,9 @@ class ProcessShard:
     def _send_forever(self) -> None:
         while True:
             message = self._outbox.get()
+            if self._loop is not None and not self._loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    self._loop.call_soon_threadsafe(self._room.set)
             if message is None or self._conn is None:
                 return
             try:

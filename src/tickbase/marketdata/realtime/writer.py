@@ -43,6 +43,7 @@ logger = logging.getLogger("tickbase.realtime")
 QUEUE_CAPACITY = 10_000
 FLUSH_SECONDS = 0.25
 FINAL_CAPACITY = 100_000
+REOFFER_LIMIT = 1_000
 
 Write = Callable[[Sequence[Any]], Awaitable[None]]
 
@@ -91,6 +92,15 @@ class BarWriter(Service):
     def depth(self) -> int:
         """Bars waiting to be written."""
         return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        """No slot for a bar of a new key (an offer of one would be dropped)."""
+        return len(self._pending) >= self.capacity
+
+    def pending(self, key: Hashable) -> bool:
+        """Whether a bar of ``key`` waits to be written."""
+        return key in self._pending
 
     def offer(self, key: Hashable, bar: Any) -> bool:
         """Queue ``bar`` as ``key``'s newest (never waits); ``False``: the queue is full."""
@@ -211,9 +221,20 @@ class FinalBars:
             if self._waiting.get(key) is bar:
                 del self._waiting[key]
 
-    def offer_to(self, writer: BarWriter) -> int:
-        """Offer every unconfirmed final bar again; how many the writer took."""
-        return sum(1 for key, bar in list(self._waiting.items()) if writer.offer(key, bar))
+    def offer_to(self, writer: BarWriter, limit: int = REOFFER_LIMIT) -> int:
+        """Offer the unconfirmed final bars the writer does not hold (dropped when its
+        queue was full) again, oldest first, at most ``limit`` and only while it has
+        room: a cycle's cost stays bounded and a full queue is not counted again.
+        How many the writer took."""
+        taken = 0
+        for key, bar in self._waiting.items():
+            if taken >= limit or writer.full:
+                break
+            if writer.pending(key):
+                continue
+            writer.offer(key, bar)
+            taken += 1
+        return taken
 
 
 __all__ = ["FLUSH_SECONDS", "QUEUE_CAPACITY", "BarWriter", "FinalBars", "kline_writer"]

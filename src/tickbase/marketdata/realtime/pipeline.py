@@ -1,0 +1,353 @@
+"""The real-time K-line pipeline put together: source → shards → pulling loop → writer, readers.
+
+Overview
+    :class:`RealtimePipeline` is one service (start/stop like every other
+    long-running part). It starts ``workers`` shard processes
+    (:class:`~tickbase.marketdata.realtime.shard.ProcessShard` running the
+    K-line aggregation), routes each symbol's trades to one shard (the
+    shard with the fewest symbols when a symbol is first seen), runs the
+    :class:`~tickbase.marketdata.realtime.loop.PullingLoop` whose state is a
+    :class:`~tickbase.marketdata.realtime.series.KlineState`, hands every
+    final bar to the :class:`~tickbase.marketdata.realtime.writer.BarWriter`
+    in the loop's cycle (non-blocking; :class:`FinalBars` offers the
+    unconfirmed ones again), and serves readers through a
+    :class:`~tickbase.marketdata.realtime.reader.SerialReader`:
+    ``pipeline.register(name, handler)`` is the public way in.
+
+Sources
+    Anything async-iterable yielding :class:`TradeBatch` (and, from a live
+    stream, gap events for ``on_gap``), with ``name`` (the ``source`` the
+    bars are stored under) and ``live`` (its trade times are now: the
+    shards are told the wall clock each period, so a quiet symbol's bar
+    closes on time). A finite source (a replay) ends with every shard
+    finishing its bars; :meth:`RealtimePipeline.wait_stored` returns once
+    every final bar is in the database.
+
+Failure cases
+    A shard that does not take a batch: a replay waits for it (back
+    pressure: nothing is lost); a live source cannot wait, so the batch is
+    counted in ``refused_trades`` and logged (the stream's gap backfill
+    covers such holes only when the exchange's ids say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS
+from tickbase.marketdata.realtime.circuit import CircuitState
+from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, LiveKline, interval_ms
+from tickbase.marketdata.realtime.kline_shard import FINISH, KLINE_SHARD, Clock
+from tickbase.marketdata.realtime.loop import PERIOD_SECONDS, PULL_TIMEOUT_SECONDS, PullingLoop
+from tickbase.marketdata.realtime.reader import Handler, SerialReader
+from tickbase.marketdata.realtime.series import KlineState
+from tickbase.marketdata.realtime.shard import ProcessShard
+from tickbase.marketdata.realtime.trades import TradeBatch
+from tickbase.marketdata.realtime.writer import (
+    FLUSH_SECONDS,
+    QUEUE_CAPACITY,
+    BarWriter,
+    FinalBars,
+    Write,
+)
+from tickbase.service import Service
+
+__all__ = ["PipelineCounts", "RealtimePipeline", "TradeSource"]
+
+logger = logging.getLogger("tickbase.realtime")
+
+Alert = Callable[[str, str], None]
+"""``(kind, message)``: something an operator must hear about (circuit, drops, overruns)."""
+
+
+class TradeSource(Protocol):
+    """What the pipeline reads trades from (a live stream or a replay)."""
+
+    name: str
+    live: bool
+
+    def __aiter__(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineCounts:
+    """What went through: ``realtime replay --json`` prints these."""
+
+    trades: int
+    """Trades the shards aggregated (accepted)."""
+    bars: int
+    """Final bars stored."""
+    late: int
+    """Accepted trades that arrived behind a newer one (they amended their bar)."""
+    dropped: int
+    """Trades later than the lateness window, dropped (per symbol in ``by_symbol``)."""
+    refused_trades: int
+    writer_dropped: int
+    by_symbol: Mapping[str, Mapping[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trades": self.trades,
+            "bars": self.bars,
+            "late": self.late,
+            "dropped": self.dropped,
+            "refusedTrades": self.refused_trades,
+            "writerDropped": self.writer_dropped,
+            "bySymbol": {s: dict(v) for s, v in self.by_symbol.items()},
+        }
+
+
+class RealtimePipeline(Service):
+    """Trades in, K-lines out: to readers each cycle, final bars to the database.
+
+    Example::
+
+        pipeline = RealtimePipeline(ReplaySource(path, symbol="ES"), write=store_bars)
+        pipeline.register("print", lambda snapshot: print(snapshot.cycle))
+        await pipeline.start()
+        await pipeline.wait_stored()
+        await pipeline.stop()
+    """
+
+    name = "realtime-pipeline"
+
+    def __init__(
+        self,
+        source: TradeSource,
+        write: Write | None,
+        *,
+        intervals: Sequence[str] = DEFAULT_INTERVALS,
+        workers: int = 2,
+        lateness_ms: int = DEFAULT_LATENESS_MS,
+        period: float = PERIOD_SECONDS,
+        timeout: float = PULL_TIMEOUT_SECONDS,
+        writer_capacity: int = QUEUE_CAPACITY,
+        flush_every: float = FLUSH_SECONDS,
+        symbols: Sequence[str] = (),
+        on_gap: Callable[[Any], None] | None = None,
+        on_alert: Alert | None = None,
+    ) -> None:
+        super().__init__()
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        for interval in intervals:
+            interval_ms(interval)  # refuses an interval without a fixed length
+        self.source = source
+        self.intervals = tuple(intervals)
+        self.lateness_ms = lateness_ms
+        self.on_gap = on_gap
+        self.on_alert = on_alert
+        options = {"intervals": self.intervals, "lateness_ms": lateness_ms}
+        self.shards = [
+            ProcessShard(f"shard-{n}", KLINE_SHARD, options=options) for n in range(workers)
+        ]
+        self._route: dict[str, ProcessShard] = {}
+        self._load = dict.fromkeys(range(workers), 0)
+        for symbol in symbols:
+            self._shard_for(symbol)
+        self.finals = FinalBars()
+        self.writer: BarWriter | None = None
+        if write is not None:
+            self.writer = BarWriter(
+                write,
+                capacity=writer_capacity,
+                flush_every=flush_every,
+                on_drop=self._writer_dropping,
+                on_written=self._written,
+            )
+        self.kline_state = KlineState(on_final=self._final)
+        self.loop = PullingLoop(
+            self.shards,
+            period=period,
+            timeout=timeout,
+            on_circuit=self._circuit,
+            apply=self._apply,
+        )
+        self.reader: SerialReader[Any] = SerialReader(self.loop.channel)
+        self.trades_fed = 0
+        self.refused_trades = 0
+        self.bars_stored = 0
+        self.source_done = asyncio.Event()
+        self._finished_at: dict[str, int] = {}
+        self._overrun_seen = 0
+        self._progress = asyncio.Event()
+        """Set after each cycle and each write (what ``wait_stored`` waits on)."""
+
+    # ---- the public surface -----------------------------------------------------------
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every symbol routed to a shard (configured, or seen in the trades)."""
+        return list(self._route)
+
+    def register(self, name: str, handler: Handler[Any]) -> Callable[[], None]:
+        """Call ``handler(snapshot)`` for each new snapshot (see :class:`SerialReader`);
+        returns its removal. ``snapshot.values[(symbol, interval)]`` is a
+        :class:`~tickbase.marketdata.realtime.series.SeriesBars`."""
+        return self.reader.register(name, handler)
+
+    def counts(self) -> PipelineCounts:
+        stats = self.kline_state.stats
+        return PipelineCounts(
+            trades=sum(s.accepted for s in stats.values()),
+            bars=self.bars_stored,
+            late=sum(s.late for s in stats.values()),
+            dropped=sum(s.dropped_late for s in stats.values()),
+            refused_trades=self.refused_trades,
+            writer_dropped=self.writer.dropped if self.writer else 0,
+            by_symbol={
+                s.symbol: {"trades": s.accepted, "late": s.late, "dropped": s.dropped_late}
+                for s in stats.values()
+            },
+        )
+
+    def stored_everything(self) -> bool:
+        """A finished source's every final bar is written (or there is no writer)."""
+        if not self.source_done.is_set():
+            return False
+        for shard in self.shards:
+            if self.loop.shard_stats[shard.name].pulls < self._finished_at.get(shard.name, 0) + 2:
+                return False  # no answer yet that covers the shard's FINISH
+        if self.kline_state.forming(self.loop.values):
+            return False
+        return self.writer is None or (not len(self.finals) and self.writer.depth == 0)
+
+    async def wait_stored(self, poll: float = 0.05) -> None:
+        """Wait until a finite source's every final bar is stored (see the module)."""
+        while not self.stored_everything():
+            if self.stopping:
+                raise RuntimeError("the pipeline stopped before every final bar was stored")
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), poll)
+
+    # ---- the service ------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        for shard in self.shards:
+            await shard.start()
+        # Stopped in this order: the loop hands its last final bars to the writer,
+        # whose last flush then has them.
+        parts: list[Service] = [self.loop, self.reader]
+        if self.writer is not None:
+            parts.append(self.writer)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for part in parts:
+                await part.start()
+            tasks.append(asyncio.create_task(self._feed(), name="realtime-feed"))
+            if self.source.live:
+                tasks.append(asyncio.create_task(self._tell_clock(), name="realtime-clock"))
+            self.mark_started()
+            await self.wait_stopping()
+        finally:
+            self.source.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for part in parts:
+                await part.stop()
+            for shard in self.shards:
+                await shard.stop()
+
+    async def _feed(self) -> None:
+        try:
+            async for event in self.source:
+                if isinstance(event, TradeBatch):
+                    await self._send(self._shard_for(event.symbol), event)
+                elif self.on_gap is not None:
+                    self.on_gap(event)
+        except Exception:
+            logger.exception("real-time source %s failed; no more trades", self.source.name)
+            raise
+        for shard in self.shards:
+            await shard.put(FINISH)
+            self._finished_at[shard.name] = self.loop.shard_stats[shard.name].pulls
+        self.source_done.set()
+        logger.info("real-time source %s ended; finishing its bars", self.source.name)
+
+    async def _send(self, shard: ProcessShard, batch: TradeBatch) -> None:
+        if shard.feed(batch):
+            self.trades_fed += len(batch)
+            return
+        if self.source.live:
+            self.refused_trades += len(batch)
+            if self.refused_trades == len(batch):
+                logger.error("shard %s is not keeping up: live trades refused", shard.name)
+            return
+        await shard.put(batch)  # a replay waits: nothing is lost
+        self.trades_fed += len(batch)
+
+    async def _tell_clock(self) -> None:
+        while True:
+            now = Clock(int(time.time() * 1000))
+            for shard in self.shards:
+                shard.feed(now)  # refused while a shard is stuck: the next one will do
+            await asyncio.sleep(self.loop.period)
+
+    def _shard_for(self, symbol: str) -> ProcessShard:
+        shard = self._route.get(symbol)
+        if shard is None:
+            index = min(self._load, key=lambda n: self._load[n])
+            self._load[index] += 1
+            shard = self._route[symbol] = self.shards[index]
+        return shard
+
+    # ---- in the loop's cycle ----------------------------------------------------------
+
+    def _apply(self, values: dict[Hashable, Any], pulled: Sequence[Mapping[Hashable, Any]]) -> None:
+        self.kline_state(values, pulled)
+        self._progress.set()
+        if self.writer is not None and len(self.finals):
+            self.finals.offer_to(self.writer)
+        if self.loop.overruns > self._overrun_seen:
+            self._overrun_seen = self.loop.overruns
+            if self.loop.overruns == 1 or self.loop.overruns % 100 == 0:
+                self._alert(
+                    "loop_overrun",
+                    f"the pulling loop's cycle exceeded its {self.loop.period * 1000:.0f} ms"
+                    f" period ({self.loop.overruns} times)",
+                )
+
+    def _final(self, bar: LiveKline) -> None:
+        if self.writer is None:
+            return
+        item = (bar.symbol, bar.interval, bar.to_kline())
+        self.finals.add(bar.key, item)
+        self.writer.offer(bar.key, item)
+
+    def _written(self, items: Any) -> None:
+        written = list(items)
+        self.bars_stored += len(written)
+        self.finals.confirm(written)
+        self._progress.set()
+
+    def _writer_dropping(self, dropped: int) -> None:
+        self._alert(
+            "writer_drops",
+            f"the real-time writer's queue is full: {dropped} bar(s) dropped so far "
+            "(final bars are offered again once it drains)",
+        )
+
+    def _circuit(self, shard: str, state: CircuitState) -> None:
+        if state is CircuitState.OPEN:
+            self._alert("circuit_open", f"shard {shard} stopped answering: its circuit is open")
+        else:
+            self._alert("circuit_closed", f"shard {shard} answers again: its circuit is closed")
+
+    def _alert(self, kind: str, message: str) -> None:
+        if self.on_alert is not None:
+            try:
+                self.on_alert(kind, message)
+            except Exception:
+                logger.exception("the real-time alert callback failed (%s)", kind)
