@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -15,8 +16,13 @@ import pytest
 
 import tickbase
 from tests.support.fake_binance import FakeBinanceStream, agg_frames, agg_trade, envelope
+from tests.support.fake_exchange import FakeExchange, Fault
+from tests.support.grid import grid_klines_between
+from tickbase.marketdata.collector import Kline
+from tickbase.marketdata.realtime.backfill import GapBackfill
 from tickbase.marketdata.realtime.binance_stream import BinanceTradeStream, TradeGap
 from tickbase.marketdata.realtime.trades import TradeBatch
+from tickbase.marketdata.store import KlineStore
 
 START = 1_700_000_000_000
 STEP = 10  # ms between trade ids in agg_frames
@@ -277,3 +283,123 @@ def test_the_stream_url_names_lower_case_streams() -> None:
 def test_the_default_base_url_is_a_setting() -> None:
     settings = tickbase.Settings()
     assert settings.binance_ws_url == "wss://stream.binance.com:9443"
+
+
+# ---- (f) backfill ----------------------------------------------------------------------
+
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z: every bar of the gap is long final
+MINUTE_MS = 60_000
+
+
+def live_bar(open_ms: int, close: float) -> Kline:
+    opens = datetime.fromtimestamp(open_ms / 1000, UTC)
+    return Kline(opens, close, close, close, close, 1.0, close_time=opens + timedelta(minutes=1))
+
+
+async def stored_rows(app: tickbase.App, interval: str) -> list[tuple[int, float, bool]]:
+    async with app.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT (extract(epoch FROM open_time) * 1000)::bigint, close, backfilled"
+            " FROM tickbase.klines WHERE source = 'binance' AND symbol = 'BTCUSDT'"
+            " AND interval = %s ORDER BY open_time",
+            (interval,),
+        )
+        return [(int(t), float(c), bool(b)) for t, c, b in await cursor.fetchall()]
+
+
+async def test_a_gap_is_backfilled_marked_and_a_later_live_write_does_not_replace_it(
+    app: tickbase.App,
+) -> None:
+    store = KlineStore(app.pool)
+    # The live minute aggregated from incomplete trades, stored before the backfill.
+    await store.upsert("binance", "BTCUSDT", "1m", [live_bar(T0, 7.0)], live=True)
+    gap = TradeGap("BTCUSDT", 10, 20, T0 + 59_000, T0 + 61_000, reason="skipped_ids")
+    with FakeExchange() as rest:
+        backfill = GapBackfill(store, base_url=rest.url, intervals=("1m", "5m"), margin_ms=0)
+        try:
+            assert await backfill.backfill(gap) == 3
+        finally:
+            await backfill.aclose()
+        asked = [(q["interval"], q["startTime"], q["endTime"]) for _, _, q in rest.requests()]
+    # the two minutes the gap touches, then the one 5-minute bar; windows on open times
+    assert asked == [
+        ("1m", str(T0), str(T0 + 2 * MINUTE_MS - 1)),
+        ("5m", str(T0), str(T0 + 5 * MINUTE_MS - 1)),
+    ]
+    served = {
+        interval: grid_klines_between("btcusd-1M", interval, T0, end, 10)
+        for interval, end in (("1m", T0 + 2 * MINUTE_MS - 1), ("5m", T0 + 5 * MINUTE_MS - 1))
+    }
+    assert await stored_rows(app, "1m") == [
+        (T0, served["1m"][0].close, True),
+        (T0 + MINUTE_MS, served["1m"][1].close, True),
+    ]
+    assert await stored_rows(app, "5m") == [(T0, served["5m"][0].close, True)]
+    assert (backfill.gaps_backfilled, backfill.bars_backfilled, backfill.failures) == (1, 3, 0)
+
+    # A later live write of the same minute (the real-time writer's) leaves it alone...
+    await store.upsert("binance", "BTCUSDT", "1m", [live_bar(T0, 9.0)], live=True)
+    assert (await stored_rows(app, "1m"))[0] == (T0, served["1m"][0].close, True)
+    # ... while a bar no backfill touched is written as ever, and other writers still replace.
+    await store.upsert("binance", "BTCUSDT", "1m", [live_bar(T0 + 5 * MINUTE_MS, 9.0)], live=True)
+    assert (await stored_rows(app, "1m"))[-1] == (T0 + 5 * MINUTE_MS, 9.0, False)
+    await store.upsert("binance", "BTCUSDT", "1m", [live_bar(T0, 8.0)])
+    assert (await stored_rows(app, "1m"))[0] == (T0, 8.0, False)
+
+
+async def test_a_backfill_waits_for_final_bars_and_retries_a_failed_fetch(
+    app: tickbase.App,
+) -> None:
+    store = KlineStore(app.pool)
+    gap = TradeGap("BTCUSDT", 1, 3, T0 + 10_000, T0 + 20_000, reason="reconnect")
+    now = [(T0 + 20_500) / 1000]  # the gap just ended: its minute is not over
+    naps: list[float] = []
+    fetched_at: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    with FakeExchange() as rest:
+        rest.inject("/api/v3/klines", Fault.status(500, "busy"))
+        backfill = GapBackfill(
+            store,
+            base_url=rest.url,
+            intervals=("1m",),
+            lateness_ms=2_000,
+            margin_ms=500,
+            retry_first=0.25,
+            clock=lambda: now[0],
+            sleep=sleep,
+        )
+        task = backfill.submit(gap)
+        assert await asyncio.wait_for(task, 10) == 1
+        fetched_at = [t for t, _, _ in rest.requests()]
+        await backfill.aclose()
+    assert len(fetched_at) == 2  # the 500, then the retry
+    # waited until the minute closed + 2 s lateness + 0.5 s margin, then backed off once
+    assert now[0] == pytest.approx((T0 + MINUTE_MS - 1 + 2_500) / 1000 + 0.25)
+    assert naps[-1] == 0.25
+    assert (backfill.failures, backfill.abandoned, backfill.gaps_backfilled) == (1, 0, 1)
+    assert [row[2] for row in await stored_rows(app, "1m")] == [True]
+
+
+async def test_a_backfill_gives_up_after_its_attempts(app: tickbase.App) -> None:
+    gap = TradeGap("BTCUSDT", 1, 3, T0, T0 + 1_000, reason="skipped_ids")
+    with FakeExchange() as rest:
+        rest.fail_always("/api/v3/klines", Fault.status(503))
+        backfill = GapBackfill(
+            KlineStore(app.pool),
+            base_url=rest.url,
+            intervals=("1m", "5m"),
+            attempts=2,
+            retry_first=0.01,
+        )
+        try:
+            assert await backfill.backfill(gap) == 0
+        finally:
+            await backfill.aclose()
+        assert len(rest.requests()) == 4
+    assert (backfill.failures, backfill.abandoned, backfill.gaps_backfilled) == (4, 2, 0)
+    assert await stored_rows(app, "1m") == []
