@@ -149,6 +149,18 @@ async def test_a_reconnect_that_resumes_in_sequence_is_no_gap(fake: FakeBinanceS
     assert ids_of(events) == list(range(1, 9)) and stream.gaps == 0
 
 
+async def test_a_server_that_closes_at_once_is_retried_with_backoff(
+    fake: FakeBinanceStream,
+) -> None:
+    for _ in range(3):
+        fake.script(then="close")
+    fake.script(*agg_frames("BTCUSDT", range(1, 4)))
+    async with stream_of(fake) as stream:
+        events = await collect(stream, trades=3)
+        assert stream.reconnects == 3
+    assert ids_of(events) == [1, 2, 3] and len(fake.paths) == 4
+
+
 async def test_an_unreachable_server_is_retried_until_closed() -> None:
     async with FakeBinanceStream() as fake:
         url = fake.url

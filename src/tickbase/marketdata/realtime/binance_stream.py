@@ -41,7 +41,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -191,6 +191,7 @@ class BinanceTradeStream:
         self._ws: ClientConnection | None = None
         self._connections = 0
         self._delivered = 0  # frames when the current connection opened
+        self._pause = 0.0  # seconds to wait before the next connection attempt
         self._closing = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
 
@@ -210,7 +211,10 @@ class BinanceTradeStream:
         return self._out.popleft()
 
     def close(self) -> None:
-        """Ask the stream to end: iteration stops once what is buffered is yielded."""
+        """Ask the stream to end: iteration stops once what is buffered is yielded.
+
+        Call it from the event loop's thread (a signal handler registered with the loop, a
+        task); it returns at once, the connection closing in the background."""
         self._closing.set()
         ws = self._ws
         if ws is not None and self._closer is None:
@@ -244,7 +248,9 @@ class BinanceTradeStream:
         recv, parse, out = ws.recv, parse_agg_trade_row, self._out
         # websockets has no public "is a frame waiting": its assembler's queue is looked at
         # directly (a release without it drains after every frame: correct, smaller batches).
-        waiting = getattr(getattr(ws, "recv_messages", None), "frames", ())
+        # (The deque under its queue: len() of the queue itself is a Python call per frame.)
+        frames_queue = getattr(getattr(ws, "recv_messages", None), "frames", None)
+        waiting: Sized = getattr(frames_queue, "queue", ())
         pending = frames = 0
         started = 0.0
         try:
@@ -275,11 +281,16 @@ class BinanceTradeStream:
                         started = clock()
                         pending = 1
                 if (pending or out) and (
-                    not len(waiting) or pending >= limit or clock() - started >= window
+                    not waiting
+                    or pending >= limit
+                    # the clock read every 32 trades, not per frame: under load that is µs
+                    or (not pending & 31 and clock() - started >= window)
                 ):
                     self._flush()
                     return
         except ConnectionClosed as exc:
+            self.frames += frames
+            frames = 0  # counted: _lost() looks at them
             self._flush()
             self._lost(_close_reason(exc))
         finally:
@@ -311,6 +322,11 @@ class BinanceTradeStream:
     async def _connect(self) -> ClientConnection | None:
         """A new connection, retried with backoff until one opens; ``None`` once closing."""
         failures = 0
+        if self._pause:
+            # The last connection delivered nothing (accepted, then closed at once): a
+            # server in that state would otherwise be hammered in a tight loop.
+            await self._sleep(self._pause)
+            self._pause = 0.0
         while not self._closing.is_set():
             attempt = asyncio.ensure_future(
                 connect(
@@ -369,6 +385,8 @@ class BinanceTradeStream:
         self.connected = False
         if self.frames > self._delivered:
             self._backoff.reset()  # it worked for a while: a blip, not an outage
+        else:
+            self._pause = full_jitter(self._backoff.next(), self._rng)
         if not self._closing.is_set():
             logger.warning("binance stream: disconnected (%s); reconnecting", reason)
 

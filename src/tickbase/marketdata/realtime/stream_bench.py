@@ -161,7 +161,7 @@ def ingest_rate(n: int = 300_000, symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT"
 
 
 async def _consume(url: str, symbols: Sequence[str], n: int) -> tuple[float, int, int]:
-    stream = BinanceTradeStream(symbols, base_url=url, max_queue=MAX_QUEUE_BENCH)
+    stream = BinanceTradeStream(symbols, base_url=url)
     batches = trades = 0
     started = 0.0
     async with stream:
@@ -175,6 +175,3 @@ async def _consume(url: str, symbols: Sequence[str], n: int) -> tuple[float, int
                 break
     # The clock starts at the first batch: the first frame's trades are not timed.
     return time.perf_counter() - started, batches, trades
-
-
-MAX_QUEUE_BENCH = 4096
