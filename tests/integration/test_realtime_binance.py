@@ -21,6 +21,7 @@ from tests.support.grid import grid_klines_between
 from tickbase.marketdata.collector import Kline
 from tickbase.marketdata.realtime.backfill import GapBackfill
 from tickbase.marketdata.realtime.binance_stream import BinanceTradeStream, TradeGap
+from tickbase.marketdata.realtime.stream_bench import ingest_rate
 from tickbase.marketdata.realtime.trades import TradeBatch
 from tickbase.marketdata.store import KlineStore
 
@@ -415,3 +416,14 @@ async def test_a_backfill_gives_up_after_its_attempts(app: tickbase.App) -> None
         assert len(rest.requests()) == 4
     assert (backfill.failures, backfill.abandoned, backfill.gaps_backfilled) == (4, 2, 0)
     assert await stored_rows(app, "1m") == []
+
+
+# ---- the ingest benchmark ----------------------------------------------------------------
+
+
+def test_the_ingest_benchmark_streams_every_frame_over_a_real_socket() -> None:
+    figures = ingest_rate(20_000)
+    # every frame sent came out as a trade; the rates are printed, never asserted
+    assert figures.trades == 20_000 and figures.batches >= 20
+    assert min(figures.trades_per_second, figures.orjson_per_second, figures.parse_per_second) > 0
+    assert set(figures.to_dict()) >= {"trades_per_second", "orjson_per_second"}
