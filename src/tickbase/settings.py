@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     binance_url: str = "https://api.binance.com"
     """Base URL of the Binance spot REST API (``/api/v3/klines``)."""
 
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    """Base URL of the Binance spot WebSocket streams (``/stream?streams=...@aggTrade``)."""
+
     coingecko_url: str = "https://api.coingecko.com/api/v3"
     """Base URL of the CoinGecko API (the K-line fallback, ``/coins/{id}/ohlc``)."""
 

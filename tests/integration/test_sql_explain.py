@@ -217,6 +217,8 @@ PARAMS: dict[str, Any] = {
     "volumes": [0.0],
     "anomaly_move": 0.2,
     "durable": True,
+    "backfilled": False,
+    "live": True,
     "new_state": "{}",
     "new_last": NOW,
     "state_from": NOW,

@@ -12,7 +12,8 @@ from sync and async tests alike::
 Routes and the real data behind each (nothing is generated):
 
 - ``GET /api/v3/klines`` (Binance): :func:`~tests.support.grid.grid_klines` of
-  the sample series mapped from the symbol. The samples have no quote volume, trade count
+  the sample series mapped from the symbol (with ``startTime``/``endTime``: the slots
+  opening within them, :func:`~tests.support.grid.grid_klines_between`). The samples have no quote volume, trade count
   or taker volumes: those Binance fields are sent as zeros.
 - ``GET /api/v3/coins/{id}/ohlc`` (CoinGecko): the same replayed bars, at CoinGecko's
   automatic candle size for ``days``, stamped with the candle's close time.
@@ -57,7 +58,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.support.grid import FAKE_SERIES, grid_klines
+from tests.support.grid import FAKE_SERIES, grid_klines, grid_klines_between
 from tickbase.errors import SourceUnavailable
 
 MACRO = Path(__file__).resolve().parent.parent / "data" / "macro"
@@ -310,7 +311,20 @@ class FakeExchange:
         except ValueError:
             return _binance_error(-1100, "Illegal characters found in parameter 'limit'.")
         try:
-            bars = grid_klines(self._sample(symbol), interval, limit, self.now)
+            start, end = query.get("startTime"), query.get("endTime")
+            if start is not None:
+                bars = grid_klines_between(
+                    self._sample(symbol),
+                    interval,
+                    int(start),
+                    None if end is None else int(end),
+                    limit,
+                    self.now,
+                )
+            else:
+                bars = grid_klines(self._sample(symbol), interval, limit, self.now)
+        except ValueError:
+            return _binance_error(-1100, "Illegal characters found in parameter 'startTime'.")
         except SourceUnavailable:
             return _binance_error(-1120, f"the fake cannot replay interval {interval}")
         rows = [

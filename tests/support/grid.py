@@ -45,12 +45,38 @@ def grid_klines(sample: str, interval: str, limit: int, now: datetime | None = N
         step = interval_seconds(interval)
     except ValueError:
         raise SourceUnavailable(f"grid: interval {interval} has no fixed length") from None
-    rows = _sample(sample)
     when = datetime.now(UTC) if now is None else now
+    last = (when - EPOCH) // timedelta(seconds=step) - 1  # the last slot closed by now
+    return _slots(sample, step, range(last - max(limit, 0) + 1, last + 1))
+
+
+def grid_klines_between(
+    sample: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int | None,
+    limit: int,
+    now: datetime | None = None,
+) -> list[Kline]:
+    """As :func:`grid_klines`, the closed slots whose open time (ms) lies in
+    ``[start_ms, end_ms]`` (Binance's ``startTime``/``endTime``), the first ``limit``."""
+    try:
+        step = interval_seconds(interval)
+    except ValueError:
+        raise SourceUnavailable(f"grid: interval {interval} has no fixed length") from None
+    when = datetime.now(UTC) if now is None else now
+    last = (when - EPOCH) // timedelta(seconds=step) - 1
+    if end_ms is not None:
+        last = min(last, end_ms // (step * 1000))
+    first = -(-start_ms // (step * 1000))  # the first slot opening at or after start_ms
+    return _slots(sample, step, range(first, min(last + 1, first + max(limit, 0))))
+
+
+def _slots(sample: str, step: int, slots: range) -> list[Kline]:
+    rows = _sample(sample)
     width = timedelta(seconds=step)
-    last = (when - EPOCH) // width - 1  # the last slot whose close (start + step) <= now
     klines: list[Kline] = []
-    for slot in range(last - max(limit, 0) + 1, last + 1):
+    for slot in slots:
         bar = rows[slot % len(rows)]
         opens = EPOCH + slot * width
         klines.append(

@@ -83,11 +83,15 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class KlineRequest:
-    """The last ``limit`` bars of one series."""
+    """The last ``limit`` bars of one series; with ``start_ms``/``end_ms`` (epoch ms, both
+    inclusive, on open times) at most ``limit`` bars of that window, oldest first (sources
+    that cannot ask for a window serve their latest bars)."""
 
     symbol: str
     interval: str
     limit: int = 100
+    start_ms: int | None = None
+    end_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,13 @@
 -- state is saved in the same statement, but only if the saved one is the one
 -- it started from (last_open_time = %(state_from)s) and no bar of the series
 -- lies between that and this batch; otherwise nothing is saved and the caller
--- advances from the database. Rows back: row_kind 'anomaly' (open_time,
--- close, previous_close) and 'saved' when the state was saved.
+-- advances from the database. %(backfilled)s true: the bars are stored marked
+-- backfilled (fetched from the REST API after the live stream missed trades).
+-- %(live)s true (the real-time writer): a stored bar marked backfilled is left
+-- as it is, since the live bar was aggregated from incomplete trades; other
+-- writers (collectors, backfill) replace it as before. Rows back: row_kind
+-- 'anomaly' (open_time, close, previous_close) and 'saved' when the state was
+-- saved.
 WITH b AS (
     SELECT b.*
     FROM unnest(%(open_times)s::timestamptz[], %(opens)s::float8[], %(highs)s::float8[],
@@ -48,13 +53,13 @@ WITH b AS (
     INSERT INTO tickbase.klines AS k (source, symbol, interval, open_time, open, high, low,
                                       close, volume, close_time, quote_volume, trade_count,
                                       taker_buy_base_volume, taker_buy_quote_volume,
-                                      is_anomaly, is_filled)
+                                      is_anomaly, is_filled, backfilled)
     SELECT %(source)s, %(symbol)s, %(interval)s, j.open_time, j.open, j.high, j.low, j.close,
            j.volume, j.close_time, j.quote_volume, j.trade_count, j.taker_buy_base_volume,
            j.taker_buy_quote_volume,
            coalesce(abs(j.close - j.previous_close) > %(anomaly_move)s * j.previous_close,
                     false),
-           j.is_filled
+           j.is_filled, %(backfilled)s::boolean
     FROM judged j
     ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
     SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
@@ -63,7 +68,8 @@ WITH b AS (
         taker_buy_base_volume = excluded.taker_buy_base_volume,
         taker_buy_quote_volume = excluded.taker_buy_quote_volume,
         is_anomaly = excluded.is_anomaly, is_filled = excluded.is_filled,
-        ingested_at = now()
+        backfilled = excluded.backfilled, ingested_at = now()
+    WHERE NOT (%(live)s::boolean AND k.backfilled)
     RETURNING open_time, is_anomaly
 ), state_saved AS (
     UPDATE tickbase.indicator_state i

@@ -54,7 +54,14 @@ class StoredBar:
 
 
 def upsert_params(
-    source: str, symbol: str, interval: str, bars: Sequence[BarLike], durable: bool
+    source: str,
+    symbol: str,
+    interval: str,
+    bars: Sequence[BarLike],
+    durable: bool,
+    *,
+    backfilled: bool = False,
+    live: bool = False,
 ) -> dict[str, Any]:
     """The parameters of ``klines_upsert`` for a batch of one series' bars."""
     return {
@@ -77,6 +84,8 @@ def upsert_params(
         "filled": [bool(getattr(b, "is_filled", False)) for b in bars],
         "anomaly_move": ANOMALY_MOVE,
         "durable": durable,
+        "backfilled": backfilled,
+        "live": live,
         "new_state": None,
         "new_last": None,
         "state_from": None,
@@ -134,6 +143,8 @@ class KlineStore:
         bars: Sequence[BarLike],
         *,
         durable: bool = True,
+        backfilled: bool = False,
+        live: bool = False,
     ) -> int:
         """Store validated bars of one series in one statement (one round trip); a close
         that moves more than 20% from the previous close is kept, flagged and logged.
@@ -141,6 +152,11 @@ class KlineStore:
         ``durable=False`` commits without waiting for the WAL flush: for collectors,
         whose bars are fetched again on their next run and whose task outcome, written
         after, flushes the WAL past them.
+
+        ``backfilled=True`` stores the bars marked backfilled (fetched from the REST API
+        after the live stream missed trades). ``live=True`` (the real-time writer) leaves a
+        stored bar marked backfilled as it is: the live bar was aggregated from incomplete
+        trades. Returns how many bars were given (stored or, live, left as they were).
         """
         if not bars:
             return 0
@@ -148,7 +164,16 @@ class KlineStore:
             try:
                 with domain_errors({"symbol": symbol, "interval": interval}):
                     cursor = await conn.execute(
-                        Q["klines_upsert"], upsert_params(source, symbol, interval, bars, durable)
+                        Q["klines_upsert"],
+                        upsert_params(
+                            source,
+                            symbol,
+                            interval,
+                            bars,
+                            durable,
+                            backfilled=backfilled,
+                            live=live,
+                        ),
                     )
             except InvalidMarketData as exc:
                 # the database names only its check: say which bar broke it, and how

@@ -7,7 +7,12 @@ The process-local parts, fast enough for one shard worker to keep up with a busy
 - ``kline.py``: the live K-line (Binance's kline fields, times in epoch milliseconds);
 - ``aggregator.py``: per (symbol, interval) aggregation with a lateness window, a
   vectorised batch path and the per-trade reference path;
-- ``bench.py``: ``aggregation_rate()``, the aggregation micro benchmark.
+- ``bench.py``: ``aggregation_rate()``, the aggregation micro benchmark;
+- ``binance_stream.py``: :class:`BinanceTradeStream`, Binance's live aggTrade stream as
+  trade batches and :class:`TradeGap` events (reconnecting with backoff and jitter);
+- ``backfill.py``: :class:`GapBackfill`, the bars a gap touched fetched again from the REST
+  klines once final, stored marked backfilled;
+- ``stream_bench.py``: ``ingest_rate()``, the WebSocket ingest benchmark over 127.0.0.1.
 
 And how they are put together:
 

@@ -51,7 +51,9 @@ __all__ = [
     "BadInput",
     "TradeBatch",
     "TradeBuffer",
+    "TradeRow",
     "parse_agg_trade",
+    "parse_agg_trade_row",
     "parse_frames",
     "read_replay_file",
 ]
@@ -179,6 +181,17 @@ def _int(value: object) -> int | None:
     return value if type(value) is int else None
 
 
+TradeRow = tuple[str, int, float, float, int, int, int, bool]
+"""An :class:`AggTrade`'s fields as a plain tuple, in the same order (the stream's hot path
+builds no object per trade)."""
+
+_INFINITY: Final = math.inf
+# symbol → its stream name, so the hot path builds no string; filled by the full checks
+# when they accept a symbol's first trade (bounded: a stream of made-up symbols stops it).
+_STREAM_NAMES: dict[str, str] = {}
+_STREAM_NAMES_MAX: Final = 10_000
+
+
 def parse_agg_trade(
     frame: bytes | str, bad: BadInput, streams: frozenset[str] | None = None
 ) -> AggTrade | None:
@@ -188,6 +201,19 @@ def parse_agg_trade(
     other stream, or another event type (a kline, a subscription reply), is
     ``other_stream``. A bad frame is counted in ``bad`` and skipped.
     """
+    row = parse_agg_trade_row(frame, bad, streams)
+    return None if row is None else AggTrade(*row)
+
+
+def parse_agg_trade_row(
+    frame: bytes | str, bad: BadInput, streams: frozenset[str] | None = None
+) -> TradeRow | None:
+    """:func:`parse_agg_trade` as a :data:`TradeRow` (the live stream's hot path).
+
+    The well-formed enveloped frame, nearly every frame, is accepted by one chain of
+    checks; anything else goes through the full checks, which accept exactly what they
+    accept and say why they refuse the rest.
+    """
     try:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
@@ -195,6 +221,43 @@ def parse_agg_trade(
             NOT_JSON, f"frame {bytes(frame[:60]) if isinstance(frame, bytes) else frame[:60]!r}"
         )
         return None
+    try:
+        # Subscripts, not .get(): a missing key or a non-object raises into the full checks
+        # (and only a dict takes a string subscript: message and data are objects below).
+        data = message["data"]
+        stream = message["stream"]
+        symbol, agg_id, time_ms, p, q = data["s"], data["a"], data["T"], data["p"], data["q"]
+        first_id, last_id, buyer_maker, event = data["f"], data["l"], data["m"], data["e"]
+    except (KeyError, TypeError, IndexError):
+        return _checked_row(message, bad, streams)
+    if (
+        event == "aggTrade"
+        and type(symbol) is str
+        and type(agg_id) is int
+        and type(first_id) is int
+        and type(last_id) is int
+        and first_id <= last_id
+        and type(time_ms) is int
+        and time_ms > 0
+        and type(buyer_maker) is bool
+        and type(p) is str
+        and type(q) is str
+        and _STREAM_NAMES.get(symbol) == stream
+        and (streams is None or stream in streams)
+    ):
+        try:
+            price, qty = float(p), float(q)
+        except ValueError:
+            pass
+        else:
+            # NaN fails both comparisons: it takes the full checks' path.
+            if 0 < price < _INFINITY and 0 < qty < _INFINITY:
+                return (symbol, agg_id, price, qty, first_id, last_id, time_ms, buyer_maker)
+    return _checked_row(message, bad, streams)
+
+
+def _checked_row(message: object, bad: BadInput, streams: frozenset[str] | None) -> TradeRow | None:
+    """Every check of a decoded frame, each refusal counted under its reason."""
     if not isinstance(message, dict):
         bad.record(MALFORMED, f"frame is a JSON {type(message).__name__}, not an object")
         return None
@@ -239,7 +302,9 @@ def parse_agg_trade(
     if qty is None:
         bad.record(BAD_QTY, f"{symbol} aggTrade {agg_id}: quantity q={data.get('q')!r}")
         return None
-    return AggTrade(symbol, agg_id, price, qty, first_id, last_id, time_ms, buyer_maker)
+    if stream is not None and len(_STREAM_NAMES) < _STREAM_NAMES_MAX:
+        _STREAM_NAMES[symbol] = stream
+    return (symbol, agg_id, price, qty, first_id, last_id, time_ms, buyer_maker)
 
 
 def _positive(value: object) -> float | None:
@@ -257,34 +322,47 @@ class TradeBuffer:
     """Parsed trades collected per symbol until :meth:`drain` turns them into batches.
 
     The live stream delivers one trade per frame; the worker appends them here and hands
-    the aggregator one batch per symbol per pass, so the batch path does the work.
+    the aggregator one batch per symbol per pass, so the batch path does the work. A trade
+    is kept as its row tuple (one list append per trade); :meth:`drain` transposes the rows
+    into columns in C (``zip``).
     """
 
-    __slots__ = ("_columns",)
+    __slots__ = ("_rows",)
 
     def __init__(self) -> None:
-        self._columns: dict[str, tuple[list[int], list[float], list[float], list[int], list[int], list[int], list[bool]]] = {}  # fmt: skip
+        self._rows: dict[str, list[TradeRow]] = {}
 
     def __len__(self) -> int:
-        return sum(len(c[0]) for c in self._columns.values())
+        return sum(len(rows) for rows in self._rows.values())
 
     def append(self, trade: AggTrade) -> None:
         """Add one trade."""
-        columns = self._columns.get(trade.symbol)
-        if columns is None:
-            columns = self._columns[trade.symbol] = ([], [], [], [], [], [], [])
-        columns[0].append(trade.time_ms)
-        columns[1].append(trade.price)
-        columns[2].append(trade.qty)
-        columns[3].append(trade.agg_id)
-        columns[4].append(trade.first_id)
-        columns[5].append(trade.last_id)
-        columns[6].append(trade.buyer_maker)
+        self.append_row(
+            (
+                trade.symbol,
+                trade.agg_id,
+                trade.price,
+                trade.qty,
+                trade.first_id,
+                trade.last_id,
+                trade.time_ms,
+                trade.buyer_maker,
+            )
+        )
+
+    def append_row(self, row: TradeRow) -> None:
+        """Add one trade given as a :data:`TradeRow`."""
+        rows = self._rows.get(row[0])
+        if rows is None:
+            self._rows[row[0]] = [row]
+        else:
+            rows.append(row)
 
     def drain(self) -> dict[str, TradeBatch]:
         """The trades appended since the last drain, one batch per symbol; empties the buffer."""
         out: dict[str, TradeBatch] = {}
-        for symbol, (t, p, q, a, f, last, m) in self._columns.items():
+        for symbol, rows in self._rows.items():
+            _, a, p, q, f, last, t, m = zip(*rows, strict=True)
             out[symbol] = TradeBatch(
                 symbol,
                 np.array(t, dtype=np.int64),
@@ -295,7 +373,7 @@ class TradeBuffer:
                 np.array(last, dtype=np.int64),
                 np.array(m, dtype=np.bool_),
             )
-        self._columns = {}
+        self._rows = {}
         return out
 
 
@@ -305,9 +383,9 @@ def parse_frames(
     """The good trades of many frames, one batch per symbol (bad frames counted in ``bad``)."""
     buffer = TradeBuffer()
     for frame in frames:
-        trade = parse_agg_trade(frame, bad, streams)
-        if trade is not None:
-            buffer.append(trade)
+        row = parse_agg_trade_row(frame, bad, streams)
+        if row is not None:
+            buffer.append_row(row)
     return buffer.drain()
 
 

@@ -168,7 +168,9 @@ def kline_writer(store: KlineStore, source: str) -> Write:
     """``write`` for :class:`BarWriter` storing ``(symbol, interval, bar)`` items
     with the K-line store: one upsert statement per series of the batch. A
     series whose bars the store refuses is logged and skipped (the others are
-    stored); a database that is away raises, and the writer retries."""
+    stored); a database that is away raises, and the writer retries. The writes
+    are live: a bar already stored marked backfilled (fetched from the REST API
+    after the stream missed trades) is not replaced by the live one."""
 
     async def write(items: Sequence[Any]) -> None:
         by_series: dict[tuple[str, str], list[BarLike]] = {}
@@ -177,7 +179,7 @@ def kline_writer(store: KlineStore, source: str) -> Write:
         for (symbol, interval), bars in by_series.items():
             bars.sort(key=lambda bar: bar.open_time)
             try:
-                await store.upsert(source, symbol, interval, bars)
+                await store.upsert(source, symbol, interval, bars, live=True)
             except InvalidMarketData as exc:
                 # A bar the store refuses never becomes storable: retrying it would
                 # hold back every other series' bars forever. Said, and left out.

@@ -72,13 +72,18 @@ class BinanceKlines(HttpSource):
         super().__init__(base_url, policy=policy)
 
     async def collect(self, client: httpx.AsyncClient, request: Request) -> Any:
-        """The raw klines array for ``request`` (a :class:`KlineRequest`)."""
+        """The raw klines array for ``request`` (a :class:`KlineRequest`); its window, when
+        it has one, as Binance's ``startTime``/``endTime`` (open times, ms)."""
         wanted = kline_request(self.name, request)
-        params = {
+        params: dict[str, str | int] = {
             "symbol": wanted.symbol,
             "interval": wanted.interval,
             "limit": min(wanted.limit, _BINANCE_MAX_LIMIT),
         }
+        if wanted.start_ms is not None:
+            params["startTime"] = wanted.start_ms
+        if wanted.end_ms is not None:
+            params["endTime"] = wanted.end_ms
         url = f"{self.base_url}/api/v3/klines"
         return await get_json(
             client, self.name, url, params=params, timeout=self.policy.request_timeout
