@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     market_intervals: str = "1h,4h,1d"
     """K-line intervals collected for each symbol, comma-separated."""
 
+    realtime: bool = True
+    """Whether ``tickbase up`` runs the real-time K-line pipeline. Defaults to on."""
+
+    realtime_intervals: str = "1m,5m,1h"
+    """K-line intervals the real-time pipeline aggregates from trades, comma-separated."""
+
+    realtime_workers: int = Field(default=2, ge=1, le=64)
+    """Shard worker processes of the real-time pipeline. Defaults to 2."""
+
     binance_url: str = "https://api.binance.com"
     """Base URL of the Binance spot REST API (``/api/v3/klines``)."""
 

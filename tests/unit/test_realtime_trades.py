@@ -190,7 +190,7 @@ def test_replay_file_refusals(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must name time, price, qty"):
         read_replay_file(path, symbol="ES")
     path.write_text(ROWS)
-    with pytest.raises(ValueError, match="no symbol column: pass symbol="):
+    with pytest.raises(ValueError, match="no symbol column: give its symbol"):
         read_replay_file(path)
 
 

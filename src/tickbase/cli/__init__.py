@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import typer
 
-from tickbase.cli import alerts, bench, db, limits, marketdata, schedules, tasks, tokens, workflows
+from tickbase.cli import (
+    alerts,
+    bench,
+    db,
+    limits,
+    marketdata,
+    realtime,
+    schedules,
+    tasks,
+    tokens,
+    workflows,
+)
 from tickbase.cli.cluster import register_cluster_commands
 from tickbase.cli.marketdata import register_indicator_command
 from tickbase.cli.run import register_run_commands
@@ -26,6 +37,7 @@ cli.add_typer(alerts.cli, name="alerts")
 cli.add_typer(limits.cli, name="limits")
 cli.add_typer(marketdata.cli, name="klines")
 cli.add_typer(tokens.cli, name="tokens")
+cli.add_typer(realtime.cli, name="realtime")
 register_run_commands(cli)
 register_cluster_commands(cli)
 register_indicator_command(cli)

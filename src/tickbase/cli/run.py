@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 from typing import Any
 
 import typer
@@ -17,16 +15,36 @@ from tickbase.cli.common import (
     configure_logging,
     load_app,
     run,
+    stop_on_signals,
     with_app,
 )
 from tickbase.cli.render import console, fail, print_json
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+async def _start_realtime(app: Any) -> Any:
+    """``tickbase up``'s real-time pipeline (unless ``TICKBASE_REALTIME=0``): the default
+    symbols from the live stream, or from the bundled trades when none answers."""
+    settings = app.settings
+    if not settings.realtime:
+        return None
+    from tickbase.marketdata.pipeline import split_names
+    from tickbase.marketdata.realtime.runner import build_pipeline, choose_source, parse_intervals
+
+    symbols = split_names(settings.market_symbols)
+    intervals = parse_intervals(settings.realtime_intervals)
+    source, said = await choose_source(settings, symbols)
+    pipeline = build_pipeline(
+        app.pool,
+        source,
+        intervals=intervals,
+        workers=settings.realtime_workers,
+        symbols=symbols,
+        binance_url=settings.binance_url,
+    )
+    await pipeline.start()
+    app.extensions["realtime"] = pipeline
+    console.print(f"{said}; bars of {', '.join(intervals)} form live (TICKBASE_REALTIME=0: off)")
+    return pipeline
 
 
 async def _print_bootstrap_token(app: Any) -> None:
@@ -56,7 +74,7 @@ def _parse_queues(queues: str | None) -> list[str] | None:
 async def _run_roles(app: Any, *, api: tuple[str, int] | None = None, **roles: Any) -> None:
     """Open the app and run the given roles (and the gateway on ``api``) until SIGTERM/SIGINT."""
     stop = asyncio.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     async with app:
         await _serve_roles(app, stop, api=api, **roles)
 
@@ -238,7 +256,7 @@ def register_run_commands(cli: typer.Typer) -> None:
             from tickbase.db.urls import redact_url
 
             stop = asyncio.Event()
-            _stop_on_signals(stop)
+            stop_on_signals(stop)
             try:
                 async with app:
                     where = "embedded PostgreSQL" if not app.settings.database_url else "PostgreSQL"
@@ -262,8 +280,13 @@ def register_run_commands(cli: typer.Typer) -> None:
                             f"({', '.join(market.intervals)}) every 5 min, collecting now "
                             "(no live source answering → the replayed real series REPLAY:*, marked replay)"
                         )
+                    realtime = await _start_realtime(app)
                     console.print("press Ctrl-C to stop")
-                    await _serve_roles(app, stop, api=(host, port), concurrency=concurrency)
+                    try:
+                        await _serve_roles(app, stop, api=(host, port), concurrency=concurrency)
+                    finally:
+                        if realtime is not None:
+                            await realtime.stop()
             finally:
                 if app.started_server:
                     from tickbase.db.embedded import EmbeddedServer

@@ -64,6 +64,7 @@ __all__ = [
     "BinanceTradeStream",
     "TradeGap",
     "full_jitter",
+    "probe",
 ]
 
 logger = logging.getLogger("tickbase.marketdata.realtime")
@@ -85,8 +86,8 @@ class TradeGap:
 
     ``from_ms`` is the time of the last trade before the gap, ``to_ms`` of the first one
     after: the missed trades happened within ``[from_ms, to_ms]``. ``reason`` is
-    ``"skipped_ids"`` (the ids jumped on a live connection) or ``"reconnect"`` (the first
-    trade after a reconnect does not follow the last one before).
+    ``"skipped_ids"`` (the ids jumped on a live connection), ``"reconnect"`` (the first
+    trade after a reconnect does not follow the last one before) or ``"restart"``.
 
     Example::
 
@@ -99,7 +100,9 @@ class TradeGap:
     next_id: int
     from_ms: int
     to_ms: int
-    reason: Literal["skipped_ids", "reconnect"]
+    reason: Literal["skipped_ids", "reconnect", "restart"]
+    """``"restart"``: the pipeline started after the series' last stored bar (ids unknown,
+    ``after_id``/``next_id`` -1)."""
 
     @property
     def missed(self) -> int:
@@ -138,6 +141,9 @@ class BinanceTradeStream:
                 shards.feed(event)
         ...
         await stream.aclose()  # from elsewhere: ends the loop above
+
+    A :class:`~tickbase.marketdata.realtime.pipeline.TradeSource`: ``name`` ``"binance"``
+    (the source its bars are stored under), ``live``.
 
     Counters: ``frames`` (received), ``trades`` (yielded), ``gaps``, ``duplicates``
     (dropped), ``reconnects`` (connections opened after the first), ``connected``; bad
@@ -194,6 +200,12 @@ class BinanceTradeStream:
         self._pause = 0.0  # seconds to wait before the next connection attempt
         self._closing = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
+
+    name = "binance"
+    live = True
+
+    async def prepare(self) -> None:
+        """Nothing to prepare: the connection opens at the first iteration."""
 
     # ---- iteration ---------------------------------------------------------------------
 
@@ -404,6 +416,21 @@ class BinanceTradeStream:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+async def probe(base_url: str, symbols: Iterable[str], *, timeout: float = 5.0) -> str | None:
+    """Whether the combined stream of ``symbols`` at ``base_url`` answers: ``None`` when a
+    connection opens within ``timeout`` seconds, else why not (for the line that says
+    the pipeline replays instead)."""
+    url = stream_url(base_url, symbols)
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(url, compression=None, open_timeout=timeout):
+                return None
+    except TimeoutError:
+        return f"{base_url} did not answer within {timeout:.0f} s"
+    except Exception as exc:
+        return f"{base_url}: {_describe(exc)}"
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

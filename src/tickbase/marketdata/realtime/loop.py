@@ -193,7 +193,10 @@ class PullingLoop(Service):
                 answer = await shard.pull(stats.version)
         except TimeoutError:
             stats.timeouts += 1
-            logger.warning(
+            # Said at the first miss of a streak; the streak's end or its circuit
+            # opening is said too, so a stuck shard is a few lines, not ten a second.
+            logger.log(
+                logging.WARNING if stats.breaker.failures == 0 else logging.DEBUG,
                 "shard %s missed its %.0f ms pull timeout; its last good state is used",
                 shard.name,
                 self.timeout * 1000,

@@ -16,12 +16,18 @@ Overview
 
 Sources
     Anything async-iterable yielding :class:`TradeBatch` (and, from a live
-    stream, gap events for ``on_gap``), with ``name`` (the ``source`` the
+    stream, gap events for ``backfill``), with ``name`` (the ``source`` the
     bars are stored under) and ``live`` (its trade times are now: the
     shards are told the wall clock each period, so a quiet symbol's bar
     closes on time). A finite source (a replay) ends with every shard
     finishing its bars; :meth:`RealtimePipeline.wait_stored` returns once
     every final bar is in the database.
+
+Gaps
+    A live stream's gaps (missed aggregate ids, a reconnect) go to
+    ``backfill.submit``; so does, at each symbol's first trades, the span
+    since its last stored bar (``last_stored``): what a killed process
+    lost is fetched from the exchange once final, so no final bar is missing.
 
 Failure cases
     A shard that does not take a batch: a replay waits for it (back
@@ -36,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,6 +68,22 @@ __all__ = ["PipelineCounts", "RealtimePipeline", "TradeSource"]
 
 logger = logging.getLogger("tickbase.realtime")
 
+LAGS_KEPT = 1000
+RESUME_HORIZON_MS = 24 * 3600 * 1000
+"""How far back a restart backfills at most (a day of bars)."""
+
+
+class Backfill(Protocol):
+    """What fills a gap in a live stream's bars (``GapBackfill``)."""
+
+    def submit(self, gap: Any) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+LastStored = Callable[[str, str], Awaitable[int | None]]
+"""``(symbol, interval)`` → the open time (ms) of the newest bar stored, or ``None``."""
+
 Alert = Callable[[str, str], None]
 """``(kind, message)``: something an operator must hear about (circuit, drops, overruns)."""
 
@@ -73,6 +95,9 @@ class TradeSource(Protocol):
     live: bool
 
     def __aiter__(self) -> Any: ...
+
+    async def prepare(self) -> None:
+        """Do the slow start-up work (read a file) before the loop's clock starts."""
 
     def close(self) -> None: ...
 
@@ -101,7 +126,7 @@ class PipelineCounts:
             "dropped": self.dropped,
             "refusedTrades": self.refused_trades,
             "writerDropped": self.writer_dropped,
-            "bySymbol": {s: dict(v) for s, v in self.by_symbol.items()},
+            "bySymbol": [{"symbol": s, **v} for s, v in self.by_symbol.items()],
         }
 
 
@@ -132,7 +157,8 @@ class RealtimePipeline(Service):
         writer_capacity: int = QUEUE_CAPACITY,
         flush_every: float = FLUSH_SECONDS,
         symbols: Sequence[str] = (),
-        on_gap: Callable[[Any], None] | None = None,
+        backfill: Backfill | None = None,
+        last_stored: LastStored | None = None,
         on_alert: Alert | None = None,
     ) -> None:
         super().__init__()
@@ -143,7 +169,9 @@ class RealtimePipeline(Service):
         self.source = source
         self.intervals = tuple(intervals)
         self.lateness_ms = lateness_ms
-        self.on_gap = on_gap
+        self.backfill = backfill
+        self.last_stored = last_stored
+        self._resumed: set[str] = set()
         self.on_alert = on_alert
         options = {"intervals": self.intervals, "lateness_ms": lateness_ms}
         self.shards = [
@@ -176,8 +204,13 @@ class RealtimePipeline(Service):
         self.refused_trades = 0
         self.bars_stored = 0
         self.source_done = asyncio.Event()
+        self.failure: Exception | None = None
+        """Why the source stopped giving trades, if it failed."""
         self._finished_at: dict[str, int] = {}
         self._overrun_seen = 0
+        self.lags: list[float] = []
+        """Trade → bar lag samples (ms): when a symbol's aggregated trades reached the
+        state, how old its newest trade was (a live source's only)."""
         self._progress = asyncio.Event()
         """Set after each cycle and each write (what ``wait_stored`` waits on)."""
 
@@ -209,6 +242,58 @@ class RealtimePipeline(Service):
             },
         )
 
+    def figures(self) -> dict[str, Any]:
+        """The pipeline's figures now (camelCase: the API, metrics and node heartbeat)."""
+        loop = self.loop
+        counts = self.counts()
+        writer = self.writer
+        return {
+            "source": self.source.name,
+            "live": self.source.live,
+            "symbols": len(self._route),
+            "intervals": list(self.intervals),
+            "periodMs": loop.period * 1000,
+            "cycles": loop.cycles,
+            "overruns": loop.overruns,
+            "loopMs": _percentiles(loop.durations, 1000.0),
+            "tradeToBarLagMs": _percentiles(self.lags) if self.source.live else None,
+            "trades": counts.trades,
+            "late": counts.late,
+            "droppedLate": counts.dropped,
+            "refusedTrades": self.refused_trades,
+            "barsStored": self.bars_stored,
+            "finalsWaiting": len(self.finals),
+            "shards": [
+                {
+                    "name": shard.name,
+                    "pid": shard.pid,
+                    "alive": shard.alive,
+                    "symbols": sum(1 for s in self._route.values() if s is shard),
+                    "circuit": str(loop.shard_stats[shard.name].circuit),
+                    "pulls": loop.shard_stats[shard.name].pulls,
+                    "timeouts": loop.shard_stats[shard.name].timeouts,
+                    "errors": loop.shard_stats[shard.name].errors,
+                    "skipped": loop.shard_stats[shard.name].skipped,
+                    "lastPullMs": loop.shard_stats[shard.name].last_pull_seconds * 1000,
+                    "refused": shard.refused,
+                }
+                for shard in self.shards
+            ],
+            "writer": None
+            if writer is None
+            else {
+                "depth": writer.depth,
+                "capacity": writer.capacity,
+                "offered": writer.offered,
+                "coalesced": writer.coalesced,
+                "dropped": writer.dropped,
+                "written": writer.written,
+                "flushes": writer.flushes,
+                "failures": writer.failures,
+                "lastFlushMs": writer.last_flush_seconds * 1000,
+            },
+        }
+
     def stored_everything(self) -> bool:
         """A finished source's every final bar is written (or there is no writer)."""
         if not self.source_done.is_set():
@@ -223,6 +308,8 @@ class RealtimePipeline(Service):
     async def wait_stored(self, poll: float = 0.05) -> None:
         """Wait until a finite source's every final bar is stored (see the module)."""
         while not self.stored_everything():
+            if self.failure is not None:
+                raise self.failure
             if self.stopping:
                 raise RuntimeError("the pipeline stopped before every final bar was stored")
             self._progress.clear()
@@ -232,8 +319,7 @@ class RealtimePipeline(Service):
     # ---- the service ------------------------------------------------------------------
 
     async def serve(self) -> None:
-        for shard in self.shards:
-            await shard.start()
+        await asyncio.gather(self.source.prepare(), *(shard.start() for shard in self.shards))
         # Stopped in this order: the loop hands its last final bars to the writer,
         # whose last flush then has them.
         parts: list[Service] = [self.loop, self.reader]
@@ -259,22 +345,55 @@ class RealtimePipeline(Service):
                 await part.stop()
             for shard in self.shards:
                 await shard.stop()
+            if self.backfill is not None:
+                await self.backfill.aclose()
 
     async def _feed(self) -> None:
         try:
             async for event in self.source:
                 if isinstance(event, TradeBatch):
+                    if event.symbol not in self._resumed:
+                        await self._resume(event)
                     await self._send(self._shard_for(event.symbol), event)
-                elif self.on_gap is not None:
-                    self.on_gap(event)
-        except Exception:
-            logger.exception("real-time source %s failed; no more trades", self.source.name)
+                elif self.backfill is not None:
+                    self.backfill.submit(event)
+        except Exception as exc:
+            logger.error("real-time source %s failed (%s); no more trades", self.source.name, exc)
+            self.failure = exc
+            self._progress.set()
             raise
         for shard in self.shards:
             await shard.put(FINISH)
             self._finished_at[shard.name] = self.loop.shard_stats[shard.name].pulls
         self.source_done.set()
         logger.info("real-time source %s ended; finishing its bars", self.source.name)
+
+    async def _resume(self, batch: TradeBatch) -> None:
+        """A symbol's first trades since the start: the bars between its last stored one
+        and them were lost with the process before (or never seen): backfilled."""
+        self._resumed.add(batch.symbol)
+        if self.backfill is None or self.last_stored is None or not len(batch):
+            return
+        smallest = min(self.intervals, key=interval_ms)
+        try:
+            last_open = await self.last_stored(batch.symbol, smallest)
+        except Exception as exc:  # the database away: the live bars go on regardless
+            logger.warning("could not read %s's last stored bar (%s)", batch.symbol, exc)
+            return
+        first_ms = int(batch.time_ms.min())
+        step = interval_ms(smallest)
+        if last_open is None or first_ms - last_open < 2 * step:
+            return  # nothing stored yet, or no whole bar between
+        since = max(last_open + step, first_ms - RESUME_HORIZON_MS)
+        from tickbase.marketdata.realtime.binance_stream import TradeGap
+
+        logger.info(
+            "%s: bars from %d to %d ms were not aggregated here: backfilling them",
+            batch.symbol,
+            since,
+            first_ms,
+        )
+        self.backfill.submit(TradeGap(batch.symbol, -1, -1, since, first_ms, "restart"))
 
     async def _send(self, shard: ProcessShard, batch: TradeBatch) -> None:
         if shard.feed(batch):
@@ -308,6 +427,13 @@ class RealtimePipeline(Service):
     def _apply(self, values: dict[Hashable, Any], pulled: Sequence[Mapping[Hashable, Any]]) -> None:
         self.kline_state(values, pulled)
         self._progress.set()
+        if self.source.live and self.kline_state.restated:
+            now_ms = time.time() * 1000
+            for stats in self.kline_state.restated:
+                if stats.watermark is not None:
+                    self.lags.append(now_ms - stats.watermark)
+            if len(self.lags) > LAGS_KEPT:
+                del self.lags[: len(self.lags) - LAGS_KEPT]
         if self.writer is not None and len(self.finals):
             self.finals.offer_to(self.writer)
         if self.loop.overruns > self._overrun_seen:
@@ -327,9 +453,7 @@ class RealtimePipeline(Service):
         self.writer.offer(bar.key, item)
 
     def _written(self, items: Any) -> None:
-        written = list(items)
-        self.bars_stored += len(written)
-        self.finals.confirm(written)
+        self.bars_stored += self.finals.confirm(items)
         self._progress.set()
 
     def _writer_dropping(self, dropped: int) -> None:
@@ -351,3 +475,16 @@ class RealtimePipeline(Service):
                 self.on_alert(kind, message)
             except Exception:
                 logger.exception("the real-time alert callback failed (%s)", kind)
+
+
+def _percentiles(values: Sequence[float], scale: float = 1.0) -> dict[str, float] | None:
+    """p50, p99 and max of ``values`` (seconds → ms for the loop's durations)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return {
+        "p50": ordered[last // 2] * scale,
+        "p99": ordered[min(last, round(last * 0.99))] * scale,
+        "max": ordered[-1] * scale,
+    }

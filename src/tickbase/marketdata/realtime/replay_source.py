@@ -1,10 +1,11 @@
 """A trade file as a trade source: as fast as possible, or at N× real time.
 
 The file is read once (``read_replay_file``: one batch per symbol) and handed out
-in time order across symbols, in slices: at ``speed=None`` ("max") slices of
-:data:`SLICE_TRADES` as fast as the shards take them; at ``speed=X`` the trades
-whose time has come (``X`` ms of trade time per ms of wall time since the start),
-every :data:`PACE_SECONDS`. ``shift_to_now`` moves every trade time by one offset
+in the file's order (its arrival order: a late trade stays late), in slices: at
+``speed=None`` ("max") slices of :data:`SLICE_TRADES` as fast as the shards take
+them; at ``speed=X`` the trades whose time has come (``X`` ms of trade time per ms
+of wall time since the start, by the newest time seen so far), every
+:data:`PACE_SECONDS`. ``shift_to_now`` moves every trade time by one offset
 so the first trade is now (``tickbase up``: bars form with today's times), and
 ``repeat`` starts again after the last trade, shifted on (a demo that never ends).
 """
@@ -15,6 +16,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -46,6 +48,7 @@ class ReplaySource:
         speed: float | None = None,
         shift_to_now: bool = False,
         repeat: bool = False,
+        aliases: dict[str, list[str]] | None = None,
         name: str = "replay",
     ) -> None:
         if speed is not None and not speed > 0:
@@ -57,6 +60,9 @@ class ReplaySource:
         self.speed = speed
         self.shift_to_now = shift_to_now
         self.repeat = repeat
+        self.aliases = aliases or {}
+        """A file symbol's trades handed out under these names instead (the sample's ES
+        trades as every symbol of a demo)."""
         self.name = name
         self.live = shift_to_now
         """Its trade times are now: the pipeline closes bars by the wall clock too."""
@@ -64,25 +70,40 @@ class ReplaySource:
         self.trades_sent = 0
         self.symbols: list[str] = []
         self._closed = False
+        self._loaded: tuple[list[str], np.ndarray, np.ndarray, list[TradeBatch]] | None = None
 
     def close(self) -> None:
         """End the iteration at the next slice."""
         self._closed = True
 
+    async def prepare(self) -> None:
+        """Read the file now (in a thread), not at the first trade."""
+        if self._loaded is None:
+            self._loaded = await asyncio.to_thread(self._load)
+
     def _load(self) -> tuple[list[str], np.ndarray, np.ndarray, list[TradeBatch]]:
         batches = list(read_replay_file(self.path, symbol=self.symbol, bad=self.bad).values())
         names = [b.symbol for b in batches]
+        # File order across symbols (a trade's agg_id is its row number): a file is its
+        # arrival order, late trades where they came, as a live stream would give them.
+        rows = np.concatenate([self._rows(b) for b in batches])
         times = np.concatenate([b.time_ms for b in batches])
         which = np.concatenate([np.full(len(b), i, dtype=np.int32) for i, b in enumerate(batches)])
-        order = np.argsort(times, kind="stable")  # time order; a file's order within a ms
-        return names, times[order], which[order], batches
+        order = np.argsort(rows, kind="stable")
+        # Paced by the newest time seen so far (what a live clock would show).
+        due = np.maximum.accumulate(times[order]) if len(order) else times
+        return names, due, which[order], batches
+
+    @staticmethod
+    def _rows(batch: TradeBatch) -> np.ndarray:
+        assert batch.agg_id is not None  # read_replay_file numbers every row
+        return batch.agg_id
 
     async def __aiter__(self) -> AsyncIterator[TradeBatch]:
-        names, times, which, batches = await asyncio.to_thread(self._load)
-        self.symbols = names
-        # Each symbol's trades are in time order in ``times``; where symbol i's k-th
-        # trade (in time order) sits in its own batch:
-        own = [np.argsort(b.time_ms, kind="stable") for b in batches]
+        await self.prepare()
+        assert self._loaded is not None
+        names, times, which, batches = self._loaded
+        self.symbols = [a for name in names for a in self.aliases.get(name, [name])]
         span = int(times[-1] - times[0]) + 1 if len(times) else 0
         rounds = 0
         while not self._closed and len(times):
@@ -104,13 +125,13 @@ class ReplaySource:
                         continue
                 for i in np.unique(which[start:end]).tolist():
                     n = int(np.count_nonzero(which[start:end] == i))
-                    index = own[i][taken[i] : taken[i] + n]
+                    batch = batches[i].take(slice(taken[i], taken[i] + n))
                     taken[i] += n
-                    batch = batches[i].take(index)
                     if offset:
                         batch = _shifted(batch, offset)
-                    self.trades_sent += n
-                    yield batch
+                    for alias in self.aliases.get(batch.symbol, [batch.symbol]):
+                        self.trades_sent += n
+                        yield batch if alias == batch.symbol else replace(batch, symbol=alias)
                 start = end
                 if self.speed is None:
                     await asyncio.sleep(0)

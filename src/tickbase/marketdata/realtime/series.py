@@ -69,17 +69,21 @@ class KlineState:
         self.on_final = on_final
         self.finals_kept = finals_kept
         self.stats: dict[str, SymbolStats] = {}
+        self.restated: list[SymbolStats] = []
+        """The stats the last call brought (the symbols whose trades were aggregated)."""
         self.finals_seen = 0
 
     def __call__(
         self, values: dict[Hashable, Any], pulled: Sequence[Mapping[Hashable, Any]]
     ) -> None:
+        self.restated = []
         for changes in pulled:
             for value in changes.values():
                 if isinstance(value, LiveKline):
                     self._bar(values, value)
                 elif isinstance(value, SymbolStats):
                     self.stats[value.symbol] = value
+                    self.restated.append(value)
 
     def forming(self, values: Mapping[Hashable, Any]) -> int:
         """How many series of ``values`` have a bar still forming."""

@@ -14,9 +14,9 @@ Never blocking the event loop
     Messages to the child go through a bounded queue drained by one sender
     thread: a child that is stopped (SIGSTOP) or slow fills its pipe, the
     sender blocks, the queue fills, and :meth:`feed` refuses further batches
-    (counted in ``refused``) instead of blocking the loop. Replies are read
-    when the pipe is readable (``add_reader``); a reply to a pull the loop
-    already gave up on is discarded.
+    (counted in ``refused``) instead of blocking the loop. Replies come on a
+    second pipe, read by a receiver thread that hands each to the event
+    loop; a reply to a pull the loop already gave up on is discarded.
 
 Failure cases
     A child that died answers nothing: its pulls time out like a stopped
@@ -41,6 +41,15 @@ from tickbase.marketdata.realtime.changes import ChangeLog
 
 logger = logging.getLogger("tickbase.realtime")
 
+READY = "ready"
+"""The child's first message: its state is built, it answers pulls."""
+
+START_SECONDS = 60.0
+"""How long a child may take to start (import, build its state)."""
+
+PUT_BACKLOG = 2
+"""Messages waiting for the child before :meth:`ProcessShard.put` waits."""
+
 OUTBOX_CAPACITY = 1024
 """Messages (trade batches, pulls) waiting for a slow child before feed refuses more."""
 
@@ -54,13 +63,14 @@ def _resolve(target: str) -> Callable[..., Aggregate]:
     return factory
 
 
-def _child(conn: Connection, target: str, options: Mapping[str, Any]) -> None:
+def _child(inbox: Connection, outbox: Connection, target: str, options: Mapping[str, Any]) -> None:
     """The child's loop: trades are folded in, pulls answered, in arrival order."""
     aggregate = _resolve(target)(**options)
     log = ChangeLog()
+    outbox.send(READY)
     while True:
         try:
-            message = conn.recv()
+            message = inbox.recv()
         except (EOFError, OSError):
             return
         kind = message[0]
@@ -71,7 +81,7 @@ def _child(conn: Connection, target: str, options: Mapping[str, Any]) -> None:
             since = min(since, log.version)  # a restarted child starts again at 0
             log.acknowledge(since)  # the loop has these: settled ones are forgotten
             version, changes = log.since(since)
-            conn.send((request, version, dict(changes)))
+            outbox.send((request, version, dict(changes)))
         elif kind == "stop":
             return
 
@@ -105,7 +115,9 @@ class ProcessShard:
         self._waiting: dict[int, asyncio.Future[tuple[int, Mapping[Hashable, Any]]]] = {}
         self._process: Any = None
         self._conn: Connection | None = None
-        self._sender: threading.Thread | None = None
+        self._replies: Connection | None = None
+        self._threads: list[threading.Thread] = []
+        self._ready = asyncio.Event()
         self.refused = 0
         """Messages refused because the child was not keeping up (or stopped)."""
         self._room = asyncio.Event()
@@ -119,42 +131,59 @@ class ProcessShard:
     def alive(self) -> bool:
         return self._process is not None and bool(self._process.is_alive())
 
-    async def start(self) -> None:
-        """Spawn the child and start reading its replies."""
+    async def start(self, timeout: float = START_SECONDS) -> None:
+        """Spawn the child; return once it has built its state and answers."""
         context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe(duplex=True)
+        # One pipe each way, each end used by one thread with blocking I/O: an event
+        # loop that sets a watched descriptor non-blocking (uvloop does) would turn a
+        # large message's write or read into a half-sent, corrupt one.
+        child_inbox, to_child = context.Pipe(duplex=False)
+        from_child, child_outbox = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child,
-            args=(child, self.target, self.options),
+            args=(child_inbox, child_outbox, self.target, self.options),
             name=f"tickbase-{self.name}",
             daemon=True,
         )
         await asyncio.to_thread(self._process.start)
-        child.close()
-        self._conn = parent
+        child_inbox.close()
+        child_outbox.close()
+        self._conn = to_child
+        self._replies = from_child
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(parent.fileno(), self._on_readable)
-        self._sender = threading.Thread(
-            target=self._send_forever, name=f"tickbase-{self.name}-sender", daemon=True
-        )
-        self._sender.start()
+        self._ready = asyncio.Event()
+        for work, role in ((self._send_forever, "sender"), (self._receive_forever, "receiver")):
+            thread = threading.Thread(target=work, name=f"tickbase-{self.name}-{role}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            await self.stop()
+            raise ConnectionError(
+                f"shard {self.name} did not start within {timeout:.0f} s"
+            ) from None
 
     def feed(self, trades: Any) -> bool:
         """Queue a trade batch for the child (never blocks); ``False``: refused."""
         return self._post(("trades", trades))
 
-    async def put(self, trades: Any) -> None:
-        """Queue a trade batch, waiting while the outbox is full (a replay's back
-        pressure: nothing is refused)."""
+    async def put(self, trades: Any, backlog: int = PUT_BACKLOG) -> None:
+        """Queue a trade batch once fewer than ``backlog`` messages wait for the child
+        (a replay's back pressure: nothing is refused, and a pull never waits behind
+        more than a few batches)."""
         while True:
             self._room.clear()
-            try:
-                self._outbox.put_nowait(("trades", trades))
-                return
-            except queue.Full:
-                if not self.alive:
-                    raise ConnectionError(f"shard {self.name} is not running") from None
-                await self._room.wait()
+            if self._outbox.qsize() < backlog:
+                try:
+                    self._outbox.put_nowait(("trades", trades))
+                    return
+                except queue.Full:
+                    pass
+            if not self.alive:
+                raise ConnectionError(f"shard {self.name} is not running")
+            await self._room.wait()
 
     async def pull(self, since: int) -> tuple[int, Mapping[Hashable, Any]]:
         """The child's changes after ``since`` (wait for them; cancel to give up)."""
@@ -172,9 +201,6 @@ class ProcessShard:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the child to stop, then make sure it has (terminated if it must be)."""
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._conn.fileno())
         with contextlib.suppress(queue.Full):
             self._outbox.put_nowait(("stop",))
         if self._process is not None:
@@ -183,8 +209,9 @@ class ProcessShard:
                 self._process.kill()
                 await asyncio.to_thread(self._process.join, timeout)
         self._outbox.put(None)  # the sender's end
-        if self._conn is not None:
-            self._conn.close()
+        for end in (self._conn, self._replies):
+            if end is not None:
+                end.close()
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"shard {self.name} stopped"))
@@ -210,14 +237,25 @@ class ProcessShard:
             except (OSError, ValueError):
                 return  # the child is gone (or we closed the pipe)
 
-    def _on_readable(self) -> None:
-        assert self._conn is not None
-        try:
-            request, version, changes = self._conn.recv()
-        except (EOFError, OSError):
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+    def _receive_forever(self) -> None:
+        """Read replies (blocking, off the event loop: unpickling a big answer never
+        stalls it) and hand each to the loop."""
+        assert self._replies is not None and self._loop is not None
+        while True:
+            try:
+                reply = self._replies.recv()
+            except (EOFError, OSError, ValueError):
+                return  # the child is gone, or we closed the pipe
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, reply)
+            except RuntimeError:
+                return  # the event loop is closed
+
+    def _deliver(self, reply: Any) -> None:
+        if reply == READY:
+            self._ready.set()
             return
+        request, version, changes = reply
         future = self._waiting.get(request)
         if future is not None and not future.done():
             future.set_result((version, changes))

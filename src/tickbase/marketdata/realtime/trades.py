@@ -52,6 +52,7 @@ __all__ = [
     "TradeBatch",
     "TradeBuffer",
     "TradeRow",
+    "check_replay_header",
     "parse_agg_trade",
     "parse_agg_trade_row",
     "parse_frames",
@@ -415,18 +416,8 @@ def read_replay_file(
         raw = gzip.decompress(raw)
     lines = raw.decode("utf-8").splitlines()
     source = bad or BadInput(f"replay {os.fspath(path)}")
-    if not lines:
-        raise ValueError(f"replay file {os.fspath(path)}: empty, expected a time,price,qty header")
-    header = [h.strip() for h in lines[0].split(",")]
-    missing = [c for c in _REQUIRED if c not in header]
-    if missing or len(set(header)) != len(header):
-        raise ValueError(
-            f"replay file {os.fspath(path)}: header {lines[0]!r} must name time, price, qty "
-            "(and optionally symbol), each once"
-        )
+    header = _header(path, lines[0] if lines else None, symbol)
     has_symbol = "symbol" in header
-    if not has_symbol and not symbol:
-        raise ValueError(f"replay file {os.fspath(path)} has no symbol column: pass symbol=")
     width = len(header)
     at = {name: header.index(name) for name in header}
     columns, good = _columns(lines, width, source)
@@ -459,6 +450,37 @@ def read_replay_file(
             str(name), times[picked], price[picked], qty[picked], ids[picked]
         )
     return out
+
+
+def check_replay_header(path: str | os.PathLike[str], *, symbol: str | None = None) -> None:
+    """Refuse a replay file whose header :func:`read_replay_file` would refuse, reading
+    only its first line (a command says so before starting anything)."""
+    try:
+        with open(path, "rb") as raw:
+            zipped = raw.read(2) == _GZIP_MAGIC
+        opener = gzip.open if zipped else open
+        with opener(path, "rt", encoding="utf-8") as file:
+            first = file.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"replay file {os.fspath(path)}: unreadable ({exc})") from None
+    _header(path, first or None, symbol)
+
+
+def _header(path: str | os.PathLike[str], first: str | None, symbol: str | None) -> list[str]:
+    if first is None:
+        raise ValueError(f"replay file {os.fspath(path)}: empty, expected a time,price,qty header")
+    header = [h.strip() for h in first.split(",")]
+    missing = [c for c in _REQUIRED if c not in header]
+    if missing or len(set(header)) != len(header):
+        raise ValueError(
+            f"replay file {os.fspath(path)}: header {first!r} must name time, price, qty "
+            "(and optionally symbol), each once"
+        )
+    if "symbol" not in header and not symbol:
+        raise ValueError(
+            f"replay file {os.fspath(path)} has no symbol column: give its symbol (--symbol)"
+        )
+    return header
 
 
 def _columns(lines: list[str], width: int, bad: BadInput) -> tuple[list[list[str]], list[int]]:

@@ -78,6 +78,7 @@ class BarWriter(Service):
         self.on_drop = on_drop
         self.on_written = on_written
         self._pending: dict[Hashable, Any] = {}
+        self._in_flight: dict[Hashable, Any] = {}
         self._dropping = False
         self.offered = 0
         self.coalesced = 0
@@ -99,8 +100,8 @@ class BarWriter(Service):
         return len(self._pending) >= self.capacity
 
     def pending(self, key: Hashable) -> bool:
-        """Whether a bar of ``key`` waits to be written."""
-        return key in self._pending
+        """Whether a bar of ``key`` waits to be written or is being written."""
+        return key in self._pending or key in self._in_flight
 
     def offer(self, key: Hashable, bar: Any) -> bool:
         """Queue ``bar`` as ``key``'s newest (never waits); ``False``: the queue is full."""
@@ -128,6 +129,7 @@ class BarWriter(Service):
         if not self._pending:
             return 0
         batch, self._pending = self._pending, {}
+        self._in_flight = batch
         began = time.monotonic()
         try:
             await self.write(list(batch.values()))
@@ -136,6 +138,8 @@ class BarWriter(Service):
             for key, bar in batch.items():
                 self._pending.setdefault(key, bar)
             raise
+        finally:
+            self._in_flight = {}
         self.last_flush_seconds = time.monotonic() - began
         self.flushes += 1
         self.written += len(batch)
@@ -216,12 +220,15 @@ class FinalBars:
             self._waiting.popitem(last=False)
             self.dropped += 1
 
-    def confirm(self, written: Iterable[tuple[Hashable, Any]]) -> None:
+    def confirm(self, written: Iterable[tuple[Hashable, Any]]) -> int:
         """Forget the final bars that were written (the very bar: an earlier
-        state of the key written meanwhile confirms nothing)."""
+        state of the key written meanwhile confirms nothing); how many."""
+        confirmed = 0
         for key, bar in written:
             if self._waiting.get(key) is bar:
                 del self._waiting[key]
+                confirmed += 1
+        return confirmed
 
     def offer_to(self, writer: BarWriter, limit: int = REOFFER_LIMIT) -> int:
         """Offer the unconfirmed final bars the writer does not hold (dropped when its

@@ -1,0 +1,210 @@
+"""Running the real-time pipeline from a command: parsing its options, choosing its source.
+
+The CLI (``tickbase realtime run|replay``) and ``tickbase up`` call these; they build a
+:class:`~tickbase.marketdata.realtime.pipeline.RealtimePipeline` whose writer stores final
+bars in the K-line table under the source's name (``replay`` for a replayed file, so a
+replayed bar is never mistaken for an exchange's).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, interval_ms
+from tickbase.marketdata.realtime.pipeline import PipelineCounts, RealtimePipeline, TradeSource
+from tickbase.marketdata.realtime.replay_source import ReplaySource
+from tickbase.marketdata.realtime.writer import kline_writer
+from tickbase.marketdata.store import KlineStore
+
+__all__ = [
+    "SAMPLE_SYMBOL",
+    "ReplayOutcome",
+    "build_pipeline",
+    "choose_source",
+    "parse_intervals",
+    "parse_speed",
+    "replay_file",
+    "sample_replay",
+    "sample_trades_path",
+]
+
+logger = logging.getLogger("tickbase.realtime")
+
+PROBE_SECONDS: Final = 5.0
+"""How long ``auto`` waits for the live stream's first trade before replaying."""
+
+SAMPLE_SYMBOL: Final = "ES"
+"""The symbol of the bundled trade file (500,000 real E-mini S&P 500 trades, 2013)."""
+
+
+def sample_trades_path() -> Path:
+    """The bundled trade file (``marketdata/sample/es-ticks.csv.gz``)."""
+    return Path(str(resources.files("tickbase.marketdata") / "sample" / "es-ticks.csv.gz"))
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` → ``None`` (as fast as the shards take it), else a positive factor."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ValueError(f"invalid speed {text!r}: 'max' or a positive number (e.g. 60)") from None
+    if not speed > 0 or speed == float("inf"):
+        raise ValueError(f"invalid speed {text!r}: 'max' or a positive number (e.g. 60)")
+    return speed
+
+
+def parse_intervals(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Comma-separated K-line intervals with a fixed length (``1m,5m,1h``)."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError("no interval given: e.g. --intervals 1m,5m,1h")
+    for name in names:
+        try:
+            interval_ms(name)
+        except ValueError as exc:
+            raise ValueError(
+                f"invalid interval {name!r} ({exc}): use seconds, minutes, hours, days or "
+                "weeks, e.g. 1s, 1m, 5m, 1h, 1d, 1w"
+            ) from None
+    if len(set(names)) != len(names):
+        raise ValueError(f"intervals {','.join(names)} name one twice")
+    return tuple(names)
+
+
+def build_pipeline(
+    pool: Any,
+    source: TradeSource,
+    *,
+    intervals: Sequence[str] = DEFAULT_INTERVALS,
+    workers: int = 2,
+    symbols: Sequence[str] = (),
+    binance_url: str | None = None,
+    **options: Any,
+) -> RealtimePipeline:
+    """A pipeline over ``source`` storing final bars under ``source.name``; a live
+    exchange stream's gaps (and what a restart missed) are backfilled over REST from
+    ``binance_url``."""
+    store = KlineStore(pool)
+    backfill = None
+    if binance_url is not None and source.name == "binance":
+        from tickbase.marketdata.realtime.backfill import GapBackfill
+
+        backfill = GapBackfill(store, base_url=binance_url, intervals=intervals)
+
+    async def last_stored(symbol: str, interval: str) -> int | None:
+        bars = await store.latest(symbol, interval, limit=1, source=source.name)
+        return int(bars[-1].open_time.timestamp() * 1000) if bars else None
+
+    return RealtimePipeline(
+        source,
+        kline_writer(store, source.name),
+        intervals=intervals,
+        workers=workers,
+        symbols=symbols,
+        backfill=backfill,
+        last_stored=last_stored,
+        on_alert=_log_alert,
+        **options,
+    )
+
+
+def sample_replay(symbols: Sequence[str] = (SAMPLE_SYMBOL,), speed: float = 1.0) -> ReplaySource:
+    """The bundled trades at ``speed``× real time, shifted to now, repeating: bars form
+    live (each symbol of ``symbols`` gets the same ES trades)."""
+    return ReplaySource(
+        sample_trades_path(),
+        symbol=SAMPLE_SYMBOL,
+        speed=speed,
+        shift_to_now=True,
+        repeat=True,
+        aliases={SAMPLE_SYMBOL: list(symbols)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What ``realtime replay`` prints."""
+
+    counts: PipelineCounts
+    seconds: float
+    symbols: list[str]
+    intervals: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.counts.to_dict()
+        out.update(
+            {
+                "seconds": round(self.seconds, 3),
+                "tradesPerSecond": round(self.counts.trades / self.seconds) if self.seconds else 0,
+                "symbols": self.symbols,
+                "intervals": self.intervals,
+            }
+        )
+        return out
+
+
+async def replay_file(
+    pool: Any,
+    path: str | os.PathLike[str],
+    *,
+    symbol: str | None,
+    intervals: Sequence[str] = DEFAULT_INTERVALS,
+    workers: int = 2,
+    speed: float | None = None,
+) -> ReplayOutcome:
+    """Feed a trade file through the whole pipeline; return once every final bar is stored."""
+    source = ReplaySource(path, symbol=symbol, speed=speed)
+    pipeline = build_pipeline(pool, source, intervals=intervals, workers=workers)
+    began = time.perf_counter()
+    await pipeline.start()
+    try:
+        await pipeline.wait_stored()
+    finally:
+        await pipeline.stop()
+    return ReplayOutcome(
+        pipeline.counts(), time.perf_counter() - began, pipeline.symbols, list(intervals)
+    )
+
+
+async def choose_source(
+    settings: Any, symbols: Sequence[str], choice: str = "auto"
+) -> tuple[TradeSource, str]:
+    """The source ``choice`` names, and one line saying what it is.
+
+    ``replay``: the bundled trades at real time as each symbol, shifted to now, stored as
+    source ``replay``. ``binance``: the live stream (it reconnects until it answers).
+    ``auto``: the live stream if it answers within :data:`PROBE_SECONDS`, else the replay
+    (said once, and marked by the source ``replay`` as the collectors' replays are).
+    """
+    if choice == "replay":
+        return sample_replay(symbols), _replay_line(symbols, "chosen")
+    from tickbase.marketdata.realtime.binance_stream import BinanceTradeStream, probe
+
+    url = settings.binance_ws_url
+    if choice == "binance":
+        return BinanceTradeStream(symbols, base_url=url), f"real-time source: Binance at {url}"
+    problem = await probe(url, symbols, timeout=PROBE_SECONDS)
+    if problem is None:
+        return BinanceTradeStream(symbols, base_url=url), f"real-time source: Binance at {url}"
+    return sample_replay(symbols), _replay_line(symbols, f"no live stream answering ({problem})")
+
+
+def _replay_line(symbols: Sequence[str], why: str) -> str:
+    return (
+        f"real-time source: replay ({why}): the bundled ES trades at real time as "
+        f"{', '.join(symbols)}, shifted to now, stored as source replay"
+    )
+
+
+def _log_alert(kind: str, message: str) -> None:
+    logger.error("real-time alert %s: %s", kind, message)
