@@ -49,6 +49,7 @@ from tickbase.bench.gateway_process import free_port
 from tickbase.bench.harness import percentile
 from tickbase.gateway.app import create_gateway, serve
 from tickbase.gateway.auth import TokenStore
+from tickbase.gateway.kline_ws import HANDLER_NAME
 from tickbase.marketdata.realtime.loop import PERIOD_SECONDS
 from tickbase.marketdata.realtime.pipeline import RealtimePipeline
 from tickbase.marketdata.realtime.trades import TradeBatch
@@ -124,8 +125,9 @@ async def push_latency(
     ``app`` must be open (its database migrated: the gateway authenticates the client
     with a token made here). Returns ``pushes``, ``trades``, ``push_p50_ms``,
     ``push_p99_ms``, ``push_max_ms``, ``trade_push_p50_ms``, ``trade_push_p99_ms``,
-    ``trade_push_max_ms`` (see the module), ``period_ms`` and ``target_p99_ms``
-    (for ``trade_push_p99_ms``).
+    ``trade_push_max_ms`` (see the module), ``period_ms``, ``target_p99_ms`` (for
+    ``trade_push_p99_ms``), and ``handler_mean_ms`` / ``handler_max_ms``: the
+    ``ws-kline`` handler's time per snapshot in the pipeline's serial reader.
 
     Example::
 
@@ -190,6 +192,7 @@ async def push_latency(
                         newest = last
                         if pipeline.source_done.is_set() and newest >= len(source.fed_at):
                             break  # every trade fed has been pushed
+        handler = pipeline.reader.stats.get(HANDLER_NAME)
     finally:
         app.extensions.pop("realtime", None)
         await pipeline.stop()
@@ -197,7 +200,12 @@ async def push_latency(
         await asyncio.wait_for(server, 15)
     if not latencies:
         raise RuntimeError("no kline update arrived: the pipeline pushed nothing")
-    return _figures(latencies, per_trade, len(source.fed_at), period)
+    figures = _figures(latencies, per_trade, len(source.fed_at), period)
+    if handler is not None and handler.calls:
+        # What the push costs the pipeline's serial reader, per snapshot.
+        figures["handler_mean_ms"] = handler.total_seconds / handler.calls * 1000
+        figures["handler_max_ms"] = handler.max_seconds * 1000
+    return figures
 
 
 async def _answering(pipeline: RealtimePipeline, timeout: float = 30.0) -> None:
