@@ -78,8 +78,8 @@ async def test_updates_carry_the_pipelines_bars_and_each_final_bar_once(
     trades = write_trades(tmp_path / "trades.csv", SYMBOLS, minutes=3, per_minute=30)
     pipeline = replay_pipeline(trades)
     app.extensions["realtime"] = pipeline
-    async with gw.ws() as ws:
-        client = Client(ws, gw.frames)
+    async with gw.ws() as ws, gw.ws() as other:
+        client, late = Client(ws, gw.frames), Client(other, gw.frames)
         ok = await subscribe(client, "k1", symbol="BTCUSDT", interval="1m")
         assert ok["type"] == "success"
         assert ok["data"]["klines"] == [{"symbol": "BTCUSDT", "interval": "1m"}]
@@ -95,12 +95,29 @@ async def test_updates_carry_the_pipelines_bars_and_each_final_bar_once(
                     if frame["type"] == "update":
                         assert frame["channel"] == "kline"
                         updates.append(frame["content"])
+                    if any(u["isFinal"] for u in updates) and not late.received:
+                        # A second connection joins mid-run, for two series, and then
+                        # reads nothing until the end (its frames wait in the socket).
+                        for n, symbol in enumerate(SYMBOLS):
+                            joined = await subscribe(late, f"l{n}", symbol=symbol, interval="1m")
+                            assert joined["type"] == "success"
             series = _series(pipeline)
+            async with asyncio.timeout(15):
+                # (The updates that came before the second success are in received too.)
+                while sum(
+                    1 for u in _updates(late) if u["isFinal"] and u["symbol"] == "BTCUSDT"
+                ) < (len(series.finals)):
+                    await late.next()
+            late_updates = _updates(late)
         finally:
             await pipeline.stop()
             del app.extensions["realtime"]
 
     assert all(set(u) == FIELDS for u in updates)
+    # The late subscriber was caught up with the kept final bars: it has them all, once.
+    late_btc = [u for u in late_updates if u["symbol"] == "BTCUSDT" and u["isFinal"]]
+    assert late_btc == [kline_content(bar) for bar in series.finals]
+    assert {u["symbol"] for u in late_updates} == set(SYMBOLS)
     assert {(u["symbol"], u["interval"]) for u in updates} == {("BTCUSDT", "1m")}
     finals = [u for u in updates if u["isFinal"]]
     # Every final bar the pipeline made, exactly once, equal in every field, in order.
@@ -210,6 +227,10 @@ async def test_push_latency_measures_trade_to_push(app: tickbase.App) -> None:
     assert 0 < figures["push_p50_ms"] <= figures["push_p99_ms"] < 2000
     assert figures["push_p50_ms"] <= figures["trade_push_p50_ms"] <= figures["trade_push_p99_ms"]
     assert figures["trades"] >= 300
+
+
+def _updates(client: Client) -> list[dict[str, Any]]:
+    return [f["content"] for f in client.received if f["type"] == "update"]
 
 
 def _series(pipeline: RealtimePipeline) -> SeriesBars:
