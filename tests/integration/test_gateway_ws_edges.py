@@ -160,7 +160,7 @@ async def test_channels_subscribe_and_unsubscribe(gw: RunningGateway) -> None:
         assert unknown["error"] == {
             "code": "UNKNOWN_CHANNEL",
             "message": "unknown channel 'nowhere'",
-            "details": {"channels": ["alert", "stats", "task", "tasks"]},
+            "details": {"channels": ["alert", "kline", "stats", "task", "tasks"]},
         }
         # case matters; and a refused channel is not added
         assert (await answered(client, "s1", "subscribe", {"channel": "Task"}))["error"][

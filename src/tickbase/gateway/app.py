@@ -32,11 +32,13 @@ from tickbase.gateway.feed import DashboardFeed
 from tickbase.gateway.figures import ClusterFigures
 from tickbase.gateway.guard import RequestGuard
 from tickbase.gateway.hub import Hub
+from tickbase.gateway.kline_ws import KlineFanout
 from tickbase.gateway.routes import (
     admin,
     cluster,
     dashboard,
     marketdata,
+    realtime,
     requests,
     schedules,
     session,
@@ -62,6 +64,9 @@ def create_gateway(
     """
     ws_limits = limits or WsLimits()
     bounds = server_limits or ServerLimits.from_settings(app.settings)
+    # The pipeline is looked up when asked for: `tickbase up` puts it in the
+    # extensions before serving, and a test may do so after creating the gateway.
+    klines = KlineFanout(lambda: app.extensions.get("realtime"))
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +86,7 @@ def create_gateway(
         try:
             yield
         finally:
+            klines.close()
             await feed.stop()
             await hub.stop()
             figures.close()
@@ -96,6 +102,7 @@ def create_gateway(
         redoc_url=None,
     )
     api.state.server_limits = bounds
+    api.state.klines = klines
     install_error_handlers(api)
     # Outermost of our layers: credentials and body size are checked before
     # any route, dependency or body parser runs.
@@ -105,6 +112,7 @@ def create_gateway(
         api.include_router(module.router)
     api.include_router(admin.router)
     api.include_router(marketdata.router)
+    api.include_router(realtime.router)
     api.include_router(udf.router)
     api.include_router(dashboard.router)
     install_docs(api)
@@ -192,6 +200,7 @@ def create_gateway(
                 websocket.app.state.hub,
                 ws_limits,
                 websocket.app.state.feed,
+                klines,
             ).serve()
         finally:
             ws_limits.release_connection(principal.key)

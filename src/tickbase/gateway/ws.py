@@ -8,6 +8,10 @@ Protocol
             exactly one per request
     server  ``{"type":"update","channel":"task","content":{...}}`` pushes (no requestId)
 
+    ``subscribe``/``unsubscribe`` take ``{"channel": ...}``; the ``kline`` channel
+    also a ``symbol`` and an ``interval`` (one subscription per series, see
+    :mod:`tickbase.gateway.kline_ws`).
+
     ``requestId`` is the client's; the server's task id never appears in a
     frame. A malformed frame, an unknown type or action, a missing or
     duplicate in-flight ``requestId`` or bad params get an ``error`` and the
@@ -33,7 +37,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +50,7 @@ from tickbase.gateway.auth import Principal
 from tickbase.gateway.errors import ApiError, api_error, validation_details
 from tickbase.gateway.feed import FEED_CHANNELS, DashboardFeed
 from tickbase.gateway.hub import Hub, TaskState
+from tickbase.gateway.kline_ws import KLINE_CHANNEL, KlineFanout, KlineSubscribe, KlineUnsubscribe
 from tickbase.gateway.schemas import REQUEST_ID_PATTERN, InModel, TaskSubmit
 from tickbase.gateway.service import GatewayService, request_state, task_error
 
@@ -56,9 +61,9 @@ CLOSE_TOO_MANY = 4429
 CLOSE_IDLE = 4408
 CLOSE_UNSUPPORTED = 1003  # RFC 6455: a data type the endpoint cannot accept
 HANDLER_GRACE_SECONDS = 10.0
-CHANNELS = frozenset({"task", "alert", *FEED_CHANNELS})
-MAX_PENDING_FEED_PUSHES = 64
-"""Feed pushes queued for one slow client before further ones are dropped."""
+CHANNELS = frozenset({"task", "alert", KLINE_CHANNEL, *FEED_CHANNELS})
+MAX_PENDING_PUSHES = 64
+"""Feed and kline pushes queued for one slow client before further ones are refused."""
 WRITE_ACTIONS = frozenset({"tasks.submit", "tasks.cancel", "schedules.trigger"})
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
@@ -146,11 +151,13 @@ class Connection:
         hub: Hub,
         limits: WsLimits,
         feed: DashboardFeed | None = None,
+        klines: KlineFanout | None = None,
     ) -> None:
         self.websocket = websocket
         self.feed = feed
+        self.klines = klines
         self._unfeed: dict[str, Callable[[], None]] = {}
-        self._pending_feed = 0
+        self._pending_pushes = 0
         self.principal = principal
         self.service = service
         self.hub = hub
@@ -239,6 +246,8 @@ class Connection:
         self._closed = True
         self._unwatch_alerts()
         self._unwatch_token()
+        if self.klines is not None:
+            self.klines.drop(self)
         for unfeed in self._unfeed.values():
             unfeed()
         self._unfeed.clear()
@@ -368,21 +377,32 @@ class Connection:
             return
 
         def on_content(content: dict[str, Any]) -> None:
-            if self._pending_feed >= MAX_PENDING_FEED_PUSHES:
-                return  # a client this far behind reloads what it shows
-            self._pending_feed += 1
-            self._spawn(self._send_feed(channel, content))
+            # Refused when the client is far behind: a page reloads what it shows.
+            self.push(channel, [content])
 
         self._unfeed[channel] = self.feed.watch(channel, on_content)
 
     def unfollow_feed(self, channel: str) -> None:
         self._unfeed.pop(channel, _nothing)()
 
-    async def _send_feed(self, channel: str, content: dict[str, Any]) -> None:
+    def push(self, channel: str, contents: Sequence[dict[str, Any]]) -> bool:
+        """Send ``contents`` as ``update`` frames of ``channel``, in order, without
+        waiting; ``False`` (nothing queued) when :data:`MAX_PENDING_PUSHES` pushes
+        are pending already (a slow client). Never blocks the caller."""
+        if self._closed:
+            return True  # nobody to tell: taken and forgotten
+        if self._pending_pushes >= MAX_PENDING_PUSHES:
+            return False
+        self._pending_pushes += 1
+        self._spawn(self._send_pushes(channel, contents))
+        return True
+
+    async def _send_pushes(self, channel: str, contents: Sequence[dict[str, Any]]) -> None:
         try:
-            await self.send({"type": "update", "channel": channel, "content": content})
+            for content in contents:
+                await self.send({"type": "update", "channel": channel, "content": content})
         finally:
-            self._pending_feed -= 1
+            self._pending_pushes -= 1
 
     def watch_request(self, request_id: str, action: str, task_id: int, *, fresh: bool) -> None:
         """Until the task is final: push its state changes, then send the final frame.
@@ -486,6 +506,8 @@ async def _trigger(conn: Connection, request_id: str, params: dict[str, Any]) ->
 
 
 async def _subscribe(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    if params.get("channel") == KLINE_CHANNEL:
+        return await _subscribe_kline(conn, request_id, params)
     ref = ChannelRef.model_validate(params)
     if ref.channel not in CHANNELS:
         raise ApiError(
@@ -504,6 +526,8 @@ async def _subscribe(conn: Connection, request_id: str, params: dict[str, Any]) 
 
 
 async def _unsubscribe(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    if params.get("channel") == KLINE_CHANNEL:
+        return await _unsubscribe_kline(conn, request_id, params)
     ref = ChannelRef.model_validate(params)
     conn.channels.discard(ref.channel)
     conn.unfollow_feed(ref.channel)
@@ -511,6 +535,34 @@ async def _unsubscribe(conn: Connection, request_id: str, params: dict[str, Any]
         {"type": "success", "requestId": request_id, "data": {"channels": sorted(conn.channels)}}
     )
     return True
+
+
+async def _subscribe_kline(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = KlineSubscribe.model_validate(params)
+    if conn.klines is None:
+        raise ApiError(503, "REALTIME_NOT_RUNNING", "the real-time pipeline is not running here")
+    # Synchronous up to the success frame's send: the catch-up pushes queue behind it.
+    series = conn.klines.subscribe(conn, ref.symbol, ref.interval)
+    conn.channels.add(KLINE_CHANNEL)
+    await _kline_success(conn, request_id, series)
+    return True
+
+
+async def _unsubscribe_kline(conn: Connection, request_id: str, params: dict[str, Any]) -> bool:
+    ref = KlineUnsubscribe.model_validate(params)
+    series = conn.klines.unsubscribe(conn, ref.symbol, ref.interval) if conn.klines else []
+    if not series:
+        conn.channels.discard(KLINE_CHANNEL)
+    await _kline_success(conn, request_id, series)
+    return True
+
+
+async def _kline_success(conn: Connection, request_id: str, series: list[tuple[str, str]]) -> None:
+    data = {
+        "channels": sorted(conn.channels),
+        "klines": [{"symbol": symbol, "interval": interval} for symbol, interval in series],
+    }
+    await conn.send({"type": "success", "requestId": request_id, "data": data})
 
 
 async def _ping(conn: Connection, request_id: str, _: dict[str, Any]) -> bool:

@@ -7,7 +7,10 @@ import { session } from "./api.js";
 export const POLL_SECONDS = 15;
 const MAX_RETRY_MS = 60_000;
 
-const handlers = new Map(); // channel -> Set(fn)
+// What the open pages follow, by topic: a channel ("tasks"), or a kline series
+// ("kline BTCUSDT 1m", subscribed with its symbol and interval).
+const topics = new Map(); // topic -> {params, fns: Set(fn), errors: Set(fn)}
+const requests = new Map(); // requestId of a subscribe -> topic (to route its error)
 const modeListeners = new Set();
 let socket = null;
 let mode = "connecting"; // "live" | "polling" | "connecting"
@@ -34,8 +37,22 @@ function send(frame) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
 }
 
-function subscribeFrame(channel, action = "subscribe") {
-  return { type: "request", requestId: `dash-${nextId++}`, action, params: { channel } };
+function topicOf(params) {
+  return params.channel === "kline" ? `kline ${params.symbol} ${params.interval}` : params.channel;
+}
+
+function frameTopic(frame) {
+  const c = frame.content || {};
+  return frame.channel === "kline" ? `kline ${c.symbol} ${c.interval}` : frame.channel;
+}
+
+function subscribeFrame(params, action = "subscribe") {
+  const requestId = `dash-${nextId++}`;
+  if (action === "subscribe") {
+    requests.set(requestId, topicOf(params));
+    if (requests.size > 200) requests.delete(requests.keys().next().value); // answered long ago
+  }
+  return { type: "request", requestId, action, params };
 }
 
 function connect() {
@@ -54,7 +71,7 @@ function connect() {
     return retry();
   }
   socket.addEventListener("open", () => {
-    for (const channel of handlers.keys()) send(subscribeFrame(channel));
+    for (const topic of topics.values()) send(subscribeFrame(topic.params));
     send({ type: "request", requestId: `dash-${nextId++}`, action: "ping", params: {} });
   });
   socket.addEventListener("message", (event) => {
@@ -70,8 +87,14 @@ function connect() {
       retryMs = 1000;
       setMode("live");
     }
+    if (frame.type === "error" && requests.has(frame.requestId)) {
+      const topic = topics.get(requests.get(frame.requestId));
+      for (const fn of topic ? topic.errors : []) fn(frame.error);
+    }
+    if (frame.type === "success" || frame.type === "error") requests.delete(frame.requestId);
     if (frame.type !== "update") return;
-    for (const fn of handlers.get(frame.channel) || []) fn(frame.content);
+    const topic = topics.get(frameTopic(frame));
+    for (const fn of topic ? topic.fns : []) fn(frame.content);
   });
   socket.addEventListener("close", () => {
     socket = null;
@@ -100,17 +123,28 @@ export function stopLive() {
 
 // Call fn(content) with every push of channel; returns an unsubscribe.
 export function listen(channel, fn) {
-  if (!handlers.has(channel)) {
-    handlers.set(channel, new Set());
-    send(subscribeFrame(channel));
+  return follow({ channel }, fn);
+}
+
+// Call fn(content) with every push of the subscription `params` (a channel, or
+// {channel: "kline", symbol, interval}), and onError(error) when the gateway
+// refuses it (again after each reconnect); returns an unsubscribe.
+export function follow(params, fn, onError) {
+  const key = topicOf(params);
+  let topic = topics.get(key);
+  if (!topic) {
+    topic = { params, fns: new Set(), errors: new Set() };
+    topics.set(key, topic);
+    send(subscribeFrame(params));
   }
-  handlers.get(channel).add(fn);
+  topic.fns.add(fn);
+  if (onError) topic.errors.add(onError);
   return () => {
-    const set = handlers.get(channel);
-    set.delete(fn);
-    if (!set.size) {
-      handlers.delete(channel);
-      send(subscribeFrame(channel, "unsubscribe"));
+    topic.fns.delete(fn);
+    if (onError) topic.errors.delete(onError);
+    if (!topic.fns.size) {
+      topics.delete(key);
+      send(subscribeFrame(params, "unsubscribe"));
     }
   };
 }

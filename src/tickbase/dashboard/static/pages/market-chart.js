@@ -46,7 +46,7 @@ function cssVar(name) {
 }
 
 // Axis labels in the browser's zone (the library itself labels in UTC).
-function tickLabel(time, type) {
+export function tickLabel(time, type) {
   const d = new Date(time * 1000);
   if (type === 0) return String(d.getFullYear());
   if (type === 1) return d.toLocaleDateString(undefined, { month: "short", year: "2-digit" });
@@ -56,7 +56,7 @@ function tickLabel(time, type) {
   return d.toLocaleTimeString(undefined, opts);
 }
 
-function crosshairLabel(intraday) {
+export function crosshairLabel(intraday) {
   return (time) => {
     const d = new Date(time * 1000);
     return intraday

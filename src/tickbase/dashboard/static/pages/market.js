@@ -1,12 +1,13 @@
-// Market data: the stored series (source, span, freshness), the selected one's
-// K-line chart with its indicators and marked bars, and each series' completeness
-// per day from its last integrity check. The selection lives in the URL
-// (/market?symbol=...&interval=...).
+// Market data: the real-time pipeline's live K-lines (market-live.js), the stored
+// series (source, span, freshness), the selected one's K-line chart with its
+// indicators and marked bars, and each series' completeness per day from its last
+// integrity check. The selection lives in the URL (/market?symbol=...&interval=...).
 
 import { api } from "../lib/api.js";
 import { Empty, ErrorNote, Time, html, navigate, queryParams, useLoad, withQuery } from "../lib/ui.js";
 import { useEffect, useState } from "../vendor/htm-preact/standalone.module.js";
 import { KlineChart, LAYERS } from "./market-chart.js";
+import { LivePanel } from "./market-live.js";
 
 const BARS = 500;
 const DAYS = 14; // heatmap columns: the newest days of the windows
@@ -182,6 +183,7 @@ export function Market() {
   return html`
     <h1>Market data</h1>
     <${ErrorNote} error=${error} />
+    <div class="grid live-grid"><${LivePanel} /></div>
     ${all.length
       ? html`<div class="grid">
           <section class="panel wide" aria-labelledby="series-title">
