@@ -155,10 +155,11 @@ class LeaseLost(TickbaseError):
     node stands down and competes for the lease again.
     """
 
-    def __init__(self, holder: str, token: int | None) -> None:
+    def __init__(self, holder: str, token: int | None, lease: str = "leader") -> None:
         self.holder = holder
         self.token = token
-        super().__init__(f"{holder} no longer holds the leader lease (token {token})")
+        self.lease = lease
+        super().__init__(f"{holder} no longer holds the {lease} lease (token {token})")
 
 
 class TaskNotFound(TickbaseError, LookupError):

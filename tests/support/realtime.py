@@ -64,6 +64,9 @@ class GatedSource:
         self.live: bool = inner.live
         self.go = asyncio.Event()
 
+    async def prepare(self) -> None:
+        await self.inner.prepare()
+
     def close(self) -> None:
         self.inner.close()
 

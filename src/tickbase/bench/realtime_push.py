@@ -87,6 +87,9 @@ class LiveTrades:
         self._closed = False
         self._price = 100.0
 
+    async def prepare(self) -> None:
+        """Nothing to read ahead: trades are made as they go."""
+
     def close(self) -> None:
         self._closed = True
 

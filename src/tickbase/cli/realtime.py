@@ -111,7 +111,7 @@ def run_pipeline(
 ) -> None:
     """Run the pipeline until SIGINT/SIGTERM, storing every final bar."""
     from tickbase.marketdata.pipeline import split_names
-    from tickbase.marketdata.realtime.runner import build_pipeline, choose_source
+    from tickbase.marketdata.realtime.runner import LiveRun, choose_source
 
     if source not in ("auto", "binance", "replay"):
         fail(f"invalid source {source!r}: binance, replay or auto")
@@ -124,26 +124,27 @@ def run_pipeline(
             fail("no symbol given: e.g. --symbols BTCUSDT,ETHUSDT")
         stop = asyncio.Event()
         stop_on_signals(stop)
-        picked, said = await choose_source(app.settings, names, source)
-        console.print(said)
-        pipeline = build_pipeline(
+        choice = await choose_source(app.settings, names, source)
+        console.print(choice.said)
+        live = LiveRun(
             app.pool,
-            picked,
+            choice,
+            names,
             intervals=chosen,
             workers=workers,
-            symbols=names,
             binance_url=app.settings.binance_url,
         )
-        await pipeline.start()
+        await live.start()
         console.print(
-            f"real-time pipeline: {', '.join(pipeline.symbols)} ({', '.join(chosen)}) on "
-            f"{workers} worker(s), bars stored as source {picked.name}; Ctrl-C to stop"
+            f"real-time pipeline: {', '.join(names)} ({', '.join(chosen)}) on {workers} "
+            f"worker(s), bars stored as source {choice.name}; symbols shared with the other "
+            f"nodes by lease (this one owns {len(live.ownership.owned)}); Ctrl-C to stop"
         )
         try:
             await stop.wait()
         finally:
-            await pipeline.stop()
-        figures = pipeline.figures()
+            await live.stop()
+        figures = live.pipeline.figures()
         console.print(
             f"stopped: {figures['trades']:,} trades, {figures['barsStored']:,} final bars stored"
         )

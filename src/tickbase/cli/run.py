@@ -28,23 +28,25 @@ async def _start_realtime(app: Any) -> Any:
     if not settings.realtime:
         return None
     from tickbase.marketdata.pipeline import split_names
-    from tickbase.marketdata.realtime.runner import build_pipeline, choose_source, parse_intervals
+    from tickbase.marketdata.realtime.runner import LiveRun, choose_source, parse_intervals
 
     symbols = split_names(settings.market_symbols)
     intervals = parse_intervals(settings.realtime_intervals)
-    source, said = await choose_source(settings, symbols)
-    pipeline = build_pipeline(
+    choice = await choose_source(settings, symbols)
+    live = LiveRun(
         app.pool,
-        source,
+        choice,
+        symbols,
         intervals=intervals,
         workers=settings.realtime_workers,
-        symbols=symbols,
         binance_url=settings.binance_url,
     )
-    await pipeline.start()
-    app.extensions["realtime"] = pipeline
-    console.print(f"{said}; bars of {', '.join(intervals)} form live (TICKBASE_REALTIME=0: off)")
-    return pipeline
+    await live.start()
+    app.extensions["realtime"] = live.pipeline
+    console.print(
+        f"{choice.said}; bars of {', '.join(intervals)} form live (TICKBASE_REALTIME=0: off)"
+    )
+    return live
 
 
 async def _print_bootstrap_token(app: Any) -> None:

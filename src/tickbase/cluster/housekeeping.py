@@ -34,7 +34,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tickbase.cluster.election import LeaderElection
-from tickbase.cluster.lease import leader_idle_ms
+from tickbase.cluster.lease import hold_lease
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
 from tickbase.queue.repository import TaskQueue
@@ -121,12 +121,12 @@ class Housekeeper(Service):
         token = self.lease.token
         if token is None:
             return None
-        fence = {"lease": self.lease.name, "holder": self.node_id, "token": token}
         report = PassReport()
         async with self.pool.connection() as conn, conn.transaction():
-            params = {**fence, "now": None, "idle_ms": leader_idle_ms(self.lease.ttl)}
-            held = await (await conn.execute(Q["lease_hold"], params)).fetchone()
-            if held is None:
+            held = await hold_lease(
+                conn, name=self.lease.name, holder=self.node_id, token=token, ttl=self.lease.ttl
+            )
+            if not held:
                 logger.warning(
                     "%s is no longer the leader (token %s): housekeeping stands down",
                     self.node_id,

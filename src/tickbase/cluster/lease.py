@@ -24,6 +24,8 @@ Failure cases
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
+from tickbase.errors import LeaseLost
 
 Q = load_queries("tickbase.cluster")
 
@@ -120,6 +123,107 @@ class Lease:
         self.token = None
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a fenced write proves it still holds: lease ``name`` as ``holder`` with ``token``."""
+
+    name: str
+    holder: str
+    token: int
+    ttl: float = LEASE_TTL_DEFAULT
+
+    async def hold(self, conn: AsyncConn) -> None:
+        """:func:`hold_lease` or :class:`~tickbase.errors.LeaseLost` (in a transaction)."""
+        if not await hold_lease(
+            conn, name=self.name, holder=self.holder, token=self.token, ttl=self.ttl
+        ):
+            raise LeaseLost(self.holder, self.token, self.name)
+
+
+async def hold_lease(
+    conn: AsyncConn, *, name: str, holder: str, token: int, ttl: float = LEASE_TTL_DEFAULT
+) -> bool:
+    """The first statement of a fenced transaction: whether ``holder`` still holds the
+    lease ``name`` with ``token``, unexpired. The row stays share-locked until commit,
+    so no one takes the lease over while the fenced work runs; ``False``: deposed, write
+    nothing."""
+    params = {
+        "lease": name,
+        "holder": holder,
+        "token": token,
+        "now": None,
+        "idle_ms": leader_idle_ms(ttl),
+    }
+    return await (await conn.execute(Q["lease_hold"], params)).fetchone() is not None
+
+
+class LeaseSet:
+    """Many named leases of one holder, taken and renewed in one statement each round.
+
+    Example::
+
+        leases = LeaseSet(pool, holder=node_id, ttl=15.0)
+        held = await leases.acquire(["realtime:BTCUSDT", "realtime:ETHUSDT"])
+        leases.token("realtime:BTCUSDT")   # for fenced writes; None once it may have lapsed
+    """
+
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConn], *, holder: str, ttl: float = LEASE_TTL_DEFAULT
+    ) -> None:
+        self.pool = pool
+        self.holder = holder
+        self.ttl = ttl
+        self._tokens: dict[str, tuple[int, float]] = {}
+        """name → (token, valid until on this process's monotonic clock)."""
+
+    def token(self, name: str) -> int | None:
+        """Our token of ``name`` while we may believe we hold it, else ``None``."""
+        held = self._tokens.get(name)
+        if held is None or time.monotonic() >= held[1]:
+            return None
+        return held[0]
+
+    @property
+    def held(self) -> set[str]:
+        """The names we may believe we hold right now."""
+        now = time.monotonic()
+        return {name for name, (_, until) in self._tokens.items() if now < until}
+
+    async def acquire(self, names: Iterable[str]) -> set[str]:
+        """Take or renew every lease of ``names`` that is free, expired or ours; which of
+        them are held afterwards (the others are someone else's, live). Leases not
+        named are left as they were."""
+        wanted = sorted(set(names))
+        started = time.monotonic()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                Q["lease_acquire_many"], {"names": wanted, "holder": self.holder, "ttl": self.ttl}
+            )
+            rows = await cursor.fetchall()
+        # Counted from before the round trip, as Lease.acquire does.
+        got = {str(name): (int(token), started + self.ttl) for name, token in rows}
+        for name in wanted:
+            self._tokens.pop(name, None)
+        self._tokens.update(got)
+        return set(got)
+
+    async def release(self, names: Iterable[str]) -> None:
+        """Give up ``names`` at once (those still ours)."""
+        gone = sorted(set(names))
+        if not gone:
+            return
+        for name in gone:
+            self._tokens.pop(name, None)
+        async with self.pool.connection() as conn:
+            await conn.execute(Q["lease_release_many"], {"names": gone, "holder": self.holder})
+
+    async def live_holders(self, prefix: str) -> list[str]:
+        """Holders of the live leases named ``prefix...`` (a group's members)."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(Q["lease_live_holders"], {"prefix": prefix})
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+
 async def lease_holder(
     conn: AsyncConn, name: str = LEADER_LEASE, *, now: datetime | None = None
 ) -> dict[str, Any] | None:
@@ -133,4 +237,12 @@ async def lease_holder(
     return dict(zip(keys, row, strict=True))
 
 
-__all__ = ["LEADER_LEASE", "Lease", "leader_idle_ms", "lease_holder"]
+__all__ = [
+    "LEADER_LEASE",
+    "Fence",
+    "Lease",
+    "LeaseSet",
+    "hold_lease",
+    "leader_idle_ms",
+    "lease_holder",
+]

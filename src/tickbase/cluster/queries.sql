@@ -202,3 +202,33 @@ SELECT DISTINCT ON (s.task_type) s.task_type, jsonb_build_object('queue', s.queu
 FROM tickbase.schedules s
 WHERE s.removed_at IS NULL AND NOT EXISTS (SELECT 1 FROM live WHERE live.task_type = s.task_type)
 ORDER BY 1;
+
+-- lease_acquire_many --
+-- lease_acquire for many names in one statement (the real-time pipeline's symbol
+-- leases): each is taken when free or expired, renewed when ours. Rows back: the
+-- names held afterwards, with their tokens. %(names)s sorted and unique: two nodes
+-- then lock the same rows in the same order and cannot deadlock.
+INSERT INTO tickbase.leases AS l (name, holder, token, acquired_at, expires_at)
+SELECT n, %(holder)s, 1, clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s)
+FROM unnest(%(names)s::text[]) AS n
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder,
+    expires_at = excluded.expires_at,
+    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                 THEN l.token ELSE l.token + 1 END,
+    acquired_at = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                       THEN l.acquired_at ELSE excluded.acquired_at END
+WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
+RETURNING name, token;
+
+-- lease_release_many --
+-- Give up many leases at once (only those still ours), so others need not wait.
+UPDATE tickbase.leases SET expires_at = clock_timestamp()
+WHERE name = ANY(%(names)s::text[]) AND holder = %(holder)s AND expires_at > clock_timestamp();
+
+-- lease_live_holders --
+-- The holders of the live leases whose names start with %(prefix)s (members of a
+-- group: each holds its own member lease).
+SELECT DISTINCT holder FROM tickbase.leases
+WHERE starts_with(name, %(prefix)s) AND expires_at > clock_timestamp()
+ORDER BY holder;

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from tickbase.cluster.lease import Fence
 from tickbase.db.errors import domain_errors
 from tickbase.db.pool import AsyncConn
 from tickbase.db.sqlfile import load_queries
@@ -145,6 +146,7 @@ class KlineStore:
         durable: bool = True,
         backfilled: bool = False,
         live: bool = False,
+        fence: Fence | None = None,
     ) -> int:
         """Store validated bars of one series in one statement (one round trip); a close
         that moves more than 20% from the previous close is kept, flagged and logged.
@@ -157,10 +159,15 @@ class KlineStore:
         after the live stream missed trades). ``live=True`` (the real-time writer) leaves a
         stored bar marked backfilled as it is: the live bar was aggregated from incomplete
         trades. Returns how many bars were given (stored or, live, left as they were).
+
+        ``fence``: stored only while that lease is held with that token (the real-time
+        pipeline's symbol lease), else :class:`~tickbase.errors.LeaseLost` and nothing is.
         """
         if not bars:
             return 0
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
+            if fence is not None:
+                await fence.hold(conn)
             try:
                 with domain_errors({"symbol": symbol, "interval": interval}):
                     cursor = await conn.execute(

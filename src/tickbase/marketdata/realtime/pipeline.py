@@ -167,6 +167,8 @@ class RealtimePipeline(Service):
         for interval in intervals:
             interval_ms(interval)  # refuses an interval without a fixed length
         self.source = source
+        self._feeding: asyncio.Task[None] | None = None
+        self._switching: asyncio.Task[None] | None = None
         self.intervals = tuple(intervals)
         self.lateness_ms = lateness_ms
         self.backfill = backfill
@@ -204,7 +206,7 @@ class RealtimePipeline(Service):
         self.refused_trades = 0
         self.bars_stored = 0
         self.source_done = asyncio.Event()
-        self.failure: Exception | None = None
+        self.source_failure: Exception | None = None
         """Why the source stopped giving trades, if it failed."""
         self._finished_at: dict[str, int] = {}
         self._overrun_seen = 0
@@ -308,8 +310,8 @@ class RealtimePipeline(Service):
     async def wait_stored(self, poll: float = 0.05) -> None:
         """Wait until a finite source's every final bar is stored (see the module)."""
         while not self.stored_everything():
-            if self.failure is not None:
-                raise self.failure
+            if self.source_failure is not None:
+                raise self.source_failure
             if self.stopping:
                 raise RuntimeError("the pipeline stopped before every final bar was stored")
             self._progress.clear()
@@ -329,13 +331,17 @@ class RealtimePipeline(Service):
         try:
             for part in parts:
                 await part.start()
-            tasks.append(asyncio.create_task(self._feed(), name="realtime-feed"))
+            self._feeding = asyncio.create_task(self._feed(self.source), name="realtime-feed")
             if self.source.live:
                 tasks.append(asyncio.create_task(self._tell_clock(), name="realtime-clock"))
             self.mark_started()
             await self.wait_stopping()
         finally:
             self.source.close()
+            if self._switching is not None:
+                tasks.append(self._switching)
+            if self._feeding is not None:
+                tasks.append(self._feeding)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -348,9 +354,34 @@ class RealtimePipeline(Service):
             if self.backfill is not None:
                 await self.backfill.aclose()
 
-    async def _feed(self) -> None:
+    def replace_source(self, source: TradeSource) -> None:
+        """Stream from ``source`` instead, from now (the symbol ownership's answer to a
+        change of the symbols this node owns). Bars of symbols no longer streamed
+        close by the clock; those newly streamed resume from their last stored bar."""
+        if not source.live or not self.source.live:
+            raise ValueError("only a live source is replaced by another live source")
+        previous = self._switching
+        self._switching = asyncio.get_running_loop().create_task(
+            self._switch(source, previous), name="realtime-switch"
+        )
+
+    async def _switch(self, source: TradeSource, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
+        old, feeding = self.source, self._feeding
+        self.source = source  # first: the old feed, ending, sees it was replaced
+        old.close()
+        if feeding is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeding
+        await source.prepare()
+        self._resumed.clear()  # each symbol streamed now resumes from its last stored bar
+        self._feeding = asyncio.create_task(self._feed(source), name="realtime-feed")
+
+    async def _feed(self, source: TradeSource) -> None:
         try:
-            async for event in self.source:
+            async for event in source:
                 if isinstance(event, TradeBatch):
                     if event.symbol not in self._resumed:
                         await self._resume(event)
@@ -358,15 +389,17 @@ class RealtimePipeline(Service):
                 elif self.backfill is not None:
                     self.backfill.submit(event)
         except Exception as exc:
-            logger.error("real-time source %s failed (%s); no more trades", self.source.name, exc)
-            self.failure = exc
+            logger.error("real-time source %s failed (%s); no more trades", source.name, exc)
+            self.source_failure = exc
             self._progress.set()
             raise
+        if source is not self.source or self.stopping:
+            return  # replaced or stopped, not ended: its bars close by the clock
         for shard in self.shards:
             await shard.put(FINISH)
             self._finished_at[shard.name] = self.loop.shard_stats[shard.name].pulls
         self.source_done.set()
-        logger.info("real-time source %s ended; finishing its bars", self.source.name)
+        logger.info("real-time source %s ended; finishing its bars", source.name)
 
     async def _resume(self, batch: TradeBatch) -> None:
         """A symbol's first trades since the start: the bars between its last stored one

@@ -8,24 +8,32 @@ replayed bar is never mistaken for an exchange's).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+from tickbase.cluster.lease import Fence
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, interval_ms
+from tickbase.marketdata.realtime.ownership import OWNERSHIP_TTL, SymbolOwnership
 from tickbase.marketdata.realtime.pipeline import PipelineCounts, RealtimePipeline, TradeSource
 from tickbase.marketdata.realtime.replay_source import ReplaySource
+from tickbase.marketdata.realtime.trades import TradeBatch
 from tickbase.marketdata.realtime.writer import kline_writer
 from tickbase.marketdata.store import KlineStore
+from tickbase.service import Service, ServiceState
 
 __all__ = [
     "SAMPLE_SYMBOL",
+    "LiveRun",
+    "NoTrades",
     "ReplayOutcome",
+    "SourceChoice",
     "build_pipeline",
     "choose_source",
     "parse_intervals",
@@ -89,6 +97,7 @@ def build_pipeline(
     workers: int = 2,
     symbols: Sequence[str] = (),
     binance_url: str | None = None,
+    fence: Callable[[str], Fence | None] | None = None,
     **options: Any,
 ) -> RealtimePipeline:
     """A pipeline over ``source`` storing final bars under ``source.name``; a live
@@ -107,7 +116,7 @@ def build_pipeline(
 
     return RealtimePipeline(
         source,
-        kline_writer(store, source.name),
+        kline_writer(store, source.name, fence=fence),
         intervals=intervals,
         workers=workers,
         symbols=symbols,
@@ -176,9 +185,19 @@ async def replay_file(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SourceChoice:
+    """Where a live pipeline's trades come from: ``make(symbols)`` builds the source of
+    the symbols this node owns (they change as nodes come and go)."""
+
+    name: str
+    said: str
+    make: Callable[[Sequence[str]], TradeSource]
+
+
 async def choose_source(
     settings: Any, symbols: Sequence[str], choice: str = "auto"
-) -> tuple[TradeSource, str]:
+) -> SourceChoice:
     """The source ``choice`` names, and one line saying what it is.
 
     ``replay``: the bundled trades at real time as each symbol, shifted to now, stored as
@@ -186,17 +205,102 @@ async def choose_source(
     ``auto``: the live stream if it answers within :data:`PROBE_SECONDS`, else the replay
     (said once, and marked by the source ``replay`` as the collectors' replays are).
     """
-    if choice == "replay":
-        return sample_replay(symbols), _replay_line(symbols, "chosen")
     from tickbase.marketdata.realtime.binance_stream import BinanceTradeStream, probe
 
+    def replay(owned: Sequence[str]) -> TradeSource:
+        return sample_replay(owned)
+
+    def binance(owned: Sequence[str]) -> TradeSource:
+        if not owned:
+            return NoTrades("binance")
+        return BinanceTradeStream(owned, base_url=url)
+
     url = settings.binance_ws_url
+    live_line = f"real-time source: Binance at {url}"
+    if choice == "replay":
+        return SourceChoice("replay", _replay_line(symbols, "chosen"), replay)
     if choice == "binance":
-        return BinanceTradeStream(symbols, base_url=url), f"real-time source: Binance at {url}"
+        return SourceChoice("binance", live_line, binance)
     problem = await probe(url, symbols, timeout=PROBE_SECONDS)
     if problem is None:
-        return BinanceTradeStream(symbols, base_url=url), f"real-time source: Binance at {url}"
-    return sample_replay(symbols), _replay_line(symbols, f"no live stream answering ({problem})")
+        return SourceChoice("binance", live_line, binance)
+    why = f"no live stream answering ({problem})"
+    return SourceChoice("replay", _replay_line(symbols, why), replay)
+
+
+class LiveRun(Service):
+    """A live pipeline whose symbols this node owns by fenced leases, shared with every
+    other node running one (:class:`~tickbase.marketdata.realtime.ownership.SymbolOwnership`):
+    started with the symbols the first round gave it, re-sourced when they change, and
+    every bar written with the proof that it still owns its symbol."""
+
+    name = "realtime-live"
+
+    def __init__(
+        self,
+        pool: Any,
+        choice: SourceChoice,
+        symbols: Sequence[str],
+        *,
+        intervals: Sequence[str] = DEFAULT_INTERVALS,
+        workers: int = 2,
+        binance_url: str | None = None,
+        holder: str | None = None,
+        lease_ttl: float = OWNERSHIP_TTL,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.choice = choice
+        self.ownership = SymbolOwnership(
+            pool, symbols, holder=holder, ttl=lease_ttl, on_change=self._owned
+        )
+        self.pipeline = build_pipeline(
+            pool,
+            choice.make([]),
+            intervals=intervals,
+            workers=workers,
+            symbols=symbols,
+            binance_url=binance_url,
+            fence=self.ownership.fence,
+            **options,
+        )
+
+    def _owned(self, owned: frozenset[str]) -> None:
+        if self.pipeline.state in (ServiceState.STARTING, ServiceState.RUNNING):
+            self.pipeline.replace_source(self.choice.make(sorted(owned)))
+
+    async def serve(self) -> None:
+        await self.ownership.rebalance()  # the first share, before anything streams
+        self.pipeline.source = self.choice.make(sorted(self.ownership.owned))
+        await self.pipeline.start()
+        await self.ownership.start()
+        self.mark_started()
+        try:
+            await self.wait_stopping()
+        finally:
+            await self.ownership.stop()
+            await self.pipeline.stop()
+
+
+class NoTrades:
+    """A live source with no symbol: this node owns none right now."""
+
+    live = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._closed = asyncio.Event()
+
+    async def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    def close(self) -> None:
+        self._closed.set()
+
+    async def __aiter__(self) -> AsyncIterator[TradeBatch]:
+        await self._closed.wait()
+        return
+        yield  # an async generator that yields nothing
 
 
 def _replay_line(symbols: Sequence[str], why: str) -> str:

@@ -33,7 +33,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Any
 
-from tickbase.errors import InvalidMarketData
+from tickbase.cluster.lease import Fence
+from tickbase.errors import InvalidMarketData, LeaseLost
 from tickbase.marketdata.bars import BarLike
 from tickbase.marketdata.store import KlineStore
 from tickbase.service import Backoff, Service
@@ -168,22 +169,51 @@ class BarWriter(Service):
                 break
 
 
-def kline_writer(store: KlineStore, source: str) -> Write:
+class KlineWrite:
     """``write`` for :class:`BarWriter` storing ``(symbol, interval, bar)`` items
-    with the K-line store: one upsert statement per series of the batch. A
-    series whose bars the store refuses is logged and skipped (the others are
+    with the K-line store: one upsert statement per series of the batch.
+
+    A series whose bars the store refuses is logged and skipped (the others are
     stored); a database that is away raises, and the writer retries. The writes
     are live: a bar already stored marked backfilled (fetched from the REST API
-    after the stream missed trades) is not replaced by the live one."""
+    after the stream missed trades) is not replaced by the live one.
 
-    async def write(items: Sequence[Any]) -> None:
+    ``fence(symbol)`` (the pipeline's symbol ownership): each series is written
+    only with a proof that this node still owns the symbol, checked by the
+    database in the same transaction; a deposed owner's bars are refused,
+    counted in ``fenced`` and dropped (the new owner writes them).
+    """
+
+    def __init__(
+        self,
+        store: KlineStore,
+        source: str,
+        *,
+        fence: Callable[[str], Fence | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.fence = fence
+        self.fenced = 0
+        """Bars refused because this node no longer owned their symbol."""
+        self._fenced_said: set[str] = set()
+
+    async def __call__(self, items: Sequence[Any]) -> None:
         by_series: dict[tuple[str, str], list[BarLike]] = {}
         for symbol, interval, bar in items:
             by_series.setdefault((symbol, interval), []).append(bar)
         for (symbol, interval), bars in by_series.items():
             bars.sort(key=lambda bar: bar.open_time)
+            proof = None
+            if self.fence is not None:
+                proof = self.fence(symbol)
+                if proof is None:
+                    self._refused(symbol, len(bars), "not owned here")
+                    continue
             try:
-                await store.upsert(source, symbol, interval, bars, live=True)
+                await self.store.upsert(self.source, symbol, interval, bars, live=True, fence=proof)
+            except LeaseLost:
+                self._refused(symbol, len(bars), "its lease was taken over")
             except InvalidMarketData as exc:
                 # A bar the store refuses never becomes storable: retrying it would
                 # hold back every other series' bars forever. Said, and left out.
@@ -191,7 +221,20 @@ def kline_writer(store: KlineStore, source: str) -> Write:
                     "real-time bars of %s %s refused, not stored: %s", symbol, interval, exc
                 )
 
-    return write
+    def _refused(self, symbol: str, n: int, why: str) -> None:
+        self.fenced += n
+        if symbol not in self._fenced_said:
+            self._fenced_said.add(symbol)
+            logger.warning(
+                "real-time bars of %s not stored (%s): its new owner stores them", symbol, why
+            )
+
+
+def kline_writer(
+    store: KlineStore, source: str, *, fence: Callable[[str], Fence | None] | None = None
+) -> KlineWrite:
+    """A :class:`KlineWrite` (kept as a function: what callers and tests build)."""
+    return KlineWrite(store, source, fence=fence)
 
 
 class FinalBars:
@@ -246,4 +289,11 @@ class FinalBars:
         return taken
 
 
-__all__ = ["FLUSH_SECONDS", "QUEUE_CAPACITY", "BarWriter", "FinalBars", "kline_writer"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "QUEUE_CAPACITY",
+    "BarWriter",
+    "FinalBars",
+    "KlineWrite",
+    "kline_writer",
+]
