@@ -134,6 +134,14 @@ BARS = """open_time,open,high,low,close,volume
 """
 
 
+# Trades of a made-up symbol for `realtime replay`.
+TRADES = """time,price,qty
+2026-01-05T10:00:01.000Z,100,1
+2026-01-05T10:00:30.500Z,101,2
+2026-01-05T10:01:02.000Z,99.5,1
+"""
+
+
 def json_commands() -> list[list[str]]:
     """The listed commands whose help offers ``--json`` (benchmarks aside)."""
     found = []
@@ -167,6 +175,8 @@ def test_every_listed_command_with_json_prints_valid_json(
     asyncio.run(define_workflow())
     csv = tmp_path / "bars.csv"
     csv.write_text(BARS)
+    trades = tmp_path / "trades.csv"
+    trades.write_text(TRADES)
     definition = tmp_path / "eod.json"
     definition.write_text(
         json.dumps({"name": "readme-file", "steps": [{"name": "a", "taskType": "tickbase.echo"}]})
@@ -210,6 +220,7 @@ def test_every_listed_command_with_json_prints_valid_json(
         "klines list": ["README", "--interval", "1d"],
         "indicators": ["README", "--interval", "1d"],
         "observations": ["DCOILWTICO"],
+        "realtime replay": [str(trades), "--symbol", "README-RT", "--intervals", "1m"],
     }
     for verb in ("show", "pause", "resume", "enable", "disable", "trigger"):
         args[f"schedules {verb}"] = ["readme-demo"]
@@ -325,3 +336,27 @@ def test_every_curl_example_runs_beside_tickbase_up(
         "SELECT count(*) FROM tickbase.tasks WHERE task_type = 'tickbase.echo'"
     ).fetchone() == (1,)
     assert sql_conn.execute("SELECT count(*) FROM tickbase.task_bulk_actions").fetchone() == (0,)
+
+
+def test_the_real_time_examples_run_verbatim(database_url: str) -> None:
+    """The Real-time K-lines section's commands, run by bash as written: the replay
+    stores the ES bars, and the listing reads the newest two back."""
+    (block,) = code_blocks(section("Real-time K-lines"), "bash")
+    outputs = []
+    for line in block.strip().splitlines():
+        done = subprocess.run(
+            ["bash", "-c", line.replace("tickbase ", f"{sys.executable} -m tickbase ", 1)],
+            env=tickbase_env(database_url),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(json.loads(done.stdout))
+    replayed, listed = outputs
+    assert replayed["trades"] == 500_000 and replayed["bars"] == 2264 + 461 + 39
+    assert [bar["openTime"] for bar in listed] == [
+        "2013-09-03T18:50:00+00:00",
+        "2013-09-03T18:51:00+00:00",
+    ]
