@@ -9,6 +9,7 @@ they get are compared with the pipeline's own bars.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,17 @@ from tickbase.marketdata.realtime.replay_source import ReplaySource
 from tickbase.marketdata.realtime.series import SeriesBars
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+INDICATORS = (
+    "ema21", "ema55", "rsi14", "macd", "macdSignal", "macdHist",
+    "bbUpper", "bbMiddle", "bbLower", "atr14",
+)  # fmt: skip
+
+
+def closed_content(pipeline: RealtimePipeline, bar: Any) -> dict[str, Any]:
+    """A closed bar's update content, with the indicators the pipeline computed."""
+    return kline_content(bar, pipeline.indicators.at(bar.symbol, bar.interval, bar.open_time))
+
+
 FIELDS = {
     "symbol",
     "interval",
@@ -113,15 +125,20 @@ async def test_updates_carry_the_pipelines_bars_and_each_final_bar_once(
             await pipeline.stop()
             del app.extensions["realtime"]
 
-    assert all(set(u) == FIELDS for u in updates)
+    # A forming bar has Binance's fields; a closed one also its indicators (the six,
+    # null while they warm up: three bars are too few for any), as the pipeline's
+    # built-in indicators reader computed them.
+    assert all(set(u) == FIELDS for u in updates if not u["isFinal"])
+    assert all(set(u) == FIELDS | {"indicators"} for u in updates if u["isFinal"])
+    assert all(u["indicators"] == dict.fromkeys(INDICATORS) for u in updates if u["isFinal"])
     # The late subscriber was caught up with the kept final bars: it has them all, once.
     late_btc = [u for u in late_updates if u["symbol"] == "BTCUSDT" and u["isFinal"]]
-    assert late_btc == [kline_content(bar) for bar in series.finals]
+    assert late_btc == [closed_content(pipeline, bar) for bar in series.finals]
     assert {u["symbol"] for u in late_updates} == set(SYMBOLS)
     assert {(u["symbol"], u["interval"]) for u in updates} == {("BTCUSDT", "1m")}
     finals = [u for u in updates if u["isFinal"]]
     # Every final bar the pipeline made, exactly once, equal in every field, in order.
-    assert finals == [kline_content(bar) for bar in series.finals]
+    assert finals == [closed_content(pipeline, bar) for bar in series.finals]
     assert len({f["openTime"] for f in finals}) == len(finals) >= 3
     # Against the file: every BTCUSDT trade is in exactly one final bar.
     assert sum(f["tradeCount"] for f in finals) == 90
@@ -130,7 +147,7 @@ async def test_updates_carry_the_pipelines_bars_and_each_final_bar_once(
     assert all(f["openTime"] % 60_000 == 0 for f in finals)
     # Forming bars came too (the bars grew in place), and no state was sent twice.
     assert len(updates) > len(finals)
-    states = [tuple(sorted(u.items())) for u in updates]
+    states = [json.dumps(u, sort_keys=True) for u in updates]
     assert len(set(states)) == len(states)
     # Nothing about a bar after its final state.
     closed: set[int] = set()

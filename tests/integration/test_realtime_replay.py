@@ -10,6 +10,7 @@ it, every final bar is stored once the replay ends, and a registered reader saw 
 
 from __future__ import annotations
 
+import csv
 import gzip
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import tickbase
 from tickbase.marketdata.bars import load_bars
 from tickbase.marketdata.realtime.bench import sample_trades
+from tickbase.marketdata.realtime.indicators import VALUES_KEPT
 from tickbase.marketdata.realtime.pipeline import RealtimePipeline
 from tickbase.marketdata.realtime.replay_source import ReplaySource
 from tickbase.marketdata.realtime.series import SeriesBars
@@ -29,6 +31,7 @@ from tickbase.marketdata.resample import aggregate_bars, parse_resolution
 from tickbase.marketdata.store import KlineStore
 
 pytestmark = pytest.mark.slow
+REFERENCE = Path(__file__).parents[1] / "data" / "reference"
 
 
 def two_symbol_file(path: Path) -> Path:
@@ -102,6 +105,21 @@ async def test_a_replay_through_two_shards_stores_the_es_bars(
     assert counts.bars == stored[0] == 2 * (2264 + 461 + 39)
     assert counts.trades == 1_000_000 and counts.dropped == 0 and counts.refused_trades == 0
     assert seen[("ES", "1m")] == seen[("ES2", "1m")] == int(bars[-1].open_time.timestamp() * 1000)
+
+    # The built-in indicators reader saw every closed bar, in order: its values for the
+    # last 1m bars equal TA-Lib's reference over es-1m.csv.
+    indicators = pipeline.indicators
+    assert indicators.missed == 0 and indicators.bars == counts.bars
+    with (REFERENCE / "es-1m.ta.csv").open(newline="") as handle:
+        reference = list(csv.DictReader(handle))[-VALUES_KEPT:]
+    for symbol in ("ES", "ES2"):
+        for row in reference:
+            at = int(datetime.fromisoformat(row["open_time"]).timestamp() * 1000)
+            got = indicators.at(symbol, "1m", at)
+            assert got is not None, (symbol, row["open_time"])
+            for name, want in row.items():
+                if name != "open_time":
+                    assert getattr(got, name) == pytest.approx(float(want), rel=1e-9), name
 
 
 def _owners(pipeline: RealtimePipeline) -> dict[Any, list[str]]:

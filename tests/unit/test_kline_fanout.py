@@ -57,7 +57,8 @@ async def test_finals_once_forming_on_change_and_a_refused_push_offered_again(
     fanout = KlineFanout(lambda: pipeline)
     conn = Recorder()
     assert fanout.subscribe(conn, *KEY) == [KEY]
-    assert pipeline.reader.stats.keys() == {"ws-kline"}  # one handler, registered lazily
+    # one handler, registered lazily (beside the built-in indicators)
+    assert pipeline.reader.stats.keys() == {"indicators", "ws-kline"}
 
     fanout(snapshot(1, bar(0, 10.0)))
     fanout(snapshot(2, bar(0, 10.0)))  # the same state: nothing
@@ -96,5 +97,8 @@ async def test_finals_once_forming_on_change_and_a_refused_push_offered_again(
     fanout.drop(late)
     assert fanout.subscriptions == 0
     fanout.close()
-    assert pipeline.reader.stats.keys() == {"ws-kline"}  # stats stay; the handler is gone
-    assert not pipeline.reader._handlers
+    assert pipeline.reader.stats.keys() == {
+        "indicators",
+        "ws-kline",
+    }  # stats stay; the handler is gone
+    assert list(pipeline.reader._handlers) == ["indicators"]

@@ -45,6 +45,8 @@ from pydantic.alias_generators import to_camel
 
 from tickbase.gateway.errors import ApiError
 from tickbase.gateway.schemas import InModel
+from tickbase.marketdata.indicators import IndicatorValues
+from tickbase.marketdata.realtime.indicators import LiveIndicators
 from tickbase.marketdata.realtime.kline import LiveKline
 from tickbase.marketdata.realtime.loop import Snapshot
 from tickbase.marketdata.realtime.pipeline import RealtimePipeline
@@ -70,11 +72,20 @@ MAX_KLINE_SUBSCRIPTIONS: Final = 50
 
 Key = tuple[str, str]
 _FIELDS: Final = tuple((f.name, to_camel(f.name)) for f in fields(LiveKline))
+_INDICATOR_FIELDS: Final = tuple(
+    (f.name, to_camel(f.name)) for f in fields(IndicatorValues) if f.name != "open_time"
+)
 
 
-def kline_content(bar: LiveKline) -> dict[str, Any]:
-    """A bar as a ``kline`` update's content: camelCase fields, times in epoch ms."""
-    return {camel: getattr(bar, name) for name, camel in _FIELDS}
+def kline_content(bar: LiveKline, indicators: IndicatorValues | None = None) -> dict[str, Any]:
+    """A bar as a ``kline`` update's content: camelCase fields, times in epoch ms; a
+    closed bar's also carries ``indicators`` (the six, null while warming up)."""
+    content = {camel: getattr(bar, name) for name, camel in _FIELDS}
+    if indicators is not None:
+        content["indicators"] = {
+            camel: getattr(indicators, name) for name, camel in _INDICATOR_FIELDS
+        }
+    return content
 
 
 class KlineSubscribe(InModel):
@@ -135,6 +146,7 @@ class KlineFanout:
         self._by_conn: dict[KlinePusher, set[Key]] = {}
         self._registered: RealtimePipeline | None = None
         self._unregister: Callable[[], None] | None = None
+        self._indicators: LiveIndicators | None = None
         self.snapshots = 0
         self.pushed = 0
         """Update frames handed to connections."""
@@ -248,6 +260,7 @@ class KlineFanout:
     def __call__(self, snapshot: Snapshot) -> None:
         """Push what each subscriber has not seen of its series (see the module)."""
         self.snapshots += 1
+        self._indicators = self._registered.indicators if self._registered else None
         values: Mapping[Hashable, Any] = snapshot.values
         for key, subscribers in self._series.items():
             series = values.get(key)
@@ -278,7 +291,10 @@ class KlineFanout:
         for bar in bars:
             content = built.get(id(bar))
             if content is None:
-                content = built[id(bar)] = kline_content(bar)
+                indicators = None
+                if bar.is_final and self._indicators is not None:
+                    indicators = self._indicators.at(bar.symbol, bar.interval, bar.open_time)
+                content = built[id(bar)] = kline_content(bar, indicators)
             contents.append(content)
         if not conn.push(KLINE_CHANNEL, contents):
             self.deferred += 1

@@ -2,8 +2,9 @@
 
 The pulling loop acknowledges a version per shard and asks for what changed
 after it (:mod:`~tickbase.marketdata.realtime.loop`). A shard keeps, per key,
-the version of its last change: answering is a scan of the keys changed
-since, and a pull that the loop gave up on costs nothing (it asks again from
+the version of its last change, in the order of those changes: answering
+reads only the keys changed since, oldest change first, and a pull that
+the loop gave up on costs nothing (it asks again from
 the same version). Several changes of one key between two pulls are one
 entry: the newest value (the reference design's coalescing of bar updates).
 """
@@ -38,6 +39,10 @@ class ChangeLog:
         so a shard's memory holds only the bars still forming."""
         self.version += 1
         self._values[key] = value
+        # Moved to the end: the dict is in the order of last change, so an answer lists
+        # changes as they happened (a bar that was forming, then final, comes after the
+        # bars that closed before it) and is found by reading from the end.
+        self._changed_at.pop(key, None)
         self._changed_at[key] = self.version
         if settled:
             self._settled.add(key)
@@ -61,8 +66,12 @@ class ChangeLog:
         """The current version and every key changed after ``version``."""
         if version > self.version:
             raise ValueError(f"version {version} is in the future (now {self.version})")
-        changed = {k: self._values[k] for k, v in self._changed_at.items() if v > version}
-        return self.version, changed
+        newest_first = []
+        for key in reversed(self._changed_at):
+            if self._changed_at[key] <= version:
+                break
+            newest_first.append(key)
+        return self.version, {k: self._values[k] for k in reversed(newest_first)}
 
     def __len__(self) -> int:
         return len(self._values)

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS
 from tickbase.marketdata.realtime.circuit import CircuitState
+from tickbase.marketdata.realtime.indicators import LiveIndicators
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, LiveKline, interval_ms
 from tickbase.marketdata.realtime.kline_shard import FINISH, KLINE_SHARD, Clock
 from tickbase.marketdata.realtime.loop import PERIOD_SECONDS, PULL_TIMEOUT_SECONDS, PullingLoop
@@ -202,6 +203,9 @@ class RealtimePipeline(Service):
             apply=self._apply,
         )
         self.reader: SerialReader[Any] = SerialReader(self.loop.channel)
+        self.indicators = LiveIndicators(self.kline_state)
+        """The built-in reader: each series' indicators on every closed bar."""
+        self.reader.register("indicators", self.indicators)
         self.trades_fed = 0
         self.refused_trades = 0
         self.bars_stored = 0

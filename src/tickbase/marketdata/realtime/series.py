@@ -6,11 +6,15 @@ snapshot. :class:`KlineState` folds the shards' answers into one :class:`SeriesB
 ``(symbol, interval)``: the bar forming now and the last few final bars (a reader that
 skipped a snapshot still finds the final bars it missed, as long as it is less than
 :data:`FINALS_KEPT` bars behind). Each final bar is also handed to ``on_final`` once, in
-the loop's cycle: the persistence path starts there, not in a reader that may skip.
+the loop's cycle: the persistence path starts there, not in a reader that may skip;
+and kept in a bounded journal for readers that need every closed bar
+(:meth:`KlineState.closed_since`: the incremental indicators).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,10 +22,13 @@ from typing import Any, Final
 from tickbase.marketdata.realtime.aggregator import SymbolStats
 from tickbase.marketdata.realtime.kline import LiveKline
 
-__all__ = ["FINALS_KEPT", "KlineState", "SeriesBars"]
+__all__ = ["FINALS_KEPT", "JOURNAL_CAPACITY", "KlineState", "SeriesBars"]
 
 FINALS_KEPT: Final = 16
 """Final bars kept per series in the state (readers look back this far)."""
+
+JOURNAL_CAPACITY: Final = 100_000
+"""Final bars kept in the closed-bar journal, all series together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +72,14 @@ class KlineState:
         on_final: Callable[[LiveKline], None] | None = None,
         *,
         finals_kept: int = FINALS_KEPT,
+        journal: int = JOURNAL_CAPACITY,
     ) -> None:
         self.on_final = on_final
         self.finals_kept = finals_kept
         self.stats: dict[str, SymbolStats] = {}
+        self.closed: deque[LiveKline] = deque(maxlen=journal)
+        """The newest final bars of every series, in the order they closed (the
+        journal :meth:`closed_since` reads)."""
         self.restated: list[SymbolStats] = []
         """The stats the last call brought (the symbols whose trades were aggregated)."""
         self.finals_seen = 0
@@ -84,6 +95,17 @@ class KlineState:
                 elif isinstance(value, SymbolStats):
                     self.stats[value.symbol] = value
                     self.restated.append(value)
+
+    def closed_since(self, seen: int) -> tuple[int, list[LiveKline], int]:
+        """Every final bar after the first ``seen`` (a reader's position), the new
+        position, and how many it missed (closed so long ago the journal let them go).
+
+        For readers that need every closed bar (indicators): a snapshot holds the
+        newest state only, and a reader may skip snapshots."""
+        start = self.finals_seen - len(self.closed)
+        missed = max(0, start - seen)
+        first = max(seen, start) - start
+        return self.finals_seen, list(itertools.islice(self.closed, first, None)), missed
 
     def forming(self, values: Mapping[Hashable, Any]) -> int:
         """How many series of ``values`` have a bar still forming."""
@@ -105,6 +127,7 @@ class KlineState:
                 forming = None  # bars close in order: an older forming one is final too
             values[key] = SeriesBars(bar.symbol, bar.interval, forming, finals[-self.finals_kept :])
             self.finals_seen += 1
+            self.closed.append(bar)
             if self.on_final is not None:
                 self.on_final(bar)
         elif forming is None or bar.open_time >= forming.open_time:
