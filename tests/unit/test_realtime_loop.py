@@ -245,3 +245,19 @@ async def test_the_running_loop_publishes_every_period_and_the_reader_calls_hand
     assert reader.stats["broken"].failures == reader.stats["broken"].calls > 0
     assert reader.stats["first"].max_seconds >= 0.001
     assert loop.values["k"] == 4
+
+
+def test_a_change_log_answers_in_the_order_changes_happened() -> None:
+    """A bar forming (set early), then final (set after the bars that closed before
+    it): the answer lists it last, so readers see bars close in order."""
+    from tickbase.marketdata.realtime.changes import ChangeLog
+
+    log = ChangeLog()
+    log.set(("ES", "1m", 7), "forming-7")
+    log.set(("ES", "1m", 5), "final-5", settled=True)
+    log.set(("ES", "1m", 6), "final-6", settled=True)
+    log.set(("ES", "1m", 7), "final-7", settled=True)
+    version, changes = log.since(0)
+    assert list(changes.values()) == ["final-5", "final-6", "final-7"]
+    assert log.since(version - 1)[1] == {("ES", "1m", 7): "final-7"}
+    assert log.since(version)[1] == {}
