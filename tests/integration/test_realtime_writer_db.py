@@ -79,3 +79,57 @@ async def test_a_series_the_store_refuses_is_skipped_and_the_others_stored(
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT symbol FROM tickbase.klines").fetchall()
     assert stored == [("GOOD",)]
+
+
+async def test_the_whole_pipeline_keeps_its_loop_and_readers_while_the_table_is_locked(
+    app: tickbase.App, database_url: str, tmp_path: Any
+) -> None:
+    """A pipeline closing 1s bars of two symbols at 20x real time while another session
+    holds the K-line table: the loop keeps its period and the readers keep reading, the
+    writer's queue fills (drops counted, one alert), and once the lock goes every final
+    bar is stored."""
+    from tests.support.realtime import write_trades
+    from tickbase.marketdata.realtime.pipeline import RealtimePipeline
+    from tickbase.marketdata.realtime.replay_source import ReplaySource
+
+    path = write_trades(tmp_path / "t.csv", minutes=2, per_minute=120)
+    alerts: list[str] = []
+    pipeline = RealtimePipeline(
+        ReplaySource(path, speed=20.0, shift_to_now=True),
+        kline_writer(KlineStore(app.pool), "live"),
+        intervals=("1s",),
+        workers=2,
+        writer_capacity=5,
+        flush_every=0.05,
+        on_alert=lambda kind, message: alerts.append(kind),
+    )
+    read: list[int] = []
+    pipeline.register("count", lambda snapshot: read.append(snapshot.cycle))
+    locker = psycopg.connect(database_url)
+    await pipeline.start()
+    try:
+        await asyncio.sleep(0.5)
+        locker.execute("LOCK TABLE tickbase.klines IN ACCESS EXCLUSIVE MODE")
+        cycles, reads = pipeline.loop.cycles, len(read)
+        await asyncio.sleep(3.0)  # 60 s of trades: ~120 bars close meanwhile
+        writer = pipeline.writer
+        assert writer is not None
+        assert writer.dropped > 0 and alerts.count("writer_drops") == 1
+        # the loop kept its 100 ms period and the readers kept up
+        assert pipeline.loop.cycles - cycles >= 25
+        assert len(read) - reads >= 25
+        during = pipeline.loop.durations[-25:]
+        assert max(during) < pipeline.loop.period, during
+        assert len(pipeline.finals) > writer.depth  # held for later, not lost
+    finally:
+        locker.commit()
+        locker.close()
+    try:
+        await pipeline.wait_stored()
+        seen = pipeline.kline_state.finals_seen
+    finally:
+        await pipeline.stop()
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT count(*) FROM tickbase.klines").fetchone()
+    assert stored == (seen,) and seen == pipeline.counts().bars
+    assert seen >= 200  # 2 symbols x ~120 seconds with trades
