@@ -41,7 +41,7 @@ export function number(value, digits = 6) {
   return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits, useGrouping: false });
 }
 
-function cssVar(name) {
+export function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
@@ -54,6 +54,17 @@ export function tickLabel(time, type) {
   const opts = { hour: "2-digit", minute: "2-digit" };
   if (type === 4) opts.second = "2-digit";
   return d.toLocaleTimeString(undefined, opts);
+}
+
+/** Candles in the theme's up/down colours (the stored chart and the live one). */
+export function addCandles(chart) {
+  return chart.addSeries(CandlestickSeries, {
+    upColor: cssVar("--ok"),
+    downColor: cssVar("--bad"),
+    borderVisible: false,
+    wickUpColor: cssVar("--ok"),
+    wickDownColor: cssVar("--bad"),
+  });
 }
 
 export function crosshairLabel(intraday) {
@@ -109,13 +120,7 @@ function draw(container, bars, indicators, shown, marks, intraday) {
     timeScale: { borderColor: border, timeVisible: intraday, tickMarkFormatter: tickLabel },
     localization: { timeFormatter: crosshairLabel(intraday) },
   });
-  const candles = chart.addSeries(CandlestickSeries, {
-    upColor: cssVar("--ok"),
-    downColor: cssVar("--bad"),
-    borderVisible: false,
-    wickUpColor: cssVar("--ok"),
-    wickDownColor: cssVar("--bad"),
-  });
+  const candles = addCandles(chart);
   candles.setData(bars.map((b) => ({ time: seconds(b.openTime), open: b.open, high: b.high, low: b.low, close: b.close })));
   createSeriesMarkers(candles, marks.map(marker));
   const drawn = ["candles"];

@@ -5,7 +5,6 @@
 // are epoch milliseconds (Binance's convention).
 
 import {
-  CandlestickSeries,
   HistogramSeries,
   createChart,
 } from "../vendor/lightweight-charts/lightweight-charts.standalone.production.mjs";
@@ -13,13 +12,9 @@ import { api } from "../lib/api.js";
 import { follow } from "../lib/live.js";
 import { ErrorNote, html, navigate, queryParams, seconds, useLiveMode, useLoad, useNow, withQuery } from "../lib/ui.js";
 import { useEffect, useRef, useState } from "../vendor/htm-preact/standalone.module.js";
-import { crosshairLabel, number, tickLabel } from "./market-chart.js";
+import { addCandles, crosshairLabel, cssVar, number, tickLabel } from "./market-chart.js";
 
 const KEPT = 500; // bars the view holds (it starts from the pipeline's last 16 final ones)
-
-function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-}
 
 function candle(bar) {
   return { time: Math.floor(bar.openTime / 1000), open: bar.open, high: bar.high, low: bar.low, close: bar.close };
@@ -40,13 +35,7 @@ function makeChart(container) {
     timeScale: { borderColor: border, timeVisible: true, secondsVisible: false, barSpacing: 14, rightOffset: 4, tickMarkFormatter: tickLabel },
     localization: { timeFormatter: crosshairLabel(true) },
   });
-  const candles = chart.addSeries(CandlestickSeries, {
-    upColor: cssVar("--ok"),
-    downColor: cssVar("--bad"),
-    borderVisible: false,
-    wickUpColor: cssVar("--ok"),
-    wickDownColor: cssVar("--bad"),
-  });
+  const candles = addCandles(chart);
   // Candles above, volume in the bottom fifth: they never overlap.
   candles.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.25 } });
   const volumes = chart.addSeries(HistogramSeries, { priceScaleId: "volume", priceFormat: { type: "volume" }, lastValueVisible: false });
