@@ -44,6 +44,13 @@ logger = logging.getLogger("tickbase.realtime")
 OUTBOX_CAPACITY = 1024
 """Messages (trade batches, pulls) waiting for a slow child before feed refuses more."""
 
+START_TIMEOUT_SECONDS = 60.0
+"""How long :meth:`ProcessShard.start` waits for the child to be ready (spawned, its
+imports done, its aggregation built)."""
+
+_READY: tuple[int, int, dict[Hashable, Any]] = (0, 0, {})
+"""The child's first message: the reply to no pull (requests count from 1)."""
+
 Aggregate = Callable[[Sequence[Any], ChangeLog], None]
 """Fold a batch of trades into the change log (the child's state lives in its closure)."""
 
@@ -58,6 +65,7 @@ def _child(conn: Connection, target: str, options: Mapping[str, Any]) -> None:
     """The child's loop: trades are folded in, pulls answered, in arrival order."""
     aggregate = _resolve(target)(**options)
     log = ChangeLog()
+    conn.send(_READY)
     while True:
         try:
             message = conn.recv()
@@ -119,8 +127,11 @@ class ProcessShard:
     def alive(self) -> bool:
         return self._process is not None and bool(self._process.is_alive())
 
-    async def start(self) -> None:
-        """Spawn the child and start reading its replies."""
+    async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Spawn the child, wait until it is ready, and start reading its replies.
+
+        Why wait: a spawned child needs a second or more for its imports; pulls sent
+        meanwhile would time out and open the shard's circuit before it ever ran."""
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe(duplex=True)
         self._process = context.Process(
@@ -131,6 +142,11 @@ class ProcessShard:
         )
         await asyncio.to_thread(self._process.start)
         child.close()
+        if not await asyncio.to_thread(parent.poll, timeout):
+            self._process.kill()
+            parent.close()
+            raise ConnectionError(f"shard {self.name} was not ready within {timeout:.0f} s")
+        parent.recv()  # the child's ready message
         self._conn = parent
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(parent.fileno(), self._on_readable)
@@ -224,4 +240,4 @@ class ProcessShard:
         # else: the loop gave up on that pull; its next one asks again
 
 
-__all__ = ["OUTBOX_CAPACITY", "Aggregate", "ProcessShard"]
+__all__ = ["OUTBOX_CAPACITY", "START_TIMEOUT_SECONDS", "Aggregate", "ProcessShard"]
