@@ -310,12 +310,16 @@ async def loop_section(ctx: BenchContext) -> list[Figure]:
         try:
             await asyncio.sleep(size.warmup)
             cycles, overruns, sent = pipeline.loop.cycles, pipeline.loop.overruns, source.sent
+            missed = _missed_pulls(pipeline)
             started = time.perf_counter()
             await asyncio.sleep(size.seconds)
             spent = time.perf_counter() - started
             measured = pipeline.loop.cycles - cycles
             overruns = pipeline.loop.overruns - overruns
             sent = source.sent - sent
+            timeouts, skipped = (
+                now - then for now, then in zip(_missed_pulls(pipeline), missed, strict=True)
+            )
             durations = [d * 1000.0 for d in pipeline.loop.durations[-measured:]]
             _, snapshot = pipeline.loop.channel.latest()
             refused = pipeline.refused_trades
@@ -338,9 +342,18 @@ async def loop_section(ctx: BenchContext) -> list[Figure]:
         ),
         Figure("maxMs", "cycle duration max", max(durations), "ms", f"period {period_ms:.0f}"),
         Figure("overruns", "cycles longer than the period", overruns),
+        Figure("pullTimeouts", "pulls past their timeout (a shard behind)", timeouts),
+        Figure("skippedPulls", "pulls skipped (a shard's circuit open)", skipped),
         Figure("refusedTrades", "live trades refused by a busy shard", refused),
         Figure("snapshotEntries", "snapshot entries (series and stats)", len(snapshot.values)),
     ]
+
+
+def _missed_pulls(pipeline: RealtimePipeline) -> tuple[int, int]:
+    """Pull timeouts and skipped pulls so far, over every shard: a cycle that did not
+    wait for a shard is short, so its duration alone would flatter the loop."""
+    stats = pipeline.loop.shard_stats.values()
+    return sum(s.timeouts for s in stats), sum(s.skipped for s in stats)
 
 
 # ---- 4. memory per symbol ------------------------------------------------------------
