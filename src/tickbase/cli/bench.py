@@ -212,3 +212,35 @@ def indicators(
         )
     except BenchError as exc:
         fail(f"bench indicators: {exc}")
+
+
+@cli.command()
+def realtime(
+    symbols: int = typer.Option(
+        1000, "--symbols", min=1, help="Symbols of the live-like source (loop and memory)."
+    ),
+    seconds: float = typer.Option(
+        15.0, "--seconds", min=0.5, help="Measured time of the loop section, after warm-up."
+    ),
+    rate: float = typer.Option(
+        100_000.0, "--rate", min=1.0, help="Trades/s of the live-like source, all symbols."
+    ),
+    trades: int = typer.Option(
+        500_000, "--trades", min=1000, max=500_000, hidden=True, help="ES trades used (tests)."
+    ),
+    warmup: float = typer.Option(
+        3.0, "--warmup", min=0.0, hidden=True, help="Loop warm-up left out (s; tests)."
+    ),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Real-time K-lines: aggregation per worker, replay end to end with 2 workers, loop
+    p50/p99 with 1,000 symbols × 3 intervals, memory per symbol (fresh databases)."""
+    from tickbase.bench.harness import BenchError
+    from tickbase.bench.realtime import BenchSize, run_realtime_command
+
+    size = BenchSize(trades=trades, symbols=symbols, seconds=seconds, warmup=warmup, rate=rate)
+    try:
+        run(run_realtime_command(database_url=database_url, as_json=as_json, size=size))
+    except BenchError as exc:
+        fail(f"bench realtime: {exc}")

@@ -158,6 +158,10 @@ class Aggregator:
         self.lateness_ms = lateness_ms
         self._steps = [interval_ms(i) for i in self.intervals]
         self._symbols: dict[str, _Symbol] = {}
+        # The symbols whose bars or watermark changed since the last report: a report
+        # visits those only (a shard with 1,000 symbols reports after every batch of one).
+        self._touched: dict[str, _Symbol] = {}
+        self._touched_all = False
 
     # ---- state ----------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class Aggregator:
         if state is None:
             series = [_Series(i, s) for i, s in zip(self.intervals, self._steps, strict=True)]
             state = self._symbols[symbol] = _Symbol(series)
+        self._touched[symbol] = state
         return state
 
     def stats(self, symbol: str) -> SymbolStats:
@@ -411,7 +416,9 @@ class Aggregator:
         """
         updated: list[tuple[tuple[str, int, int], LiveKline]] = []
         finalized: list[tuple[tuple[str, int, int], LiveKline]] = []
-        for symbol, state in self._symbols.items():
+        touched = self._symbols if self._touched_all else self._touched
+        self._touched, self._touched_all = {}, False
+        for symbol, state in touched.items():
             horizon = state.watermark - self.lateness_ms
             for index, series in enumerate(state.series):
                 # close_time = open + step - 1 < horizon  <=>  open < horizon - step + 1
@@ -441,6 +448,7 @@ class Aggregator:
         are not now."""
         for state in self._symbols.values():
             state.watermark = max(state.watermark, now_ms)
+        self._touched_all = True
 
     def finish(self, symbol: str | None = None) -> None:
         """End of a finite stream: every held bar of ``symbol`` (or of all symbols) becomes
@@ -453,6 +461,7 @@ class Aggregator:
                 if series.bars:
                     end = max(series.bars) + series.step - 1 + self.lateness_ms + 1
                     state.watermark = max(state.watermark, end)
+            self._touched[name] = state
 
     @staticmethod
     def _kline(symbol: str, series: _Series, open_ms: int, bar: _Bar, final: bool) -> LiveKline:

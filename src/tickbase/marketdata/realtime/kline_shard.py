@@ -24,6 +24,10 @@ KLINE_SHARD = "tickbase.marketdata.realtime.kline_shard:make_kline_aggregation"
 """The ``target`` of a :class:`~tickbase.marketdata.realtime.shard.ProcessShard` that
 aggregates K-lines (options: ``intervals``, default 1m, 5m, 1h; ``lateness_ms``, 2 s)."""
 
+SMALL_BATCH = 32
+"""Batches under this many trades take the per-trade path: numpy's fixed cost per call
+makes the vectorised path about 4x slower for a live stream's 10-trade batches."""
+
 FINISH = "finish"
 """Feed this (``shard.feed(FINISH)``) at the end of a replay."""
 
@@ -47,7 +51,10 @@ def make_kline_aggregation(
     def aggregate(message: Sequence[Any] | str, log: ChangeLog) -> None:
         touched: Sequence[str]
         if isinstance(message, TradeBatch):
-            aggregator.add_batch(message)
+            if len(message) < SMALL_BATCH:
+                aggregator.add_batch_plain(message)
+            else:
+                aggregator.add_batch(message)
             touched = (message.symbol,)
         elif isinstance(message, Clock):
             aggregator.advance(message.now_ms)
@@ -68,4 +75,4 @@ def make_kline_aggregation(
     return aggregate
 
 
-__all__ = ["FINISH", "KLINE_SHARD", "STATS", "Clock", "make_kline_aggregation"]
+__all__ = ["FINISH", "KLINE_SHARD", "SMALL_BATCH", "STATS", "Clock", "make_kline_aggregation"]

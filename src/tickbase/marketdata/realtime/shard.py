@@ -44,14 +44,16 @@ logger = logging.getLogger("tickbase.realtime")
 READY = "ready"
 """The child's first message: its state is built, it answers pulls."""
 
-START_SECONDS = 60.0
-"""How long a child may take to start (import, build its state)."""
-
 PUT_BACKLOG = 2
 """Messages waiting for the child before :meth:`ProcessShard.put` waits."""
 
 OUTBOX_CAPACITY = 1024
 """Messages (trade batches, pulls) waiting for a slow child before feed refuses more."""
+
+START_TIMEOUT_SECONDS = 60.0
+"""How long :meth:`ProcessShard.start` waits for the child to be ready (spawned, its
+imports done, its aggregation built)."""
+
 
 Aggregate = Callable[[Sequence[Any], ChangeLog], None]
 """Fold a batch of trades into the change log (the child's state lives in its closure)."""
@@ -121,6 +123,11 @@ class ProcessShard:
         self.refused = 0
         """Messages refused because the child was not keeping up (or stopped)."""
         self._room = asyncio.Event()
+        # Set by a waiting put before it tries: the sender wakes the event loop only then
+        # (a wake-up per message cost the loop a self-pipe write and read each, 10,000/s
+        # with a live stream). A put that finds the queue full leaves a message in it,
+        # so the sender takes one more and sees the flag.
+        self._want_room = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -131,7 +138,7 @@ class ProcessShard:
     def alive(self) -> bool:
         return self._process is not None and bool(self._process.is_alive())
 
-    async def start(self, timeout: float = START_SECONDS) -> None:
+    async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Spawn the child; return once it has built its state and answers."""
         context = multiprocessing.get_context("spawn")
         # One pipe each way, each end used by one thread with blocking I/O: an event
@@ -175,6 +182,7 @@ class ProcessShard:
         more than a few batches)."""
         while True:
             self._room.clear()
+            self._want_room = True  # the sender wakes us only when someone waits
             if self._outbox.qsize() < backlog:
                 try:
                     self._outbox.put_nowait(("trades", trades))
@@ -227,7 +235,8 @@ class ProcessShard:
     def _send_forever(self) -> None:
         while True:
             message = self._outbox.get()
-            if self._loop is not None and not self._loop.is_closed():
+            if self._want_room and self._loop is not None and not self._loop.is_closed():
+                self._want_room = False
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     self._loop.call_soon_threadsafe(self._room.set)
             if message is None or self._conn is None:
@@ -262,4 +271,4 @@ class ProcessShard:
         # else: the loop gave up on that pull; its next one asks again
 
 
-__all__ = ["OUTBOX_CAPACITY", "Aggregate", "ProcessShard"]
+__all__ = ["OUTBOX_CAPACITY", "START_TIMEOUT_SECONDS", "Aggregate", "ProcessShard"]
