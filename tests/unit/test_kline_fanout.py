@@ -6,7 +6,6 @@ same final bars again on the next snapshot."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,7 @@ async def test_finals_once_forming_on_change_and_a_refused_push_offered_again(
 
     # A second subscriber is caught up from the newest snapshot at once.
     pipeline.loop.channel.put(
-        snapshot(8, replace(bar(2, 31.0)), bar(0, 11.0, final=True), bar(1, 21.0, final=True))
+        snapshot(8, bar(2, 31.0)._replace(), bar(0, 11.0, final=True), bar(1, 21.0, final=True))
     )
     late = Recorder()
     fanout.subscribe(late, *KEY)

@@ -71,7 +71,7 @@ MAX_KLINE_SUBSCRIPTIONS: Final = 50
 """Series one connection may follow at once (a dashboard shows one or a few)."""
 
 Key = tuple[str, str]
-_FIELDS: Final = tuple((f.name, to_camel(f.name)) for f in fields(LiveKline))
+_FIELDS: Final = tuple((name, to_camel(name)) for name in LiveKline._fields)
 _INDICATOR_FIELDS: Final = tuple(
     (f.name, to_camel(f.name)) for f in fields(IndicatorValues) if f.name != "open_time"
 )

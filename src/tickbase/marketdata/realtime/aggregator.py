@@ -127,6 +127,14 @@ class SymbolStats:
     late: int = 0
     """Accepted trades older than the newest before them (they amended a bar)."""
 
+    def __reduce__(self) -> tuple[type[SymbolStats], tuple[object, ...]]:
+        # A plain tuple on the wire, as LiveKline: shards send one per symbol per cycle.
+        return (
+            SymbolStats,
+            (self.symbol, self.watermark, self.accepted, self.dropped_late, self.open_bars,
+             self.late),
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Changes:

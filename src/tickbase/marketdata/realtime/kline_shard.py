@@ -1,7 +1,8 @@
 """The K-line aggregation a shard process runs (``ProcessShard(name, KLINE_SHARD)``).
 
 Each message fed to the shard is a :class:`~tickbase.marketdata.realtime.trades.TradeBatch`,
-a :class:`Clock` (a live stream's wall clock: bars close on time, traded or not) or
+a list of them (a live stream's many small batches sent as one message, so a pull
+never waits behind hundreds), a :class:`Clock` (a live stream's wall clock: bars close on time, traded or not) or
 :data:`FINISH` (the end of a finite stream: every held bar becomes final). After each,
 the aggregator's changes go into the shard's change log keyed
 ``(symbol, interval, open time ms)``: bars still forming as they are, final bars settled
@@ -18,7 +19,7 @@ from typing import Any
 from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS, Aggregator
 from tickbase.marketdata.realtime.changes import ChangeLog
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS
-from tickbase.marketdata.realtime.trades import TradeBatch
+from tickbase.marketdata.realtime.trades import TradeBatch, TradeBatches
 
 KLINE_SHARD = "tickbase.marketdata.realtime.kline_shard:make_kline_aggregation"
 """The ``target`` of a :class:`~tickbase.marketdata.realtime.shard.ProcessShard` that
@@ -48,22 +49,36 @@ def make_kline_aggregation(
     """The child's aggregation: an :class:`Aggregator` folded into its change log."""
     aggregator = Aggregator(intervals, lateness_ms)
 
+    def add(batch: TradeBatch) -> None:
+        if len(batch) < SMALL_BATCH:
+            aggregator.add_batch_plain(batch)
+        else:
+            aggregator.add_batch(batch)
+
+    touched: dict[str, None] = {}  # symbols whose stats changed since the last report
+
     def aggregate(message: Sequence[Any] | str, log: ChangeLog) -> None:
-        touched: Sequence[str]
         if isinstance(message, TradeBatch):
-            if len(message) < SMALL_BATCH:
-                aggregator.add_batch_plain(message)
-            else:
-                aggregator.add_batch(message)
-            touched = (message.symbol,)
+            add(message)
+            touched[message.symbol] = None
+        elif isinstance(message, list):  # a live stream's flush: trades, then the clock
+            for part in message:
+                if isinstance(part, Clock):
+                    aggregator.advance(part.now_ms)
+                    continue
+                for batch in part.parts() if isinstance(part, TradeBatches) else (part,):
+                    add(batch)
+                    touched[batch.symbol] = None
         elif isinstance(message, Clock):
             aggregator.advance(message.now_ms)
-            touched = ()
         elif message == FINISH:
             aggregator.finish()
-            touched = aggregator.symbols
+            touched.update(dict.fromkeys(aggregator.symbols))
         else:
             raise TypeError(f"a K-line shard takes trade batches, Clock or FINISH, not {message!r}")
+
+    def report(log: ChangeLog) -> None:
+        """Before each pull: the bars changed since the last one, built once."""
         changes = aggregator.changes()
         for bar in changes.updated:
             log.set(bar.key, bar)
@@ -71,7 +86,9 @@ def make_kline_aggregation(
             log.set(bar.key, bar, settled=True)
         for symbol in touched:
             log.set((STATS, symbol), aggregator.stats(symbol))
+        touched.clear()
 
+    aggregate.report = report  # type: ignore[attr-defined]
     return aggregate
 
 

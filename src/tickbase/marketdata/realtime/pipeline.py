@@ -55,7 +55,7 @@ from tickbase.marketdata.realtime.loop import PERIOD_SECONDS, PULL_TIMEOUT_SECON
 from tickbase.marketdata.realtime.reader import Handler, SerialReader
 from tickbase.marketdata.realtime.series import KlineState
 from tickbase.marketdata.realtime.shard import ProcessShard
-from tickbase.marketdata.realtime.trades import TradeBatch
+from tickbase.marketdata.realtime.trades import TradeBatch, TradeBatches
 from tickbase.marketdata.realtime.writer import (
     FLUSH_SECONDS,
     QUEUE_CAPACITY,
@@ -70,6 +70,8 @@ __all__ = ["PipelineCounts", "RealtimePipeline", "TradeSource"]
 logger = logging.getLogger("tickbase.realtime")
 
 LAGS_KEPT = 1000
+LIVE_FLUSH_SECONDS = 0.01
+"""How often a live source's trades go to the shards, one message per shard."""
 RESUME_HORIZON_MS = 24 * 3600 * 1000
 """How far back a restart backfills at most (a day of bars)."""
 
@@ -214,6 +216,8 @@ class RealtimePipeline(Service):
         """Why the source stopped giving trades, if it failed."""
         self._finished_at: dict[str, int] = {}
         self._overrun_seen = 0
+        self._held: dict[str, list[Any]] = {}
+        self._refusing: dict[str, bool] = {}
         self.lags: list[float] = []
         """Trade → bar lag samples (ms): when a symbol's aggregated trades reached the
         state, how old its newest trade was (a live source's only)."""
@@ -433,23 +437,46 @@ class RealtimePipeline(Service):
         self.backfill.submit(TradeGap(batch.symbol, -1, -1, since, first_ms, "restart"))
 
     async def _send(self, shard: ProcessShard, batch: TradeBatch) -> None:
-        if shard.feed(batch):
-            self.trades_fed += len(batch)
-            return
         if self.source.live:
-            self.refused_trades += len(batch)
-            if self.refused_trades == len(batch):
-                logger.error("shard %s is not keeping up: live trades refused", shard.name)
+            # Held for the next flush: one message per shard every LIVE_FLUSH_SECONDS,
+            # not one per symbol's few trades (a pull would wait behind hundreds).
+            self._held.setdefault(shard.name, []).append(batch)
             return
         await shard.put(batch)  # a replay waits: nothing is lost
         self.trades_fed += len(batch)
 
+    def _flush_held(self, clock: Clock | None = None) -> None:
+        held, self._held = self._held, {}
+        for shard in self.shards:
+            batches = held.get(shard.name, [])
+            trades = sum(len(b) for b in batches)
+            joined = TradeBatches.of(batches) if len(batches) > 1 else None
+            message: list[Any] = [joined] if joined is not None else batches
+            if clock is not None:
+                message.append(clock)
+            if not message:
+                continue
+            if shard.feed(message):
+                self.trades_fed += trades
+            else:  # a live stream cannot wait: counted, said once per streak
+                if not self._refusing.get(shard.name):
+                    logger.error("shard %s is not keeping up: live trades refused", shard.name)
+                self._refusing[shard.name] = True
+                self.refused_trades += trades
+                continue
+            self._refusing[shard.name] = False
+
     async def _tell_clock(self) -> None:
+        """A live source's flushes, with the wall clock every period (bars close on time)."""
+        next_clock = 0.0
         while True:
-            now = Clock(int(time.time() * 1000))
-            for shard in self.shards:
-                shard.feed(now)  # refused while a shard is stuck: the next one will do
-            await asyncio.sleep(self.loop.period)
+            now = time.monotonic()
+            if now >= next_clock:
+                next_clock = now + self.loop.period
+                self._flush_held(Clock(int(time.time() * 1000)))
+            else:
+                self._flush_held()
+            await asyncio.sleep(LIVE_FLUSH_SECONDS)
 
     def _shard_for(self, symbol: str) -> ProcessShard:
         shard = self._route.get(symbol)
