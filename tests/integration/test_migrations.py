@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 import pytest
 
-from tickbase.db.migrate import available_migrations, migrate, migration_status
+from tickbase.db.migrate import Migration, available_migrations, migrate, migration_status
 from tickbase.errors import MigrationError
 
 
@@ -52,3 +52,27 @@ async def test_newer_database_is_refused(database_url: str) -> None:
         )
         with pytest.raises(MigrationError, match=r"version 999 .* upgrade tickbase"):
             await migrate(conn)
+
+
+async def test_a_gap_and_a_lower_version_arriving_later_are_applied(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 0017 ships while 0016 is still being written elsewhere: the numbering may
+    # have a gap, and a 0016 that arrives after 0017 was applied is applied then.
+    shipped = available_migrations()
+    versions = [m.version for m in shipped]
+    assert versions == sorted(set(versions)) and 17 in versions
+    from tickbase.db import migrate as migrate_module
+
+    later = Migration(16, "arrived_later", "CREATE TABLE tickbase.arrived_later (x int);")
+    if 16 not in versions:
+        monkeypatch.setattr(
+            migrate_module,
+            "available_migrations",
+            lambda: sorted([*shipped, later], key=lambda m: m.version),
+        )
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            assert [m.version for m in (await migration_status(conn)).pending] == [16]
+            assert [m.version for m in await migrate(conn)] == [16]
+            status = await migration_status(conn)
+            assert status.current and status.database_version == max(versions)
