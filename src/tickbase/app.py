@@ -88,6 +88,9 @@ class App:
         self.extensions: dict[str, Any] = {}
         """Installed add-ons by name (``tickbase.marketdata.pipeline.install`` adds
         ``"marketdata"``)."""
+        self.node_reports: dict[str, Callable[[], object]] = {}
+        """Extra figures for this node's heartbeat metrics, by key, each read at every
+        beat (``tickbase up`` adds ``"realtime"`` while its pipeline runs)."""
 
     # ---- definitions -----------------------------------------------------------
 

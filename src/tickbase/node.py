@@ -57,6 +57,7 @@ async def run_node(
             # A missing leader cannot report its own absence: every node checks.
             on_beat=[_check_leader_missing],
             task_types=app.registry.published() if worker else None,
+            reports=app.node_reports,
         ),
         *([the_worker] if the_worker else []),
     ]

@@ -353,6 +353,15 @@ def test_up_offline_feeds_replay_and_serves_it(database_url: str, processes: Pro
             return row is not None and row[0] == 3
 
         wait_until_sync(indicators_advanced, timeout=30, message="indicators after the klines")
+
+        def realtime_reported() -> bool:
+            # The real-time pipeline's compact figures ride on the node heartbeat.
+            row = conn.execute(
+                "SELECT metrics -> 'realtime' FROM tickbase.nodes WHERE metrics ? 'realtime'"
+            ).fetchone()
+            return row is not None and row[0]["shards"] >= 1 and row[0]["circuits_open"] == []
+
+        wait_until_sync(realtime_reported, timeout=30, message="the pipeline in the heartbeat")
         btc = conn.execute("SELECT count(*) FROM tickbase.klines WHERE symbol = 'BTCUSDT'")
         assert btc.fetchone() == (0,)
     computed = run_cli(

@@ -354,6 +354,9 @@ async def test_default_rules(store: AlertStore) -> None:
         ("leader-missing", "leader_missing", None, 30.0, True),
         ("no-worker-for-type", "no_worker_for_type", 0.0, 60.0, True),
         ("node-down", "node_down", None, 0.0, True),
+        ("realtime-circuit-open", "realtime_circuit_open", None, 0.0, True),
+        ("realtime-loop-slow", "realtime_loop_slow", None, 60.0, True),
+        ("realtime-writer-drops", "realtime_writer_drops", 0.0, 0.0, True),
         ("schedule-lag", "schedule_lag", 60.0, 0.0, True),
     ]
 

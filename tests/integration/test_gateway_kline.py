@@ -240,7 +240,7 @@ async def test_the_subscription_cap_is_enforced_per_connection(
 
 async def test_push_latency_measures_trade_to_push(app: tickbase.App) -> None:
     figures = await push_latency(app, seconds=2.0, trades_per_second=200)
-    assert figures["pushes"] > 10
+    assert figures["pushes"] >= 5
     assert 0 < figures["push_p50_ms"] <= figures["push_p99_ms"] < 2000
     assert figures["push_p50_ms"] <= figures["trade_push_p50_ms"] <= figures["trade_push_p99_ms"]
     assert figures["trades"] >= 300

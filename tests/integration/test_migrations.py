@@ -52,3 +52,23 @@ async def test_newer_database_is_refused(database_url: str) -> None:
         )
         with pytest.raises(MigrationError, match=r"version 999 .* upgrade tickbase"):
             await migrate(conn)
+
+
+async def test_a_gap_and_a_lower_version_arriving_later_are_applied(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two branches number their migrations N and N+1; N+1 ships first: the numbering
+    # has a gap, and N, arriving after N+1 was applied, is applied then.
+    from tickbase.db import migrate as migrate_module
+
+    shipped = available_migrations()
+    late = shipped[-2]
+    early = [m for m in shipped if m is not late]
+    monkeypatch.setattr(migrate_module, "available_migrations", lambda: early)
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        assert [m.version for m in await migrate(conn)] == [m.version for m in early]
+        monkeypatch.setattr(migrate_module, "available_migrations", lambda: shipped)
+        assert [m.version for m in (await migration_status(conn)).pending] == [late.version]
+        assert [m.version for m in await migrate(conn)] == [late.version]
+        status = await migration_status(conn)
+        assert status.current and status.database_version == shipped[-1].version

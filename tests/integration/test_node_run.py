@@ -214,3 +214,37 @@ async def test_on_stop_the_roles_stop_in_reverse_and_the_node_leaves_last(
         "task running->pending (node row present)",
         "node row deleted",
     ]
+
+
+async def test_node_reports_registered_while_running_reach_the_heartbeat(
+    database_url: str, sql_conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # What `tickbase up` does for its real-time pipeline: a report added after the
+    # node started is in the next beat's metrics; one that raises is left out.
+    app = tickbase.App(settings=fast_settings(database_url))
+    stop = asyncio.Event()
+
+    def metrics() -> dict[str, Any]:
+        row = sql_conn.execute(
+            "SELECT metrics FROM tickbase.nodes WHERE node_id = %s", (app.node_id,)
+        ).fetchone()
+        return row[0] if row else {}
+
+    def broken() -> object:
+        raise RuntimeError("report failed on purpose")
+
+    async with app:
+        running = asyncio.create_task(app.run(worker=False, scheduler=False, stop=stop))
+        try:
+            await wait_until(lambda: asyncio.sleep(0, metrics()), timeout=5, message="a beat")
+            app.node_reports["broken"] = broken
+            app.node_reports["realtime"] = lambda: {"circuits_open": ["shard-0"]}
+            found = await wait_until(
+                lambda: asyncio.sleep(0, metrics().get("realtime")), timeout=5, message="report"
+            )
+            assert found == {"circuits_open": ["shard-0"]}
+            assert "broken" not in metrics() and "running_tasks" in metrics()
+            assert "node heartbeat report broken failed" in caplog.text
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, STOPPED_WITHIN)

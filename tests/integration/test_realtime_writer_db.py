@@ -86,7 +86,7 @@ async def test_the_whole_pipeline_keeps_its_loop_and_readers_while_the_table_is_
 ) -> None:
     """A pipeline closing 1s bars of two symbols at 20x real time while another session
     holds the K-line table: the loop keeps its period and the readers keep reading, the
-    writer's queue fills (drops counted, one alert), and once the lock goes every final
+    writer's queue fills (drops counted, alerted once per burst), and once the lock goes every final
     bar is stored."""
     from tests.support.realtime import write_trades
     from tickbase.marketdata.realtime.pipeline import RealtimePipeline
@@ -114,7 +114,9 @@ async def test_the_whole_pipeline_keeps_its_loop_and_readers_while_the_table_is_
         await asyncio.sleep(3.0)  # 60 s of trades: ~120 bars close meanwhile
         writer = pipeline.writer
         assert writer is not None
-        assert writer.dropped > 0 and alerts.count("writer_drops") == 1
+        # said once per burst (a flush that lands between two bursts starts a new one),
+        # not once per bar
+        assert 1 <= alerts.count("writer_drops") <= 3 < writer.dropped
         # the loop kept its 100 ms period and the readers kept up
         assert pipeline.loop.cycles - cycles >= 25
         assert len(read) - reads >= 25

@@ -42,7 +42,10 @@ async def _start_realtime(app: Any) -> Any:
         binance_url=settings.binance_url,
     )
     await live.start()
+    from tickbase.marketdata.realtime.metrics import NodeReport
+
     app.extensions["realtime"] = live.pipeline
+    app.node_reports["realtime"] = NodeReport(live.pipeline.figures)
     console.print(
         f"{choice.said}; bars of {', '.join(intervals)} form live (TICKBASE_REALTIME=0: off)"
     )

@@ -148,6 +148,69 @@ WITH clock AS (
         ON r.kind = 'data_completeness' AND i.completeness < r.threshold
        AND i.checked_at > c.now - interval '1 day'
     WHERE r.enabled AND r.kind = 'data_completeness'
+
+    UNION ALL
+    -- The real-time pipeline, from the `realtime` object of alive nodes'
+    -- heartbeat metrics (see 0017_realtime_alerts.sql): a shard's open circuit,
+    -- one alert per node and shard; a dead node's alerts resolve (node_down
+    -- says why).
+    SELECT r.name, n.node_id || ' ' || o.shard,
+           jsonb_array_length(n.metrics -> 'realtime' -> 'circuits_open')::float8,
+           NULL::timestamptz,
+           'real-time shard ' || o.shard || ' on node ' || n.node_id
+               || ' stopped answering: its circuit is open',
+           jsonb_build_object('node', n.node_id, 'host', n.host, 'shard', o.shard,
+                              'circuits_open', n.metrics -> 'realtime' -> 'circuits_open')
+    FROM scope r CROSS JOIN clock c
+    JOIN tickbase.nodes n
+        ON r.kind = 'realtime_circuit_open'
+       AND n.heartbeat_at > c.now - make_interval(secs => 3 * n.heartbeat_interval)
+       AND jsonb_typeof(n.metrics -> 'realtime' -> 'circuits_open') = 'array'
+    CROSS JOIN LATERAL jsonb_array_elements_text(n.metrics -> 'realtime' -> 'circuits_open')
+        AS o(shard)
+    WHERE r.enabled AND r.kind = 'realtime_circuit_open'
+
+    UNION ALL
+    -- Loop p99 above the threshold (ms; NULL: the node's own period).
+    SELECT r.name, n.node_id, l.p99, NULL,
+           'the real-time loop on node ' || n.node_id || ' takes ' || round(l.p99::numeric, 1)
+               || ' ms at p99 (threshold ' || round(l.limit_ms::numeric, 1) || ' ms)',
+           jsonb_build_object('node', n.node_id, 'host', n.host, 'threshold_ms', l.limit_ms,
+                              'period_ms', n.metrics -> 'realtime' -> 'period_ms',
+                              'overruns', n.metrics -> 'realtime' -> 'overruns')
+    FROM scope r CROSS JOIN clock c
+    JOIN tickbase.nodes n
+        ON r.kind = 'realtime_loop_slow'
+       AND n.heartbeat_at > c.now - make_interval(secs => 3 * n.heartbeat_interval)
+       AND jsonb_typeof(n.metrics -> 'realtime' -> 'loop_p99_ms') = 'number'
+    CROSS JOIN LATERAL (
+        SELECT (n.metrics -> 'realtime' ->> 'loop_p99_ms')::float8 AS p99,
+               coalesce(r.threshold, (n.metrics -> 'realtime' ->> 'period_ms')::float8, 100)
+                   AS limit_ms
+    ) l
+    WHERE r.enabled AND r.kind = 'realtime_loop_slow' AND l.p99 > l.limit_ms
+
+    UNION ALL
+    -- Bars dropped on a full writer queue since the node's previous heartbeat:
+    -- fires at the beat that reports them, resolves at the first beat without.
+    SELECT r.name, n.node_id, d.n, NULL,
+           'the real-time writer on node ' || n.node_id || ' dropped ' || d.n
+               || ' bars since the previous heartbeat (queue full: '
+               || coalesce(n.metrics -> 'realtime' ->> 'writer_depth', '?') || ' of '
+               || coalesce(n.metrics -> 'realtime' ->> 'writer_capacity', '?') || ')',
+           jsonb_build_object('node', n.node_id, 'host', n.host, 'threshold', r.threshold,
+                              'dropped_total', n.metrics -> 'realtime' -> 'writer_dropped',
+                              'depth', n.metrics -> 'realtime' -> 'writer_depth',
+                              'capacity', n.metrics -> 'realtime' -> 'writer_capacity')
+    FROM scope r CROSS JOIN clock c
+    JOIN tickbase.nodes n
+        ON r.kind = 'realtime_writer_drops'
+       AND n.heartbeat_at > c.now - make_interval(secs => 3 * n.heartbeat_interval)
+       AND jsonb_typeof(n.metrics -> 'realtime' -> 'writer_drops_recent') = 'number'
+    CROSS JOIN LATERAL (
+        SELECT (n.metrics -> 'realtime' ->> 'writer_drops_recent')::float8 AS n
+    ) d
+    WHERE r.enabled AND r.kind = 'realtime_writer_drops' AND d.n > r.threshold
 ), cond AS (
     -- Since when each condition has held: the first pass that saw it, or
     -- earlier when the data says so (a lease's expiry, a node's last beat),

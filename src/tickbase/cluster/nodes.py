@@ -73,7 +73,11 @@ class NodeHeartbeat(Service):
 
     ``url`` is the database's conninfo: the heartbeat opens its own
     connection (see the module docstring for why not the pool). ``on_beat``
-    hooks run on that connection after each successful beat.
+    hooks run on that connection after each successful beat. ``reports`` maps
+    a name to a callable whose value goes into the metrics under that name at
+    each beat (``None``: left out); the mapping is read at each beat, so the
+    layers above register reports while the node runs (the real-time pipeline
+    adds ``realtime``). A report that raises is logged and left out.
 
     Example::
 
@@ -93,8 +97,10 @@ class NodeHeartbeat(Service):
         processed: Callable[[], int] | None = None,
         on_beat: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
         task_types: Mapping[str, Mapping[str, Any]] | None = None,
+        reports: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         super().__init__()
+        self.reports: Mapping[str, Callable[[], object]] = {} if reports is None else reports
         self.node_id = node_id
         self.task_types = {name: dict(defaults) for name, defaults in (task_types or {}).items()}
         """The task types this node's worker runs, with their enqueue defaults (published)."""
@@ -214,6 +220,14 @@ class NodeHeartbeat(Service):
             }
         if self.processed is not None:
             reported["processed"] = self.processed()
+        for name, report in list(self.reports.items()):
+            try:
+                value = report()
+            except Exception:
+                logger.exception("node heartbeat report %s failed", name)
+                continue
+            if value is not None:
+                reported[name] = value
         return reported
 
 

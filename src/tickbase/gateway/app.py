@@ -157,16 +157,24 @@ def create_gateway(
         dependencies=[Depends(current_principal)],
     )
     async def metrics(request: Request) -> Response:
-        """Prometheus exposition of the cluster's figures (any API token; cached for 1 s).
+        """Prometheus exposition of the cluster's figures (any API token; cached for 1 s),
+        and of the real-time pipeline's when one runs in this process.
 
         Give Prometheus a viewer token: ``authorization: {credentials: <token>}``
         in its scrape config. The figures are read over one connection of the
-        gateway's own at most once a second, however often it is scraped.
+        gateway's own at most once a second, however often it is scraped. The
+        pipeline (``app.extensions["realtime"]``, which may appear after the
+        gateway was built) is looked up and read at each scrape, in memory.
         """
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        from tickbase.marketdata.realtime.metrics import exposition
+
         figures: ClusterFigures = request.app.state.figures
-        return Response(await figures.exposition(), media_type=CONTENT_TYPE_LATEST)
+        cluster_text = await figures.exposition()
+        pipeline = app.extensions.get("realtime")
+        realtime_text = exposition(pipeline.figures() if pipeline is not None else None)
+        return Response(cluster_text + realtime_text, media_type=CONTENT_TYPE_LATEST)
 
     @api.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:

@@ -12,6 +12,14 @@ Overview
                          default three of its own intervals)
     leader_missing       no live ``leader`` lease                       ``''``
     schedule_lag         the most overdue schedule is late by > N s     ``''``
+    data_completeness    a collected series is < N % complete          ``'<symbol> <interval>'``
+    no_worker_for_type   > N due tasks of a type no live worker runs    the task type
+    realtime_circuit_    a real-time shard's circuit is open (alive     ``'<node> <shard>'``
+    open                 nodes' heartbeat metrics, ``realtime``)
+    realtime_loop_slow   the pulling loop's p99 > N ms (default: the    the node id
+                         node's period, 100 ms)
+    realtime_writer_     > N bars dropped by the writer since the       the node id
+    drops                node's previous heartbeat
     ===================  =============================================  ==========================
 
     The migration seeds one rule of each kind (failures > 5, backlog > 100 for

@@ -31,6 +31,9 @@ ALERT_KINDS = frozenset(
         "schedule_lag",
         "data_completeness",
         "no_worker_for_type",
+        "realtime_circuit_open",
+        "realtime_loop_slow",
+        "realtime_writer_drops",
     }
 )
 ALERT_STATES = ("firing", "resolved")
@@ -111,7 +114,7 @@ class AlertStore(WebhookStore):
         rule = rules.get(name)
         if rule is None:
             raise InvalidAlert("rule", name, known_hint("rules", name, rules))
-        if threshold is not None and rule.kind == "leader_missing":
+        if threshold is not None and rule.kind in ("leader_missing", "realtime_circuit_open"):
             raise InvalidAlert(
                 "threshold",
                 threshold,

@@ -352,9 +352,8 @@ class RealtimePipeline(Service):
                 tasks.append(self._feeding)
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if tasks:
+                await asyncio.wait(tasks)
             for part in parts:
                 await part.stop()
             for shard in self.shards:
@@ -374,15 +373,15 @@ class RealtimePipeline(Service):
         )
 
     async def _switch(self, source: TradeSource, previous: asyncio.Task[None] | None) -> None:
+        # asyncio.wait, not await: an earlier task's failure is not ours, and our own
+        # cancellation (the pipeline stopping) still ends us.
         if previous is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await previous
+            await asyncio.wait([previous])
         old, feeding = self.source, self._feeding
         self.source = source  # first: the old feed, ending, sees it was replaced
         old.close()
         if feeding is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeding
+            await asyncio.wait([feeding])
         await source.prepare()
         self._resumed.clear()  # each symbol streamed now resumes from its last stored bar
         self._feeding = asyncio.create_task(self._feed(source), name="realtime-feed")
@@ -403,6 +402,7 @@ class RealtimePipeline(Service):
             raise
         if source is not self.source or self.stopping:
             return  # replaced or stopped, not ended: its bars close by the clock
+        self._flush_held()  # a live source's last trades go before its end
         for shard in self.shards:
             await shard.put(FINISH)
             self._finished_at[shard.name] = self.loop.shard_stats[shard.name].pulls
