@@ -40,6 +40,8 @@ async def _start_realtime(app: Any) -> Any:
         workers=settings.realtime_workers,
         symbols=symbols,
         binance_url=settings.binance_url,
+        lateness_ms=settings.realtime_lateness_ms,
+        backfill_margin_ms=settings.realtime_backfill_margin_ms,
     )
     await pipeline.start()
     app.extensions["realtime"] = pipeline
