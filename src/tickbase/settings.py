@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     realtime_workers: int = Field(default=2, ge=1, le=64)
     """Shard worker processes of the real-time pipeline. Defaults to 2."""
 
+    realtime_lateness_ms: int = Field(default=2_000, ge=0)
+    """How late (ms) a trade may arrive and still amend its bar; later ones are dropped.
+    A bar is final this long after its close. Defaults to 2 s."""
+
+    realtime_backfill_margin_ms: int = Field(default=3_000, ge=0)
+    """After a bar a stream gap touched is final, how long (ms) the exchange is given to
+    settle before its REST bar is fetched. Defaults to 3 s."""
+
     binance_url: str = "https://api.binance.com"
     """Base URL of the Binance spot REST API (``/api/v3/klines``)."""
 

@@ -106,6 +106,13 @@ def run_pipeline(
         help="binance (the live aggTrade stream), replay (the bundled trades at real time, "
         "shifted to now) or auto (binance, else replay when no live stream answers).",
     ),
+    lateness_ms: int | None = typer.Option(
+        None,
+        "--lateness-ms",
+        min=0,
+        help="How late a trade may be and still amend its bar (default: "
+        "TICKBASE_REALTIME_LATENESS_MS, 2000).",
+    ),
     database_url: str | None = DatabaseUrlOption,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -133,6 +140,8 @@ def run_pipeline(
             intervals=chosen,
             workers=workers,
             binance_url=app.settings.binance_url,
+            lateness_ms=app.settings.realtime_lateness_ms if lateness_ms is None else lateness_ms,
+            backfill_margin_ms=app.settings.realtime_backfill_margin_ms,
         )
         await live.start()
         console.print(

@@ -40,6 +40,8 @@ async def _start_realtime(app: Any) -> Any:
         intervals=intervals,
         workers=settings.realtime_workers,
         binance_url=settings.binance_url,
+        lateness_ms=settings.realtime_lateness_ms,
+        backfill_margin_ms=settings.realtime_backfill_margin_ms,
     )
     await live.start()
     from tickbase.marketdata.realtime.metrics import NodeReport

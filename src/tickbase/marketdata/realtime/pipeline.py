@@ -423,8 +423,11 @@ class RealtimePipeline(Service):
             return
         first_ms = int(batch.time_ms.min())
         step = interval_ms(smallest)
-        if last_open is None or first_ms - last_open < 2 * step:
-            return  # nothing stored yet, or no whole bar between
+        # Not "no whole bar between": the bar holding the first trade was cut in two by
+        # the restart (the process before had its start, unwritten), so it is backfilled
+        # as soon as it is not the last stored one.
+        if last_open is None or first_ms // step * step <= last_open:
+            return  # nothing stored yet, or the trades go on in the last stored bar
         since = max(last_open + step, first_ms - RESUME_HORIZON_MS)
         from tickbase.marketdata.realtime.binance_stream import TradeGap
 

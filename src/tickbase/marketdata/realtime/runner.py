@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tickbase.cluster.lease import Fence
+from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, interval_ms
 from tickbase.marketdata.realtime.ownership import OWNERSHIP_TTL, SymbolOwnership
 from tickbase.marketdata.realtime.pipeline import PipelineCounts, RealtimePipeline, TradeSource
@@ -98,17 +99,28 @@ def build_pipeline(
     symbols: Sequence[str] = (),
     binance_url: str | None = None,
     fence: Callable[[str], Fence | None] | None = None,
+    lateness_ms: int = DEFAULT_LATENESS_MS,
+    backfill_margin_ms: int | None = None,
     **options: Any,
 ) -> RealtimePipeline:
     """A pipeline over ``source`` storing final bars under ``source.name``; a live
     exchange stream's gaps (and what a restart missed) are backfilled over REST from
-    ``binance_url``."""
+    ``binance_url``, ``backfill_margin_ms`` (default
+    :data:`~tickbase.marketdata.realtime.backfill.BACKFILL_MARGIN_MS`) after they are final."""
     store = KlineStore(pool)
     backfill = None
     if binance_url is not None and source.name == "binance":
-        from tickbase.marketdata.realtime.backfill import GapBackfill
+        from tickbase.marketdata.realtime.backfill import BACKFILL_MARGIN_MS, GapBackfill
 
-        backfill = GapBackfill(store, base_url=binance_url, intervals=intervals)
+        # The backfill must wait for the same lateness as the shards: a bar fetched before
+        # the shards finalise it would be fetched from an exchange not yet settled either.
+        backfill = GapBackfill(
+            store,
+            base_url=binance_url,
+            intervals=intervals,
+            lateness_ms=lateness_ms,
+            margin_ms=BACKFILL_MARGIN_MS if backfill_margin_ms is None else backfill_margin_ms,
+        )
 
     async def last_stored(symbol: str, interval: str) -> int | None:
         bars = await store.latest(symbol, interval, limit=1, source=source.name)
@@ -120,6 +132,7 @@ def build_pipeline(
         intervals=intervals,
         workers=workers,
         symbols=symbols,
+        lateness_ms=lateness_ms,
         backfill=backfill,
         last_stored=last_stored,
         on_alert=_log_alert,
