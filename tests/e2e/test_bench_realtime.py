@@ -37,6 +37,8 @@ KEYS = {
         "parentStateKiB",
         "parentStatePerSymbolKiB",
     },
+    "ingest": {"frames", "tradesPerS", "parsePerS", "orjsonPerS"},
+    "push": {"pushes", "tradePushP99Ms", "tradePushP50Ms", "pushP99Ms", "periodMs"},
 }
 
 
@@ -64,4 +66,6 @@ def test_bench_realtime_json(server_url: str) -> None:
     assert sections["loop"]["p50Ms"] <= sections["loop"]["p99Ms"] <= sections["loop"]["maxMs"]
     assert sections["loop"]["snapshotEntries"] == 20 * 3
     assert sections["memory"]["parentStateEntries"] == 20 * 3
+    assert sections["ingest"]["frames"] == 5000 and sections["ingest"]["tradesPerS"] > 0
+    assert sections["push"]["pushes"] > 0 and sections["push"]["tradePushP99Ms"] > 0
     assert bench_databases(server_url, "realtime") == before

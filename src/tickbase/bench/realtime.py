@@ -85,6 +85,9 @@ STORE_TIMEOUT_SECONDS: Final = 600.0
 TARGET_AGGREGATION: Final = 2_000_000.0
 TARGET_END_TO_END: Final = 500_000.0
 TARGET_LOOP_P99_MS: Final = 10.0
+TARGET_INGEST: Final = 150_000.0
+TARGET_PUSH_P99_MS: Final = 150.0
+INGEST_FRAMES: Final = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,11 +417,59 @@ async def memory_section(ctx: BenchContext) -> list[Figure]:
     ]
 
 
+# ---- 5. WebSocket ingest and 6. trade → kline push -----------------------------------
+
+
+async def ingest_section(ctx: BenchContext) -> list[Figure]:
+    """Binance aggTrade frames over a real local WebSocket through the live stream."""
+    from tickbase.marketdata.realtime.stream_bench import ingest_rate
+
+    frames = min(INGEST_FRAMES, max(1_000, ctx.size.trades))
+    rate = await asyncio.to_thread(ingest_rate, frames)  # its own event loop and server
+    return [
+        Figure("frames", "aggTrade frames (2 symbols)", rate.trades),
+        Figure(
+            "tradesPerS",
+            "BinanceTradeStream: socket → trade batches",
+            rate.trades_per_second,
+            "trades/s",
+            f"target ≥ {TARGET_INGEST:,.0f}",
+        ),
+        Figure("parsePerS", "our parse alone (no socket)", rate.parse_per_second, "trades/s"),
+        Figure("orjsonPerS", "orjson.loads alone (the limit)", rate.orjson_per_second, "frames/s"),
+    ]
+
+
+async def push_section(ctx: BenchContext) -> list[Figure]:
+    """Trades with the wall clock's time → the gateway's kline update frames."""
+    from tickbase.app import App
+    from tickbase.bench.realtime_push import push_latency
+
+    seconds = max(2.0, min(10.0, ctx.size.seconds))
+    async with migrated_database(ctx.server_dsn, "realtime_push") as dsn, App(dsn) as app:
+        got = await push_latency(app, seconds=seconds)
+    return [
+        Figure("pushes", "kline update frames received", got["pushes"]),
+        Figure(
+            "tradePushP99Ms",
+            "trade → push p99 (each trade until an update shows it)",
+            got["trade_push_p99_ms"],
+            "ms",
+            f"target ≤ {TARGET_PUSH_P99_MS:.0f} ms",
+        ),
+        Figure("tradePushP50Ms", "trade → push p50", got["trade_push_p50_ms"], "ms"),
+        Figure("pushP99Ms", "newest trade → its push p99", got["push_p99_ms"], "ms"),
+        Figure("periodMs", "loop period", got["period_ms"], "ms"),
+    ]
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("aggregation", "Aggregation rate per worker", aggregation_section),
     Section("endToEnd", "End to end: replay → 2 workers → stored final bars", end_to_end_section),
     Section("loop", "Pulling loop duration, 1,000 symbols × 3 intervals", loop_section),
     Section("memory", "Memory per symbol", memory_section),
+    Section("ingest", "WebSocket ingest from a local fake Binance stream", ingest_section),
+    Section("push", "Trade → kline push over the gateway's WebSocket", push_section),
 )
 
 
