@@ -19,6 +19,9 @@ def test_rules_webhooks_and_listing(database_url: str, sql_conn: psycopg.Connect
         "leader-missing",
         "no-worker-for-type",
         "node-down",
+        "realtime-circuit-open",
+        "realtime-loop-slow",
+        "realtime-writer-drops",
         "schedule-lag",
     ]
 

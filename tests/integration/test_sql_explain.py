@@ -115,6 +115,7 @@ PARAMS: dict[str, Any] = {
     "enabled": True,
     # cluster: leases and nodes
     "holder": "n",
+    "names": ["realtime:BTCUSDT"],
     "lease": "leader",
     "token": 1,
     "ttl": 10.0,
