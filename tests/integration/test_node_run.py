@@ -41,14 +41,14 @@ async def test_the_node_registers_with_its_roles_and_leaves_on_stop(
         try:
             row = await wait_until(
                 lambda: asyncio.sleep(0, node_row(sql_conn, app.node_id)),
-                timeout=5,
+                timeout=15,
                 message="registration",
             )
             assert row == (["api", "worker", "scheduler"], ["q1", "q2"])
             # The scheduler role makes it a candidate: alone, it leads.
             await wait_until(
                 lambda: asyncio.sleep(0, leader_lease(sql_conn) == (app.node_id, True)),
-                timeout=5,
+                timeout=15,
                 message="the node leading",
             )
             assert not running.done()
@@ -69,7 +69,7 @@ async def test_a_worker_only_node_registers_as_worker(
         try:
             row = await wait_until(
                 lambda: asyncio.sleep(0, node_row(sql_conn, app.node_id)),
-                timeout=5,
+                timeout=15,
                 message="registration",
             )
             assert row == (["worker"], None)
@@ -108,12 +108,17 @@ async def test_a_role_that_fails_ends_run_with_its_failure(
     stop = asyncio.Event()  # never set: the failure alone ends the run
     async with app:
         running = asyncio.create_task(app.run(stop=stop))
+        # The heartbeat is up before its first beat lands: wait for both.
         await wait_until(
-            lambda: asyncio.sleep(0, leader_lease(sql_conn) == (app.node_id, True)),
-            timeout=5,
-            message="the node up and leading",
+            lambda: asyncio.sleep(
+                0,
+                leader_lease(sql_conn) == (app.node_id, True)
+                and node_row(sql_conn, app.node_id) is not None,
+            ),
+            timeout=15,
+            message="the node registered and leading",
         )
-        assert node_row(sql_conn, app.node_id) is not None and not running.done()
+        assert not running.done()
         failing.fail_now.set()
         with pytest.raises(RuntimeError, match="the ticker broke") as raised:
             await asyncio.wait_for(running, STOPPED_WITHIN)
@@ -199,7 +204,7 @@ async def test_on_stop_the_roles_stop_in_reverse_and_the_node_leaves_last(
             await asyncio.wait_for(started.wait(), 10)
             await wait_until(
                 lambda: asyncio.sleep(0, leader_lease(sql_conn) == (app.node_id, True)),
-                timeout=5,
+                timeout=15,
                 message="the node leading",
             )
         finally:
@@ -236,11 +241,11 @@ async def test_node_reports_registered_while_running_reach_the_heartbeat(
     async with app:
         running = asyncio.create_task(app.run(worker=False, scheduler=False, stop=stop))
         try:
-            await wait_until(lambda: asyncio.sleep(0, metrics()), timeout=5, message="a beat")
+            await wait_until(lambda: asyncio.sleep(0, metrics()), timeout=15, message="a beat")
             app.node_reports["broken"] = broken
             app.node_reports["realtime"] = lambda: {"circuits_open": ["shard-0"]}
             found = await wait_until(
-                lambda: asyncio.sleep(0, metrics().get("realtime")), timeout=5, message="report"
+                lambda: asyncio.sleep(0, metrics().get("realtime")), timeout=15, message="report"
             )
             assert found == {"circuits_open": ["shard-0"]}
             assert "broken" not in metrics() and "running_tasks" in metrics()

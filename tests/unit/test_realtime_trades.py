@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
+from tickbase.marketdata.realtime.trade_file import read_replay_file
 from tickbase.marketdata.realtime.trades import (
     BAD_PRICE,
     BAD_QTY,
@@ -22,7 +23,6 @@ from tickbase.marketdata.realtime.trades import (
     BadInput,
     parse_agg_trade,
     parse_frames,
-    read_replay_file,
 )
 
 STREAMS = frozenset({"btcusdt@aggTrade", "ethusdt@aggTrade"})

@@ -59,7 +59,7 @@ def replay(
 ) -> None:
     """Feed a trade file through the whole pipeline; exit once every final bar is stored."""
     from tickbase.marketdata.realtime.runner import parse_speed, replay_file
-    from tickbase.marketdata.realtime.trades import check_replay_header
+    from tickbase.marketdata.realtime.trade_file import check_replay_header
 
     chosen = _intervals(intervals)
     try:

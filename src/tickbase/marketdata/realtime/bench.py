@@ -16,7 +16,8 @@ from importlib import resources
 
 from tickbase.marketdata.realtime.aggregator import Aggregator
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS
-from tickbase.marketdata.realtime.trades import TradeBatch, read_replay_file
+from tickbase.marketdata.realtime.trade_file import read_replay_file
+from tickbase.marketdata.realtime.trades import TradeBatch
 
 __all__ = ["AggregationRate", "aggregation_rate", "plain_loop_rate", "sample_trades"]
 

@@ -22,7 +22,8 @@ from typing import Final
 
 import numpy as np
 
-from tickbase.marketdata.realtime.trades import BadInput, TradeBatch, read_replay_file
+from tickbase.marketdata.realtime.trade_file import read_replay_file
+from tickbase.marketdata.realtime.trades import BadInput, TradeBatch
 
 __all__ = ["PACE_SECONDS", "SLICE_TRADES", "ReplaySource"]
 
