@@ -144,9 +144,9 @@ async def test_two_live_runs_share_the_symbols_and_one_takes_over(app: tickbase.
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         assert streamed(runs[0]) == set(symbols)
-        stats = runs[0].pipeline.kline_state.stats
 
         def fed() -> dict[str, int]:
+            stats = runs[0].pipeline.kline_state.stats  # the counts now
             # (a restarted replay at 30x starts behind the clock the earlier one ran
             # ahead to: its trades may count as dropped late; they were fed all the same)
             return {s: stats[s].accepted + stats[s].dropped_late for s in symbols if s in stats}

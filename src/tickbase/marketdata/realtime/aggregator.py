@@ -32,17 +32,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
+from tickbase.marketdata.realtime.columns import BAR_DTYPE, NO_WATERMARK, STATS_DTYPE, BarChunk
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, LiveKline, interval_ms
 from tickbase.marketdata.realtime.trades import Floats, Int64s, TradeBatch
 
 __all__ = ["DEFAULT_LATENESS_MS", "Aggregator", "Changes", "SymbolStats"]
 
 DEFAULT_LATENESS_MS: Final = 2_000
-_NO_TIME: Final = -(2**62)
+_NO_TIME: Final = NO_WATERMARK
 
 
 class _Bar:
@@ -421,31 +422,50 @@ class Aggregator:
         """Bars updated since the last call (not final), and bars that became final.
 
         A final bar is reported once, then forgotten: a later trade for it is dropped late.
-        """
-        updated: list[tuple[tuple[str, int, int], LiveKline]] = []
-        finalized: list[tuple[tuple[str, int, int], LiveKline]] = []
+        (The objects of :meth:`report`; the shard sends the columns.)"""
+        chunk = self.report()
+        final = chunk.bars["final"]
+        return Changes(chunk.klines(chunk.bars[~final]), chunk.klines(chunk.bars[final]))
+
+    def report(self) -> BarChunk:
+        """What changed since the last report, as columns: the bars that became final,
+        then the bars updated and not final (each by symbol name, interval as configured
+        and open time), and the counts of every symbol touched."""
         touched = self._symbols if self._touched_all else self._touched
         self._touched, self._touched_all = {}, False
-        for symbol, state in touched.items():
-            horizon = state.watermark - self.lateness_ms
+        symbols = sorted(touched)
+        finals: list[tuple[Any, ...]] = []
+        updated: list[tuple[Any, ...]] = []
+        stats: list[tuple[int, ...]] = []
+        lateness = self.lateness_ms
+        for code, symbol in enumerate(symbols):
+            state = touched[symbol]
+            horizon = state.watermark - lateness
+            open_bars = 0
             for index, series in enumerate(state.series):
+                bars, step = series.bars, series.step
                 # close_time = open + step - 1 < horizon  <=>  open < horizon - step + 1
-                limit = horizon - series.step + 1
-                done = [t for t in series.bars if t < limit]
+                limit = horizon - step + 1
+                done = sorted(t for t in bars if t < limit)
                 for open_ms in done:
-                    bar = series.bars.pop(open_ms)
-                    finalized.append(
-                        ((symbol, index, open_ms), self._kline(symbol, series, open_ms, bar, True))
-                    )
+                    finals.append(_row(code, index, True, open_ms, step, bars.pop(open_ms)))
                     state.dirty.discard((index, open_ms))
-            for index, open_ms in state.dirty:
-                series = state.series[index]
-                kline = self._kline(symbol, series, open_ms, series.bars[open_ms], False)
-                updated.append(((symbol, index, open_ms), kline))
+                open_bars += len(bars)
+            for index, open_ms in sorted(state.dirty):
+                step = self._steps[index]
+                bar = state.series[index].bars[open_ms]
+                updated.append(_row(code, index, False, open_ms, step, bar))
             state.dirty = set()
-        updated.sort(key=lambda item: item[0])
-        finalized.sort(key=lambda item: item[0])
-        return Changes([k for _, k in updated], [k for _, k in finalized])
+            stats.append(
+                (code, state.watermark, state.accepted, state.dropped_late, open_bars, state.late)
+            )
+        finals.extend(updated)
+        return BarChunk(
+            tuple(symbols),
+            self.intervals,
+            np.array(finals, dtype=BAR_DTYPE),
+            np.array(stats, dtype=STATS_DTYPE),
+        )
 
     def advance(self, now_ms: int) -> None:
         """A live stream's clock: every symbol's watermark moves to at least ``now_ms``.
@@ -478,3 +498,11 @@ class Aggregator:
             bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.count,
             bar.taker_base, bar.taker_quote, bar.first_id, bar.last_id, final,
         )  # fmt: skip
+
+
+def _row(code: int, index: int, final: bool, open_ms: int, step: int, bar: _Bar) -> tuple[Any, ...]:
+    return (
+        code, index, final, open_ms, open_ms + step - 1,
+        bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.count,
+        bar.taker_base, bar.taker_quote, bar.first_id, bar.last_id,
+    )  # fmt: skip

@@ -4,14 +4,16 @@ Each message fed to the shard is a :class:`~tickbase.marketdata.realtime.trades.
 a list of them (a live stream's many small batches sent as one message, so a pull
 never waits behind hundreds), a :class:`Clock` (a live stream's wall clock: bars close on time, traded or not) or
 :data:`FINISH` (the end of a finite stream: every held bar becomes final). After each,
-the aggregator's changes go into the shard's change log keyed
-``(symbol, interval, open time ms)``: bars still forming as they are, final bars settled
-(forgotten once the loop has them); and each symbol's :class:`SymbolStats` under
-``("stats", symbol)`` (trades accepted, dropped late, the watermark).
+nothing is reported: before each pull the aggregator's report since the last one goes
+into the shard's change log as one :class:`~tickbase.marketdata.realtime.columns.BarChunk`
+(columns: the bars that became final, the bars changed, the touched symbols' counts),
+keyed ``("bars", n)`` and settled: forgotten once the loop has it; a pull the loop gave
+up on is answered again with every chunk since, oldest first.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +34,8 @@ makes the vectorised path about 4x slower for a live stream's 10-trade batches."
 FINISH = "finish"
 """Feed this (``shard.feed(FINISH)``) at the end of a replay."""
 
-STATS = "stats"
-"""The first part of a symbol's stats key, ``("stats", symbol)``."""
+CHUNK = "bars"
+"""The first part of a report's key in the change log, ``("bars", n)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,9 @@ def make_kline_aggregation(
         else:
             aggregator.add_batch(batch)
 
-    touched: dict[str, None] = {}  # symbols whose stats changed since the last report
-
     def aggregate(message: Sequence[Any] | str, log: ChangeLog) -> None:
         if isinstance(message, TradeBatch):
             add(message)
-            touched[message.symbol] = None
         elif isinstance(message, list):  # a live stream's flush: trades, then the clock
             for part in message:
                 if isinstance(part, Clock):
@@ -68,28 +67,23 @@ def make_kline_aggregation(
                     continue
                 for batch in part.parts() if isinstance(part, TradeBatches) else (part,):
                     add(batch)
-                    touched[batch.symbol] = None
         elif isinstance(message, Clock):
             aggregator.advance(message.now_ms)
         elif message == FINISH:
             aggregator.finish()
-            touched.update(dict.fromkeys(aggregator.symbols))
         else:
             raise TypeError(f"a K-line shard takes trade batches, Clock or FINISH, not {message!r}")
 
+    reports = itertools.count(1)
+
     def report(log: ChangeLog) -> None:
-        """Before each pull: the bars changed since the last one, built once."""
-        changes = aggregator.changes()
-        for bar in changes.updated:
-            log.set(bar.key, bar)
-        for bar in changes.finalized:
-            log.set(bar.key, bar, settled=True)
-        for symbol in touched:
-            log.set((STATS, symbol), aggregator.stats(symbol))
-        touched.clear()
+        """Before each pull: what changed since the last one, built once, as columns."""
+        chunk = aggregator.report()
+        if len(chunk):
+            log.set((CHUNK, next(reports)), chunk, settled=True)
 
     aggregate.report = report  # type: ignore[attr-defined]
     return aggregate
 
 
-__all__ = ["FINISH", "KLINE_SHARD", "SMALL_BATCH", "STATS", "Clock", "make_kline_aggregation"]
+__all__ = ["CHUNK", "FINISH", "KLINE_SHARD", "SMALL_BATCH", "Clock", "make_kline_aggregation"]

@@ -6,12 +6,10 @@ Overview
     gateway). Every :attr:`PullingLoop.period` seconds it asks every shard
     for the changes since the version it last acknowledged, concurrently,
     each with its own :attr:`PullingLoop.timeout`; applies the answers in
-    place to one state indexed by key (``values``: slots allocated once per
-    key, values replaced, never the dict rebuilt; or by an ``apply`` of the
-    caller's, called once per cycle, which the K-line pipeline uses to keep
-    one entry per series); then publishes one
-    immutable snapshot (a read-only view of a shallow copy: the values are
-    immutable themselves) on a latest-value channel.
+    place to one state (a :class:`LoopState`: by default :class:`LatestValues`,
+    each key's newest value; the K-line pipeline's keeps a pre-allocated slot
+    per symbol, :class:`~tickbase.marketdata.realtime.series.KlineState`);
+    then publishes one immutable snapshot of it on a latest-value channel.
 
 The shard protocol
     ``await shard.pull(since)`` answers ``(version, changes)``: every key
@@ -53,9 +51,36 @@ CIRCUIT_COOLDOWN_SECONDS = 5.0
 DURATIONS_KEPT = 1000
 
 
-Apply = Callable[[dict[Hashable, Any], Sequence[Mapping[Hashable, Any]]], None]
-"""Fold one cycle's answers (one mapping per shard that answered, maybe none) into the
-state in place; the default replaces each key's value with the newest."""
+class LoopState(Protocol):
+    """What the loop folds the shards' answers into, and publishes."""
+
+    @property
+    def values(self) -> Mapping[Hashable, Any]:
+        """The state now (read in place: not to be kept across cycles)."""
+        ...
+
+    def apply(self, pulled: Sequence[Mapping[Hashable, Any]]) -> None:
+        """Fold one cycle's answers (one mapping per shard that answered, maybe none) in."""
+        ...
+
+    def snapshot(self) -> Mapping[Hashable, Any]:
+        """An immutable copy of the state now (what a snapshot publishes)."""
+        ...
+
+
+class LatestValues:
+    """The default :class:`LoopState`: each key's newest value (the values are
+    immutable themselves, so a snapshot is a read-only view of a shallow copy)."""
+
+    def __init__(self) -> None:
+        self.values: dict[Hashable, Any] = {}
+
+    def apply(self, pulled: Sequence[Mapping[Hashable, Any]]) -> None:
+        for changes in pulled:
+            self.values.update(changes)
+
+    def snapshot(self) -> Mapping[Hashable, Any]:
+        return MappingProxyType(dict(self.values))
 
 
 class Shard(Protocol):
@@ -116,7 +141,8 @@ class PullingLoop(Service):
         threshold: int = CIRCUIT_THRESHOLD,
         cooldown: float = CIRCUIT_COOLDOWN_SECONDS,
         on_circuit: Callable[[str, CircuitState], None] | None = None,
-        apply: Apply | None = None,
+        state: LoopState | None = None,
+        on_cycle: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -129,9 +155,10 @@ class PullingLoop(Service):
         self.period = period
         self.timeout = timeout
         self.on_circuit = on_circuit
-        self.apply = apply
+        self.global_state: LoopState = LatestValues() if state is None else state
+        self.on_cycle = on_cycle
+        """Called after each cycle's answers are applied, before its snapshot."""
         self.clock = clock
-        self.values: dict[Hashable, Any] = {}
         self.channel: LatestValue[Snapshot] = LatestValue()
         self.shard_stats = {
             shard.name: ShardStats(breaker=CircuitBreaker(threshold, cooldown)) for shard in shards
@@ -140,6 +167,11 @@ class PullingLoop(Service):
         self.overruns = 0
         self.durations: list[float] = []
         """The last :data:`DURATIONS_KEPT` cycle durations (seconds)."""
+
+    @property
+    def values(self) -> Mapping[Hashable, Any]:
+        """The state now (its :attr:`LoopState.values`)."""
+        return self.global_state.values
 
     async def serve(self) -> None:
         self.mark_started()
@@ -171,13 +203,11 @@ class PullingLoop(Service):
                 version, changes = answer
                 pulled.append(changes)
                 self.shard_stats[shard.name].version = version
-        if self.apply is not None:
-            self.apply(self.values, pulled)
-        else:
-            for changes in pulled:
-                self.values.update(changes)
+        self.global_state.apply(pulled)
+        if self.on_cycle is not None:
+            self.on_cycle()
         self.cycles += 1
-        snapshot = Snapshot(self.cycles, MappingProxyType(dict(self.values)), started)
+        snapshot = Snapshot(self.cycles, self.global_state.snapshot(), started)
         self.channel.put(snapshot)
         spent = self.clock() - started
         self.durations.append(spent)
@@ -241,7 +271,8 @@ __all__ = [
     "CIRCUIT_THRESHOLD",
     "PERIOD_SECONDS",
     "PULL_TIMEOUT_SECONDS",
-    "Apply",
+    "LatestValues",
+    "LoopState",
     "PullingLoop",
     "Shard",
     "ShardStats",

@@ -42,12 +42,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tickbase.marketdata.realtime.aggregator import DEFAULT_LATENESS_MS
 from tickbase.marketdata.realtime.circuit import CircuitState
+from tickbase.marketdata.realtime.columns import NO_WATERMARK
 from tickbase.marketdata.realtime.indicators import LiveIndicators
 from tickbase.marketdata.realtime.kline import DEFAULT_INTERVALS, LiveKline, interval_ms
 from tickbase.marketdata.realtime.kline_shard import FINISH, KLINE_SHARD, Clock
@@ -195,14 +196,16 @@ class RealtimePipeline(Service):
                 flush_every=flush_every,
                 on_drop=self._writer_dropping,
                 on_written=self._written,
+                prepare=_to_item,
             )
-        self.kline_state = KlineState(on_final=self._final)
+        self.kline_state = KlineState(self.intervals, on_final=self._final)
         self.loop = PullingLoop(
             self.shards,
             period=period,
             timeout=timeout,
             on_circuit=self._circuit,
-            apply=self._apply,
+            state=self.kline_state,
+            on_cycle=self._applied,
         )
         self.reader: SerialReader[Any] = SerialReader(self.loop.channel)
         self.indicators = LiveIndicators(self.kline_state)
@@ -311,7 +314,7 @@ class RealtimePipeline(Service):
         for shard in self.shards:
             if self.loop.shard_stats[shard.name].pulls < self._finished_at.get(shard.name, 0) + 2:
                 return False  # no answer yet that covers the shard's FINISH
-        if self.kline_state.forming(self.loop.values):
+        if self.kline_state.forming_count():
             return False
         return self.writer is None or (not len(self.finals) and self.writer.depth == 0)
 
@@ -491,14 +494,12 @@ class RealtimePipeline(Service):
 
     # ---- in the loop's cycle ----------------------------------------------------------
 
-    def _apply(self, values: dict[Hashable, Any], pulled: Sequence[Mapping[Hashable, Any]]) -> None:
-        self.kline_state(values, pulled)
+    def _applied(self) -> None:
         self._progress.set()
-        if self.source.live and self.kline_state.restated:
+        watermarks = self.kline_state.restated
+        if self.source.live and len(watermarks):
             now_ms = time.time() * 1000
-            for stats in self.kline_state.restated:
-                if stats.watermark is not None:
-                    self.lags.append(now_ms - stats.watermark)
+            self.lags.extend((now_ms - watermarks[watermarks != NO_WATERMARK]).tolist())
             if len(self.lags) > LAGS_KEPT:
                 del self.lags[: len(self.lags) - LAGS_KEPT]
         if self.writer is not None and len(self.finals):
@@ -513,11 +514,13 @@ class RealtimePipeline(Service):
                 )
 
     def _final(self, bar: LiveKline) -> None:
+        # In the loop's cycle: two dictionary writes; the writer makes the stored
+        # form (to_item) when it flushes, in its own task.
         if self.writer is None:
             return
-        item = (bar.symbol, bar.interval, bar.to_kline())
-        self.finals.add(bar.key, item)
-        self.writer.offer(bar.key, item)
+        key = bar.key
+        self.finals.add(key, bar)
+        self.writer.offer(key, bar)
 
     def _written(self, items: Any) -> None:
         self.bars_stored += self.finals.confirm(items)
@@ -542,6 +545,11 @@ class RealtimePipeline(Service):
                 self.on_alert(kind, message)
             except Exception:
                 logger.exception("the real-time alert callback failed (%s)", kind)
+
+
+def _to_item(bar: LiveKline) -> tuple[str, str, Any]:
+    """What ``write`` stores for a final bar: ``(symbol, interval, Kline)``."""
+    return (bar.symbol, bar.interval, bar.to_kline())
 
 
 def _percentiles(values: Sequence[float], scale: float = 1.0) -> dict[str, float] | None:

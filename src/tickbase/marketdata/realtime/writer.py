@@ -69,6 +69,7 @@ class BarWriter(Service):
         flush_every: float = FLUSH_SECONDS,
         on_drop: Callable[[int], None] | None = None,
         on_written: Callable[[Iterable[tuple[Hashable, Any]]], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
         if capacity < 1:
@@ -78,6 +79,9 @@ class BarWriter(Service):
         self.flush_every = flush_every
         self.on_drop = on_drop
         self.on_written = on_written
+        self.prepare = prepare
+        """Makes what ``write`` takes of an offered bar, at flush time (in the writer's
+        task, not the offerer's); ``None``: the bar as offered."""
         self._pending: dict[Hashable, Any] = {}
         self._in_flight: dict[Hashable, Any] = {}
         self._dropping = False
@@ -133,7 +137,8 @@ class BarWriter(Service):
         self._in_flight = batch
         began = time.monotonic()
         try:
-            await self.write(list(batch.values()))
+            bars = list(batch.values())
+            await self.write(bars if self.prepare is None else [self.prepare(b) for b in bars])
         except Exception:
             # Keep them, unless a newer bar of the key was offered meanwhile.
             for key, bar in batch.items():
